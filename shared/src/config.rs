@@ -1,0 +1,180 @@
+//! Typed configuration read once from environment variables, with defaults that work locally.
+//!
+//! Nothing deeper in the code reads the environment: each binary builds its config struct here at
+//! start-up and fails fast, naming the variable, when a value does not parse.
+
+use std::{collections::HashMap, net::IpAddr, str::FromStr, time::Duration};
+
+use anyhow::{bail, Context};
+
+use crate::faults::FaultConfig;
+
+/// A snapshot of the environment, so config loading is a pure function that tests can feed.
+#[derive(Debug, Clone, Default)]
+pub struct Env(HashMap<String, String>);
+
+impl Env {
+    /// The process environment.
+    pub fn from_process() -> Self {
+        Self(std::env::vars().collect())
+    }
+
+    /// An environment made of the given pairs (for tests).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    }
+
+    /// The raw value, if set and not empty.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(String::as_str).filter(|v| !v.trim().is_empty())
+    }
+
+    /// The parsed value, or `default` when unset.
+    pub fn parse_or<T>(&self, name: &str, default: T) -> anyhow::Result<T>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => {
+                raw.trim().parse().map_err(|e| anyhow::anyhow!("environment variable {name}={raw:?} is invalid: {e}"))
+            }
+        }
+    }
+
+    /// A boolean flag: `1/true/yes/on` or `0/false/no/off`.
+    pub fn flag(&self, name: &str, default: bool) -> anyhow::Result<bool> {
+        match self.get(name).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["1", "true", "yes", "on"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["0", "false", "no", "off"].contains(&v.as_str()) => Ok(false),
+            Some(v) => bail!("environment variable {name}={v:?} is not a boolean (true/false)"),
+        }
+    }
+
+    /// A duration given in milliseconds (the variable's name says so: `…_MS`).
+    pub fn millis_or(&self, name: &str, default_ms: u64) -> anyhow::Result<Duration> {
+        Ok(Duration::from_millis(self.parse_or(name, default_ms)?))
+    }
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line, for machines.
+    Json,
+    /// Human-readable, for a terminal.
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            other => Err(format!("{other:?} is not json or pretty")),
+        }
+    }
+}
+
+/// What every HTTP service of the suite is configured with.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `HOST`: the address to listen on (default 127.0.0.1).
+    pub host: IpAddr,
+    /// `PORT`: the port to listen on (each service has its own default; 0 picks a free one).
+    pub port: u16,
+    /// `DATABASE_URL`: the service's own role's connection URL.
+    pub database_url: String,
+    /// `DB_SCHEMA`: the schema the service owns and migrates (default: the service's name).
+    pub db_schema: String,
+    /// `DB_MAX_CONNECTIONS`: pool size (default 10).
+    pub db_max_connections: u32,
+    /// `DB_ACQUIRE_TIMEOUT_MS`: longest wait for a pooled connection before answering 503.
+    pub db_acquire_timeout: Duration,
+    /// `DB_STARTUP_TIMEOUT_MS`: how long start-up keeps retrying an unreachable database.
+    pub db_startup_timeout: Duration,
+    /// `REQUEST_TIMEOUT_MS`: longest a request may run before the server answers 503.
+    pub request_timeout: Duration,
+    /// `BODY_LIMIT_BYTES`: largest accepted request body (default 64 KiB).
+    pub body_limit_bytes: usize,
+    /// `SHUTDOWN_GRACE_MS`: how long in-flight requests may drain after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// `ADMIN_TOKEN`: enables `/admin/faults` and is the bearer token it checks.
+    pub admin_token: Option<String>,
+    /// `FAULT_*`: faults injected from start-up (all off by default).
+    pub faults: FaultConfig,
+}
+
+impl ServiceConfig {
+    /// Reads the common variables; `service` names the default schema, `default_port` the port.
+    pub fn from_env(env: &Env, service: &str, default_port: u16) -> anyhow::Result<Self> {
+        let database_url = env
+            .get("DATABASE_URL")
+            .map(str::to_owned)
+            .unwrap_or_else(|| format!("postgres://{service}:{service}-secret@127.0.0.1:5432/saga"));
+        let admin_token = env.get("ADMIN_TOKEN").map(str::to_owned);
+        if let Some(token) = &admin_token {
+            if token.len() < 8 {
+                bail!("ADMIN_TOKEN must be at least 8 characters long");
+            }
+        }
+        let config = Self {
+            host: env.parse_or("HOST", IpAddr::from([127, 0, 0, 1]))?,
+            port: env.parse_or("PORT", default_port)?,
+            database_url,
+            db_schema: env.get("DB_SCHEMA").unwrap_or(service).to_owned(),
+            db_max_connections: env.parse_or("DB_MAX_CONNECTIONS", 10)?,
+            db_acquire_timeout: env.millis_or("DB_ACQUIRE_TIMEOUT_MS", 2_000)?,
+            db_startup_timeout: env.millis_or("DB_STARTUP_TIMEOUT_MS", 30_000)?,
+            request_timeout: env.millis_or("REQUEST_TIMEOUT_MS", 30_000)?,
+            body_limit_bytes: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
+            shutdown_grace: env.millis_or("SHUTDOWN_GRACE_MS", 10_000)?,
+            admin_token,
+            faults: FaultConfig::from_env(env).context("invalid FAULT_* configuration")?,
+        };
+        if config.db_max_connections == 0 {
+            bail!("DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if !config.db_schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
+            bail!("DB_SCHEMA must be a lowercase identifier");
+        }
+        Ok(config)
+    }
+}
+
+/// Logging settings every binary reads: `LOG_FORMAT` (json|pretty) and `RUST_LOG`.
+pub fn log_format(env: &Env) -> anyhow::Result<LogFormat> {
+    env.parse_or("LOG_FORMAT", LogFormat::Pretty)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_work_without_any_variable() -> anyhow::Result<()> {
+        let config = ServiceConfig::from_env(&Env::default(), "payment", 8082)?;
+        assert_eq!(config.port, 8082);
+        assert_eq!(config.db_schema, "payment");
+        assert!(config.admin_token.is_none());
+        assert!(!config.faults.any_enabled());
+        Ok(())
+    }
+
+    #[test]
+    fn an_unparsable_variable_is_named_in_the_error() {
+        let env = Env::from_pairs([("PORT", "eighty")]);
+        let err = ServiceConfig::from_env(&env, "payment", 8082).map(|_| ()).unwrap_err();
+        assert!(err.to_string().contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused() {
+        let env = Env::from_pairs([("ADMIN_TOKEN", "abc")]);
+        assert!(ServiceConfig::from_env(&env, "payment", 8082).is_err());
+    }
+}

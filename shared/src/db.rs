@@ -1,0 +1,62 @@
+//! The database pool of a service and the migrations of the schema it owns.
+//!
+//! Every connection has `search_path` set to the service's schema, so unqualified SQL (including
+//! sqlx's `_sqlx_migrations` table) lands there and nowhere else. Start-up waits for the database
+//! with a bound, so services can start before Postgres in any order.
+
+use std::{str::FromStr, time::Duration};
+
+use anyhow::Context;
+use sqlx::{
+    migrate::Migrator,
+    postgres::{PgConnectOptions, PgPoolOptions},
+    PgPool,
+};
+use tokio::time::{sleep, Instant};
+
+use crate::config::ServiceConfig;
+
+/// A lazily connecting pool for the service's role, pinned to its schema.
+pub fn pool(config: &ServiceConfig) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&config.database_url)
+        .context("DATABASE_URL is not a valid Postgres URL")?
+        .options([("search_path", config.db_schema.as_str())])
+        .application_name(&config.db_schema);
+    Ok(PgPoolOptions::new()
+        .max_connections(config.db_max_connections)
+        .acquire_timeout(config.db_acquire_timeout)
+        .connect_lazy_with(options))
+}
+
+/// Runs the schema's migrations, retrying while the database is unreachable, up to `timeout`.
+pub async fn migrate(pool: &PgPool, migrator: &Migrator, timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match migrator.run(pool).await {
+            Ok(()) => return Ok(()),
+            Err(sqlx::migrate::MigrateError::Execute(err))
+                if is_connection_error(&err) && Instant::now() < deadline =>
+            {
+                tracing::warn!(error = %err, "database not reachable yet; retrying migrations");
+            }
+            Err(err) => return Err(anyhow::Error::new(err).context("running migrations failed")),
+        }
+        sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+fn is_connection_error(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) => true,
+        // 57P03: the database system is starting up.
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+        _ => false,
+    }
+}
+
+/// True when the database answers a trivial query within `timeout`.
+pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
+    matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
+}

@@ -1,0 +1,78 @@
+//! Extractors whose rejections speak problem+json, like every other error.
+//!
+//! axum's own `Json` and `Path` reject with plain text; these wrap them and keep axum's status
+//! (400 syntax, 413 too large, 415 content type, 422 wrong shape) with a problem body.
+
+use axum::{
+    extract::{rejection::JsonRejection, rejection::PathRejection, FromRequest, FromRequestParts, Request},
+    http::{request::Parts, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::error::Problem;
+
+/// JSON body extractor (and responder) with problem+json rejections.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for AppJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_problem(&rejection)),
+        }
+    }
+}
+
+impl<T: Serialize> IntoResponse for AppJson<T> {
+    fn into_response(self) -> Response {
+        Json(self.0).into_response()
+    }
+}
+
+fn json_problem(rejection: &JsonRejection) -> Problem {
+    let status = rejection.status();
+    let (slug, title) = match rejection {
+        JsonRejection::JsonDataError(_) => ("validation", "Invalid request"),
+        JsonRejection::JsonSyntaxError(_) => ("malformed-json", "Malformed JSON"),
+        JsonRejection::MissingJsonContentType(_) => ("unsupported-media-type", "Expected application/json"),
+        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
+        _ => ("bad-request", "Unreadable request body"),
+    };
+    Problem::new(status, slug, title, Some(rejection.body_text()))
+}
+
+/// Path parameter extractor with problem+json rejections (a malformed id is a 400).
+#[derive(Debug, Clone, Copy)]
+pub struct AppPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppPath<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            Err(rejection) => Err(path_problem(&rejection)),
+        }
+    }
+}
+
+fn path_problem(rejection: &PathRejection) -> Problem {
+    let status = match rejection.status() {
+        s if s.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    Problem::new(status, "invalid-path", "Invalid path parameter", Some(rejection.body_text()))
+}

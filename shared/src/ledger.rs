@@ -1,0 +1,170 @@
+//! The idempotent step ledger every participant keeps, one row per order, in the same transaction
+//! as the step's effect.
+//!
+//! Each participant's step table has the columns `order_id uuid primary key`, `state text`
+//! (`done` | `compensated`), `request jsonb`, `response jsonb`, `tombstone boolean`,
+//! `created_at`, `updated_at`, `compensated_at`, plus its own typed columns. The rules:
+//! - a replayed `PUT` returns the stored response and changes nothing;
+//! - a `PUT` with another body for the same order is refused;
+//! - a `DELETE` of something never done inserts a tombstone, so a late `PUT` is refused;
+//! - concurrent requests for one order serialize on the primary key: the first insert holds the
+//!   row until its transaction ends, the others wait and then see its outcome.
+
+use serde_json::Value;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The step's table, qualified by the schema search path (a constant of the service, never input).
+#[derive(Debug, Clone, Copy)]
+pub struct StepTable(pub &'static str);
+
+/// What a `PUT` found when it tried to claim the order.
+#[derive(Debug)]
+pub enum ActionClaim {
+    /// First time: the row is inserted and locked by this transaction; do the effect now.
+    Fresh {
+        /// The row's creation time (the transaction's), for the response.
+        created_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Done before with the same body: answer the stored response (200).
+    Replay(Value),
+    /// Done before with another body (422).
+    Mismatch,
+    /// Compensated, or tombstoned before it ever ran (409).
+    Compensated,
+}
+
+/// Claims `order_id` for a `PUT` with `request` (the normalized request body).
+pub async fn claim_action(
+    conn: &mut PgConnection,
+    table: StepTable,
+    order_id: Uuid,
+    request: &Value,
+) -> Result<ActionClaim, sqlx::Error> {
+    let inserted: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
+        r#"insert into {} (order_id, state, request) values ($1, 'done', $2)
+           on conflict (order_id) do nothing returning created_at"#,
+        table.0
+    ))
+    .bind(order_id)
+    .bind(request)
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let Some(created_at) = inserted {
+        return Ok(ActionClaim::Fresh { created_at });
+    }
+    // Read committed: this statement sees the row the conflicting transaction committed.
+    let (state, same_request, response): (String, bool, Option<Value>) = sqlx::query_as(&format!(
+        r#"select state, coalesce(request = $2, false), response from {} where order_id = $1"#,
+        table.0
+    ))
+    .bind(order_id)
+    .bind(request)
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(match (state.as_str(), same_request, response) {
+        ("compensated", _, _) => ActionClaim::Compensated,
+        (_, false, _) => ActionClaim::Mismatch,
+        (_, true, Some(response)) => ActionClaim::Replay(response),
+        // A done row always has a response (it is written before commit); be explicit anyway.
+        (_, true, None) => ActionClaim::Mismatch,
+    })
+}
+
+/// Stores the response a replay will return. Call in the claiming transaction, after the effect.
+pub async fn store_response(
+    conn: &mut PgConnection,
+    table: StepTable,
+    order_id: Uuid,
+    response: &Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("update {} set response = $2, updated_at = now() where order_id = $1", table.0))
+        .bind(order_id)
+        .bind(response)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// What a `DELETE` found when it tried to claim the order's compensation.
+#[derive(Debug)]
+pub enum CompensationClaim {
+    /// Never done: a tombstone is now recorded; nothing to undo.
+    NeverDone,
+    /// Done: the row is locked; undo the effect described by `request`, then `mark_compensated`.
+    Undo {
+        /// The body of the `PUT` that did the step.
+        request: Value,
+    },
+    /// Compensated before: nothing to do.
+    AlreadyCompensated,
+}
+
+/// Claims `order_id` for a `DELETE`.
+pub async fn claim_compensation(
+    conn: &mut PgConnection,
+    table: StepTable,
+    order_id: Uuid,
+) -> Result<CompensationClaim, sqlx::Error> {
+    let inserted = sqlx::query(&format!(
+        r#"insert into {} (order_id, state, tombstone, compensated_at) values ($1, 'compensated', true, now())
+           on conflict (order_id) do nothing"#,
+        table.0
+    ))
+    .bind(order_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(CompensationClaim::NeverDone);
+    }
+    let (state, request): (String, Option<Value>) =
+        sqlx::query_as(&format!("select state, request from {} where order_id = $1 for update", table.0))
+            .bind(order_id)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(match (state.as_str(), request) {
+        ("done", Some(request)) => CompensationClaim::Undo { request },
+        _ => CompensationClaim::AlreadyCompensated,
+    })
+}
+
+/// Marks a claimed `Undo` as compensated, in the same transaction as the undo.
+pub async fn mark_compensated(conn: &mut PgConnection, table: StepTable, order_id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "update {} set state = 'compensated', compensated_at = now(), updated_at = now() where order_id = $1",
+        table.0
+    ))
+    .bind(order_id)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A `PUT` that may go on: either first time, or a replay to answer with the stored response.
+#[derive(Debug)]
+pub enum Begun {
+    /// Do the effect now; the row is created at `created_at`.
+    Fresh {
+        /// The row's creation time (the transaction's), for the response.
+        created_at: chrono::DateTime<chrono::Utc>,
+    },
+    /// Answer 200 with this stored response; change nothing.
+    Replay(Value),
+}
+
+/// [`claim_action`] with the refusals turned into their problem answers
+/// (another body → 422, compensated or tombstoned → 409).
+pub async fn begin_action(
+    conn: &mut PgConnection,
+    table: StepTable,
+    order_id: Uuid,
+    request: &Value,
+) -> Result<Begun, crate::AppError> {
+    match claim_action(conn, table, order_id, request).await? {
+        ActionClaim::Fresh { created_at } => Ok(Begun::Fresh { created_at }),
+        ActionClaim::Replay(stored) => Ok(Begun::Replay(stored)),
+        ActionClaim::Mismatch => Err(crate::AppError::idempotency_mismatch(order_id)),
+        ActionClaim::Compensated => Err(crate::AppError::already_compensated(order_id)),
+    }
+}

@@ -1,0 +1,18 @@
+//! The saga suite's common crate: everything two or more binaries need, written once.
+//!
+//! A service binary is `telemetry::init` → its typed config → `server::Application::build` →
+//! `run_until_stopped`; the modules below are the pieces of that life cycle.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod faults;
+pub mod json;
+pub mod ledger;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+
+pub use error::{AppError, Problem};
+pub use json::{AppJson, AppPath};

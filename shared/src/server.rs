@@ -1,0 +1,270 @@
+//! The HTTP server of every service: the standard routes, the tower stack, graceful shutdown.
+//!
+//! A service hands over its business routes and OpenAPI document; this module adds `/healthz`,
+//! `/readyz`, `/metrics`, `/openapi.json`, `/admin/faults` (when an admin token is set), wraps
+//! everything in one middleware stack, binds the listener (port 0 picks a free one, which
+//! [`Application::port`] reports) and serves until SIGTERM or Ctrl-C with a bounded drain.
+
+use std::{net::SocketAddr, time::Duration};
+
+use axum::{
+    error_handling::HandleErrorLayer,
+    extract::{DefaultBodyLimit, State},
+    http::{header, HeaderName, Request, StatusCode},
+    middleware,
+    response::IntoResponse,
+    routing::get,
+    BoxError, Json, Router,
+};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tower::ServiceBuilder;
+use tower_http::{
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::{
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    OpenApi,
+};
+
+use crate::{config::ServiceConfig, error::Problem, faults, metrics as http_metrics};
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What a service contributes to the server.
+pub struct ServiceSpec {
+    /// The service's name: log field, metric label, OpenAPI title.
+    pub name: &'static str,
+    /// The business routes, state already applied. Faults apply to these only.
+    pub routes: Router,
+    /// The OpenAPI document of the business routes.
+    pub openapi: utoipa::openapi::OpenApi,
+}
+
+impl std::fmt::Debug for ServiceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceSpec").field("name", &self.name).finish_non_exhaustive()
+    }
+}
+
+/// A bound, ready-to-run service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    name: &'static str,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Assembles the router and binds the listener.
+    pub async fn build(
+        config: &ServiceConfig,
+        spec: ServiceSpec,
+        pool: PgPool,
+        metrics: PrometheusHandle,
+    ) -> anyhow::Result<Self> {
+        let faults = faults::Faults::new(config.faults.clone());
+        if config.faults.any_enabled() {
+            tracing::warn!(faults = ?config.faults, "fault injection enabled at start-up");
+        }
+        let mut openapi = spec.openapi;
+        openapi.merge(ProbesDoc::openapi());
+        let mut router = spec
+            .routes
+            .layer(middleware::from_fn_with_state(faults.clone(), faults::inject))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz).with_state(pool))
+            .route("/metrics", get(render_metrics).with_state(metrics));
+        if let Some(token) = &config.admin_token {
+            router = router.merge(faults::admin_router(faults, token));
+            openapi.merge(AdminDoc::openapi());
+            let components = openapi.components.get_or_insert_with(Default::default);
+            components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        }
+        openapi.info.title = format!("{} service", spec.name);
+        openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
+        let document = serde_json::to_value(&openapi)?;
+        let router = router
+            .route("/openapi.json", get(move || async move { Json(document) }))
+            .fallback(crate::error::not_found_fallback)
+            .layer(middleware::from_fn_with_state(spec.name, http_metrics::track_http))
+            .layer(
+                // Outermost first: request id → trace span → timeout → body limit.
+                ServiceBuilder::new()
+                    .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                    .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                    .layer(TraceLayer::new_for_http().make_span_with(request_span(spec.name)))
+                    .layer(HandleErrorLayer::new(|err: BoxError| async move { timeout_problem(&err) }))
+                    .layer(tower::timeout::TimeoutLayer::new(config.request_timeout))
+                    .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
+            );
+
+        let address = SocketAddr::new(config.host, config.port);
+        let listener =
+            TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
+        Ok(Self { listener, router, name: spec.name, shutdown_grace: config.shutdown_grace })
+    }
+
+    /// The port actually bound (useful with `PORT=0`).
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
+    }
+
+    /// Serves until SIGTERM/Ctrl-C, then drains in-flight requests for at most the grace period.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let address = self.listener.local_addr()?;
+        tracing::info!(service = self.name, %address, "listening");
+        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
+        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stopping_tx.send(true);
+        });
+        let grace = self.shutdown_grace;
+        let drain_deadline = async move {
+            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = server => result?,
+            () = drain_deadline => tracing::warn!(?grace, "drain deadline reached; dropping open requests"),
+        }
+        tracing::info!(service = self.name, "stopped");
+        Ok(())
+    }
+}
+
+/// The span every request is handled in: service, method, path and request id.
+fn request_span<B>(service: &'static str) -> impl Fn(&Request<B>) -> tracing::Span + Clone {
+    move |request: &Request<B>| {
+        let request_id =
+            request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
+        tracing::info_span!("request", service, method = %request.method(), uri = %request.uri(), request_id)
+    }
+}
+
+fn timeout_problem(err: &BoxError) -> Problem {
+    if err.is::<tower::timeout::error::Elapsed>() {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "Request timed out",
+            Some("the server gave up on this request".to_owned()),
+        )
+    } else {
+        tracing::error!(error = %err, "middleware error");
+        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}
+
+/// Liveness: answers as long as the process serves HTTP.
+#[utoipa::path(get, path = "/healthz", tag = "probes",
+    responses((status = 200, description = "The process is alive", body = Status)))]
+async fn healthz() -> Json<Status> {
+    Json(Status { status: "ok".to_owned() })
+}
+
+/// Readiness: the database answers (migrations ran before the listener opened).
+#[utoipa::path(get, path = "/readyz", tag = "probes",
+    responses(
+        (status = 200, description = "Ready to serve", body = Status),
+        (status = 503, description = "Database unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn readyz(State(pool): State<PgPool>) -> axum::response::Response {
+    if crate::db::is_reachable(&pool, Duration::from_secs(2)).await {
+        Json(Status { status: "ready".to_owned() }).into_response()
+    } else {
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some("database unreachable".to_owned()))
+            .into_response()
+    }
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "probes",
+    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain")))]
+async fn render_metrics(State(handle): State<PrometheusHandle>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], handle.render())
+}
+
+/// Probe answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Status {
+    /// `ok` or `ready`.
+    status: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(paths(healthz, readyz, render_metrics), components(schemas(Problem, Status)))]
+struct ProbesDoc;
+
+#[derive(OpenApi)]
+#[openapi(paths(faults::get_faults, faults::put_faults), components(schemas(faults::FaultConfig, faults::FaultScope)))]
+struct AdminDoc;
+
+/// Logs a start-up failure and turns the outcome into the process exit code.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = ?err, "exiting on error");
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a service's route builder gets at start-up.
+#[derive(Debug)]
+pub struct Boot {
+    /// The process environment (for service-specific settings).
+    pub env: crate::config::Env,
+    /// The common settings.
+    pub config: ServiceConfig,
+    /// The migrated pool of the service's schema.
+    pub pool: PgPool,
+}
+
+/// The whole life of a participant: telemetry → config → pool and migrations → routes → serve.
+pub async fn run(
+    name: &'static str,
+    default_port: u16,
+    migrator: &'static sqlx::migrate::Migrator,
+    routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
+) -> anyhow::Result<()> {
+    let env = crate::config::Env::from_process();
+    crate::telemetry::init(crate::config::log_format(&env)?)?;
+    let metrics = http_metrics::install_recorder()?;
+    let config = ServiceConfig::from_env(&env, name, default_port)?;
+    let pool = crate::db::pool(&config)?;
+    crate::db::migrate(&pool, migrator, config.db_startup_timeout).await?;
+    let boot = Boot { env, config, pool };
+    let spec = routes(&boot)?;
+    Application::build(&boot.config, spec, boot.pool, metrics).await?.run_until_stopped().await
+}
