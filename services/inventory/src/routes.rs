@@ -1,0 +1,205 @@
+//! Inventory's HTTP routes: reservations (the saga step) and products (reads).
+
+use std::collections::HashMap;
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use saga_shared::{
+    api::{Item, Product, Reservation, ReservationRequest, Sku},
+    error::{ReadErrors, StepErrors},
+    ledger::{self, Begun, CompensationClaim},
+    server::ServiceSpec,
+    AppError, AppJson, AppPath, Problem,
+};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, RESERVATIONS},
+    metric_definitions::{count, RELEASES_TOTAL, RESERVATIONS_TOTAL},
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(reserve, release, get_reservation, get_product, list_products),
+    components(schemas(ReservationRequest, Reservation, Item, Product, Problem)),
+    tags((name = "inventory", description = "Stock reservations per order"))
+)]
+struct ApiDoc;
+
+/// The service's business routes and their OpenAPI document.
+pub fn spec(pool: PgPool) -> ServiceSpec {
+    let routes = Router::new()
+        .route("/reservations/{order_id}", get(get_reservation).put(reserve).delete(release))
+        .route("/products", get(list_products))
+        .route("/products/{sku}", get(get_product))
+        .with_state(pool);
+    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+}
+
+/// Reserves every line of the order, or nothing.
+#[utoipa::path(put, path = "/reservations/{order_id}", tag = "inventory",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    request_body = ReservationRequest,
+    responses(
+        (status = 201, description = "Reserved", body = Reservation),
+        (status = 200, description = "Replay: the stored result, nothing changed", body = Reservation),
+        (status = 409, description = "Out of stock, or the order's reservation was already released", body = Problem, content_type = "application/problem+json"),
+        StepErrors,
+    ))]
+#[tracing::instrument(skip(pool, body))]
+async fn reserve(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+    AppJson(body): AppJson<ReservationRequest>,
+) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
+    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
+    let mut tx = pool.begin().await?;
+    let begun = ledger::begin_action(&mut tx, RESERVATIONS, order_id, &request)
+        .await
+        .inspect_err(|_| count(RESERVATIONS_TOTAL, "refused"))?;
+    let created_at = match begun {
+        Begun::Fresh { created_at } => created_at,
+        Begun::Replay(stored) => {
+            count(RESERVATIONS_TOTAL, "replayed");
+            return Ok((StatusCode::OK, AppJson(stored)));
+        }
+    };
+
+    let lines = body.items.merged();
+    let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+    let stock: HashMap<String, db::StockRow> =
+        db::lock_products(&mut tx, &skus).await?.into_iter().map(|row| (row.sku.clone(), row)).collect();
+    check_lines(&lines, &stock)?;
+    if db::take_stock(&mut tx, &lines).await? != lines.len() as u64 {
+        // Unreachable while the rows are locked, but the conditional update is the guard of record.
+        count(RESERVATIONS_TOTAL, "out_of_stock");
+        return Err(out_of_stock("stock changed during the reservation".to_owned()));
+    }
+    let total_cents = lines.iter().map(|(sku, q)| stock.get(sku).map_or(0, |row| row.price_cents * q)).sum();
+
+    let reservation = Reservation {
+        order_id,
+        status: "reserved".to_owned(),
+        tombstone: false,
+        items: body.items.as_slice().to_vec(),
+        total_cents,
+        created_at,
+        updated_at: created_at,
+    };
+    let response = serde_json::to_value(&reservation).map_err(anyhow::Error::from)?;
+    ledger::store_response(&mut tx, RESERVATIONS, order_id, &response).await?;
+    tx.commit().await?;
+    count(RESERVATIONS_TOTAL, "reserved");
+    tracing::info!(total_cents, "reserved");
+    Ok((StatusCode::CREATED, AppJson(response)))
+}
+
+/// Refuses the reservation (rolling the claim back) when a sku is unknown or short of stock.
+fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -> Result<(), AppError> {
+    let unknown: Vec<&str> =
+        lines.iter().filter(|(sku, _)| !stock.contains_key(sku)).map(|(s, _)| s.as_str()).collect();
+    if !unknown.is_empty() {
+        count(RESERVATIONS_TOTAL, "unknown_sku");
+        return Err(AppError::problem(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unknown-sku",
+            "Unknown product",
+            format!("no product with sku {}", unknown.join(", ")),
+        ));
+    }
+    let short: Vec<String> = lines
+        .iter()
+        .filter_map(|(sku, q)| {
+            let row = stock.get(sku)?;
+            (i64::from(row.available) < *q).then(|| format!("{sku}: {q} requested, {} available", row.available))
+        })
+        .collect();
+    if !short.is_empty() {
+        count(RESERVATIONS_TOTAL, "out_of_stock");
+        return Err(out_of_stock(short.join("; ")));
+    }
+    Ok(())
+}
+
+fn out_of_stock(detail: String) -> AppError {
+    AppError::problem(StatusCode::CONFLICT, "out-of-stock", "Out of stock", detail)
+}
+
+/// Releases the order's reservation (the compensation). Releasing what was never reserved
+/// records a tombstone, so a late reservation for this order is refused.
+#[utoipa::path(delete, path = "/reservations/{order_id}", tag = "inventory",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Released (or never reserved, now tombstoned)", body = Reservation),
+        StepErrors,
+    ))]
+#[tracing::instrument(skip(pool))]
+async fn release(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+) -> Result<AppJson<Reservation>, AppError> {
+    let mut tx = pool.begin().await?;
+    let outcome = match ledger::claim_compensation(&mut tx, RESERVATIONS, order_id).await? {
+        CompensationClaim::NeverDone => "tombstone",
+        CompensationClaim::AlreadyCompensated => "replayed",
+        CompensationClaim::Undo { request } => {
+            let request: ReservationRequest = serde_json::from_value(request)
+                .map_err(|e| anyhow::anyhow!("stored reservation request is unreadable: {e}"))?;
+            let lines = request.items.merged();
+            let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+            db::lock_products(&mut tx, &skus).await?;
+            let returned = db::return_stock(&mut tx, &lines).await?;
+            if returned != lines.len() as u64 {
+                // Reserved counts are only ever raised by the reservation being undone here, so
+                // this means the data was edited by hand: refuse rather than invent stock.
+                return Err(anyhow::anyhow!("reserved stock does not cover order {order_id}'s reservation").into());
+            }
+            ledger::mark_compensated(&mut tx, RESERVATIONS, order_id).await?;
+            "released"
+        }
+    };
+    let reservation = db::fetch_reservation(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("reservation {order_id} vanished inside its transaction"))?;
+    tx.commit().await?;
+    count(RELEASES_TOTAL, outcome);
+    tracing::info!(outcome, "release");
+    Ok(AppJson(reservation))
+}
+
+/// The order's reservation.
+#[utoipa::path(get, path = "/reservations/{order_id}", tag = "inventory",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    responses((status = 200, description = "The reservation", body = Reservation), ReadErrors))]
+async fn get_reservation(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+) -> Result<AppJson<Reservation>, AppError> {
+    let mut conn = pool.acquire().await?;
+    db::fetch_reservation(&mut conn, order_id)
+        .await?
+        .map(AppJson)
+        .ok_or_else(|| AppError::not_found("reservation for order", order_id))
+}
+
+/// One product's price and stock.
+#[utoipa::path(get, path = "/products/{sku}", tag = "inventory",
+    params(("sku" = Sku, Path, description = "Product code")),
+    responses((status = 200, description = "The product", body = Product), ReadErrors))]
+async fn get_product(State(pool): State<PgPool>, AppPath(sku): AppPath<String>) -> Result<AppJson<Product>, AppError> {
+    let sku = Sku::try_from(sku).map_err(|_| AppError::not_found("product", "with that sku"))?;
+    let mut conn = pool.acquire().await?;
+    db::fetch_product(&mut conn, sku.as_str()).await?.map(AppJson).ok_or_else(|| AppError::not_found("product", sku))
+}
+
+/// Every product's price and stock.
+#[utoipa::path(get, path = "/products", tag = "inventory",
+    responses(
+        (status = 200, description = "All products", body = Vec<Product>),
+        (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
+    ))]
+async fn list_products(State(pool): State<PgPool>) -> Result<AppJson<Vec<Product>>, AppError> {
+    let mut conn = pool.acquire().await?;
+    Ok(AppJson(db::list_products(&mut conn).await?))
+}

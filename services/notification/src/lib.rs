@@ -1,0 +1,24 @@
+//! Notification: the order confirmation (the saga's last step) and, when a confirmed order is
+//! compensated, the cancellation notice.
+
+mod db;
+mod metric_definitions;
+mod routes;
+
+use sqlx::migrate::Migrator;
+
+/// The service's name: schema, log field and metric label.
+pub const NAME: &str = "notification";
+/// Default listening port.
+pub const DEFAULT_PORT: u16 = 8084;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/notification");
+
+/// Runs the service until SIGTERM/Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    saga_shared::server::run(NAME, DEFAULT_PORT, &MIGRATOR, |boot| {
+        metric_definitions::describe();
+        Ok(routes::spec(boot.pool.clone()))
+    })
+    .await
+}

@@ -1,0 +1,131 @@
+//! Notification's HTTP routes: the order confirmation (the saga step).
+
+use axum::{extract::State, http::StatusCode, routing::get, Router};
+use saga_shared::{
+    api::{Notification, NotificationRequest},
+    error::{ReadErrors, StepErrors},
+    ledger::{self, Begun, CompensationClaim},
+    server::ServiceSpec,
+    AppError, AppJson, AppPath, Problem,
+};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+use uuid::Uuid;
+
+use crate::{
+    db::{self, NOTIFICATIONS},
+    metric_definitions::{count, CANCELLATIONS_TOTAL, CONFIRMATIONS_TOTAL},
+};
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(send_confirmation, send_cancellation, get_notification),
+    components(schemas(NotificationRequest, Notification, Problem)),
+    tags((name = "notification", description = "Order confirmations and cancellation notices"))
+)]
+struct ApiDoc;
+
+/// The service's business routes and their OpenAPI document.
+pub fn spec(pool: PgPool) -> ServiceSpec {
+    let routes = Router::new()
+        .route("/notifications/{order_id}", get(get_notification).put(send_confirmation).delete(send_cancellation))
+        .with_state(pool);
+    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+}
+
+/// Sends (records) the order confirmation.
+#[utoipa::path(put, path = "/notifications/{order_id}", tag = "notification",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    request_body = NotificationRequest,
+    responses(
+        (status = 201, description = "Confirmation sent", body = Notification),
+        (status = 200, description = "Replay: the stored result, nothing changed", body = Notification),
+        (status = 409, description = "The order was already cancelled", body = Problem, content_type = "application/problem+json"),
+        StepErrors,
+    ))]
+#[tracing::instrument(skip(pool, body))]
+async fn send_confirmation(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+    AppJson(body): AppJson<NotificationRequest>,
+) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
+    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
+    let mut tx = pool.begin().await?;
+    let begun = ledger::begin_action(&mut tx, NOTIFICATIONS, order_id, &request)
+        .await
+        .inspect_err(|_| count(CONFIRMATIONS_TOTAL, "refused"))?;
+    let created_at = match begun {
+        Begun::Fresh { created_at } => created_at,
+        Begun::Replay(stored) => {
+            count(CONFIRMATIONS_TOTAL, "replayed");
+            return Ok((StatusCode::OK, AppJson(stored)));
+        }
+    };
+    let notification = Notification {
+        order_id,
+        status: "sent".to_owned(),
+        tombstone: false,
+        customer_id: Some(body.customer_id.to_string()),
+        confirmation: Some(format!("Dear {}, your order {order_id} is confirmed.", body.customer_id)),
+        cancellation_notice: None,
+        created_at,
+        updated_at: created_at,
+    };
+    let response = serde_json::to_value(&notification).map_err(anyhow::Error::from)?;
+    ledger::store_response(&mut tx, NOTIFICATIONS, order_id, &response).await?;
+    tx.commit().await?;
+    count(CONFIRMATIONS_TOTAL, "sent");
+    tracing::info!(customer_id = %body.customer_id, "confirmation sent");
+    Ok((StatusCode::CREATED, AppJson(response)))
+}
+
+/// Compensates the confirmation: sends a cancellation notice if a confirmation went out; if none
+/// did, records a tombstone so a late confirmation is refused.
+#[utoipa::path(delete, path = "/notifications/{order_id}", tag = "notification",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    responses(
+        (status = 200, description = "Cancellation notice sent (or never confirmed, now tombstoned)", body = Notification),
+        StepErrors,
+    ))]
+#[tracing::instrument(skip(pool))]
+async fn send_cancellation(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+) -> Result<AppJson<Notification>, AppError> {
+    let mut tx = pool.begin().await?;
+    let outcome = match ledger::claim_compensation(&mut tx, NOTIFICATIONS, order_id).await? {
+        CompensationClaim::NeverDone => "tombstone",
+        CompensationClaim::AlreadyCompensated => "replayed",
+        CompensationClaim::Undo { request } => {
+            let request: NotificationRequest = serde_json::from_value(request)
+                .map_err(|e| anyhow::anyhow!("stored notification request is unreadable: {e}"))?;
+            let notice =
+                format!("Dear {}, your order {order_id} was cancelled; any payment is refunded.", request.customer_id);
+            db::record_cancellation_notice(&mut tx, order_id, &notice).await?;
+            ledger::mark_compensated(&mut tx, NOTIFICATIONS, order_id).await?;
+            "notice_sent"
+        }
+    };
+    let notification = db::fetch_notification(&mut tx, order_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("notification {order_id} vanished inside its transaction"))?;
+    tx.commit().await?;
+    count(CANCELLATIONS_TOTAL, outcome);
+    tracing::info!(outcome, "cancellation");
+    Ok(AppJson(notification))
+}
+
+/// The order's notification record.
+#[utoipa::path(get, path = "/notifications/{order_id}", tag = "notification",
+    params(("order_id" = Uuid, Path, description = "The order")),
+    responses((status = 200, description = "The notification record", body = Notification), ReadErrors))]
+async fn get_notification(
+    State(pool): State<PgPool>,
+    AppPath(order_id): AppPath<Uuid>,
+) -> Result<AppJson<Notification>, AppError> {
+    let mut conn = pool.acquire().await?;
+    db::fetch_notification(&mut conn, order_id)
+        .await?
+        .map(AppJson)
+        .ok_or_else(|| AppError::not_found("notification for order", order_id))
+}

@@ -1,0 +1,86 @@
+//! Payment's SQL: small functions on a connection; the caller owns the transaction.
+
+use chrono::{DateTime, Utc};
+use saga_shared::{
+    api::{Account, Payment},
+    ledger::StepTable,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The step ledger table.
+pub const PAYMENTS: StepTable = StepTable("payments");
+
+/// Takes `amount` from the customer's balance if it covers it and the card is not declined.
+/// Returns whether the money was taken.
+pub async fn debit(conn: &mut PgConnection, customer_id: &str, amount: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query(
+        r#"update accounts set balance_cents = balance_cents - $2
+           where customer_id = $1 and not always_decline and balance_cents >= $2"#,
+    )
+    .bind(customer_id)
+    .bind(amount)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Gives `amount` back to the customer. Returns whether the account exists.
+pub async fn credit(conn: &mut PgConnection, customer_id: &str, amount: i64) -> Result<bool, sqlx::Error> {
+    let updated = sqlx::query("update accounts set balance_cents = balance_cents + $2 where customer_id = $1")
+        .bind(customer_id)
+        .bind(amount)
+        .execute(conn)
+        .await?
+        .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Why a debit was refused: `None` when the customer does not exist, else `always_decline`.
+pub async fn decline_reason(conn: &mut PgConnection, customer_id: &str) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar("select always_decline from accounts where customer_id = $1")
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await
+}
+
+/// One account.
+pub async fn fetch_account(conn: &mut PgConnection, customer_id: &str) -> Result<Option<Account>, sqlx::Error> {
+    sqlx::query_as::<_, (String, i64)>("select customer_id, balance_cents from accounts where customer_id = $1")
+        .bind(customer_id)
+        .fetch_optional(conn)
+        .await
+        .map(|row| row.map(|(customer_id, balance_cents)| Account { customer_id, balance_cents }))
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct PaymentRow {
+    order_id: Uuid,
+    state: String,
+    tombstone: bool,
+    customer_id: Option<String>,
+    amount_cents: Option<i64>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The payment of `order_id`, if any.
+pub async fn fetch_payment(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Payment>, sqlx::Error> {
+    let row: Option<PaymentRow> = sqlx::query_as(
+        r#"select order_id, state, tombstone, customer_id, amount_cents, created_at, updated_at
+           from payments where order_id = $1"#,
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| Payment {
+        order_id: row.order_id,
+        status: if row.state == "done" { "captured" } else { "refunded" }.to_owned(),
+        tombstone: row.tombstone,
+        customer_id: row.customer_id,
+        amount_cents: row.amount_cents,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }))
+}

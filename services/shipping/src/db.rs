@@ -1,0 +1,48 @@
+//! Shipping's SQL: small functions on a connection; the caller owns the transaction.
+
+use chrono::{DateTime, Utc};
+use saga_shared::{api::Shipment, ledger::StepTable};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+/// The step ledger table.
+pub const SHIPMENTS: StepTable = StepTable("shipments");
+
+/// Why no carrier delivers to `country`, if none does.
+pub async fn undeliverable_reason(conn: &mut PgConnection, country: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("select reason from undeliverable_countries where country = $1")
+        .bind(country)
+        .fetch_optional(conn)
+        .await
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ShipmentRow {
+    order_id: Uuid,
+    state: String,
+    tombstone: bool,
+    tracking_number: Option<String>,
+    country: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// The shipment of `order_id`, if any.
+pub async fn fetch_shipment(conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Shipment>, sqlx::Error> {
+    let row: Option<ShipmentRow> = sqlx::query_as(
+        r#"select order_id, state, tombstone, tracking_number, country, created_at, updated_at
+           from shipments where order_id = $1"#,
+    )
+    .bind(order_id)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|row| Shipment {
+        order_id: row.order_id,
+        status: if row.state == "done" { "created" } else { "cancelled" }.to_owned(),
+        tombstone: row.tombstone,
+        tracking_number: row.tracking_number,
+        country: row.country,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }))
+}

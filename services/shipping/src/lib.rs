@@ -1,0 +1,26 @@
+//! Shipping: a shipment per order (the saga's third step), refused for undeliverable countries.
+//!
+//! `PUT /shipments/{order_id}` books the shipment and returns its tracking number; `DELETE`
+//! cancels it.
+
+mod db;
+mod metric_definitions;
+mod routes;
+
+use sqlx::migrate::Migrator;
+
+/// The service's name: schema, log field and metric label.
+pub const NAME: &str = "shipping";
+/// Default listening port.
+pub const DEFAULT_PORT: u16 = 8083;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/shipping");
+
+/// Runs the service until SIGTERM/Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    saga_shared::server::run(NAME, DEFAULT_PORT, &MIGRATOR, |boot| {
+        metric_definitions::describe();
+        Ok(routes::spec(boot.pool.clone()))
+    })
+    .await
+}
