@@ -1,0 +1,102 @@
+//! The command line: clap definitions and the dispatch to [`crate::commands`].
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{control, up, with_postgres};
+use crate::services::LauncherEnv;
+use crate::state::StateDir;
+
+/// Runs the saga demo suite locally: Postgres, provisioning and the services.
+#[derive(Debug, Parser)]
+#[command(name = "sagactl", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands. Those acting on a running suite find it through `state.json` in the state
+/// directory (`SAGA_STATE_DIR`, default `./.sagactl`).
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Start Postgres (unless DATABASE_URL names an existing server to use as admin), provision
+    /// the database, start every service and wait; Ctrl-C or SIGTERM stops it all.
+    Up,
+    /// Start a stopped or killed service again with the environment it had. `<SVC>_FAULT_*`
+    /// variables in this command's environment replace its faults.
+    Start {
+        service: String,
+        /// Start without any FAULT_* settings.
+        #[arg(long)]
+        no_faults: bool,
+    },
+    /// Stop a service (SIGTERM, then SIGKILL after 10 s) and start it again, as for `start`.
+    Restart {
+        service: String,
+        /// Start without any FAULT_* settings.
+        #[arg(long)]
+        no_faults: bool,
+    },
+    /// Stop a service gracefully (SIGTERM, then SIGKILL after 10 s).
+    Stop { service: String },
+    /// Kill a service with SIGKILL, as a crash would.
+    Kill { service: String },
+    /// Show each service's process and /healthz answer; exits non-zero if any is down.
+    Status,
+    /// Run a command against a fast throwaway Postgres, whose superuser URL it gets in
+    /// SAGA_TEST_ADMIN_URL; exits with the command's exit code.
+    WithPostgres {
+        /// The command and its arguments (put `--` before it).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<OsString>,
+    },
+}
+
+/// Runs one command; the exit code is the command's own for `with-postgres` and `status`.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let launcher = LauncherEnv::from_process();
+    match cli.command {
+        Command::Up => up::up(&StateDir::from_env()?, &launcher).await,
+        Command::Start { service, no_faults } => {
+            control::start(&StateDir::from_env()?, &launcher, &service, no_faults).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restart { service, no_faults } => {
+            control::restart(&StateDir::from_env()?, &launcher, &service, no_faults).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { service } => {
+            control::stop(&StateDir::from_env()?, &service).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Kill { service } => {
+            control::kill(&StateDir::from_env()?, &service).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => control::status(&StateDir::from_env()?).await,
+        Command::WithPostgres { command } => with_postgres::with_postgres(&command).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn with_postgres_takes_everything_after_the_separator() -> anyhow::Result<()> {
+        let cli = Cli::try_parse_from(["sagactl", "with-postgres", "--", "cargo", "test", "--workspace"])?;
+        let Command::WithPostgres { command } = cli.command else {
+            anyhow::bail!("parsed as {:?}", cli.command);
+        };
+        assert_eq!(command, ["cargo", "test", "--workspace"]);
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! `start`, `stop`, `restart`, `kill` and `status`: acting on a suite that `sagactl up` runs,
+//! from another terminal, through its state file.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+
+use crate::launch::{port_is_free, probe_client};
+use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
+use crate::services::{spec, LauncherEnv, SUITE};
+use crate::state::{ServiceState, StateDir, StateLock, SuiteState};
+
+/// Grace period between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// Longest wait for another sagactl to finish its change of the state file.
+const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Stops `service` gracefully (SIGTERM, SIGKILL after the grace period).
+pub async fn stop(dir: &StateDir, service: &str) -> anyhow::Result<()> {
+    let (_lock, mut state) = open(dir, service).await?;
+    stop_locked(dir, &mut state, service).await
+}
+
+/// SIGKILLs `service`, as a crash would: no drain, no clean shutdown.
+pub async fn kill(dir: &StateDir, service: &str) -> anyhow::Result<()> {
+    let (_lock, mut state) = open(dir, service).await?;
+    let entry = entry_mut(&mut state, service)?;
+    let Some(pid) = running_pid(entry) else {
+        bail!("{service} is not running");
+    };
+    // The whole group, like a crash of the service's process tree.
+    signal_group(pid, Signal::Kill)?;
+    if !wait_gone(pid, Duration::from_secs(5)).await {
+        bail!("{service} (pid {pid}) is still there 5 s after SIGKILL");
+    }
+    entry.pid = None;
+    dir.save(&state)?;
+    println!("killed {service} (pid {pid})");
+    Ok(())
+}
+
+/// Starts a stopped service with its recorded environment.
+pub async fn start(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
+    let (lock, state) = open(dir, service).await?;
+    if let Some(pid) = running_pid(entry(&state, service)?) {
+        bail!("{service} is already running (pid {pid}); use `sagactl restart {service}`");
+    }
+    start_locked(dir, lock, state, launcher, service, no_faults).await
+}
+
+/// Stops, then starts `service` with its recorded environment.
+pub async fn restart(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
+    let (lock, mut state) = open(dir, service).await?;
+    if running_pid(entry(&state, service)?).is_some() {
+        stop_locked(dir, &mut state, service).await?;
+    }
+    start_locked(dir, lock, state, launcher, service, no_faults).await
+}
+
+/// Prints every service's process and health; fails (exit 1) if any is down.
+pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
+    let state = dir.load_running()?;
+    let client = probe_client()?;
+    let mut all_up = true;
+
+    let launcher = if state.launcher_alive() { "running" } else { "GONE (state may be stale)" };
+    println!("sagactl up: pid {} {launcher}; database {}", state.launcher_pid, state.database);
+    match state.postgres.pid {
+        Some(pid) if is_alive(pid) => {
+            println!("postgres:   pid {pid} alive, port {}", state.postgres.port)
+        }
+        Some(pid) => {
+            all_up = false;
+            println!("postgres:   pid {pid} DEAD");
+        }
+        None => println!("postgres:   external, port {}", state.postgres.port),
+    }
+    println!("\n{:<14} {:<8} {:<8} {:<22} URL", "SERVICE", "PID", "PROCESS", "HEALTHZ");
+    // Table order (participants, then orchestrator), as `up` prints it.
+    let services = SUITE.iter().filter_map(|spec| Some((spec.name, state.services.get(spec.name)?)));
+    for (name, svc) in services {
+        let pid = svc.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
+        let process = if running_pid(svc).is_some() { "alive" } else { "down" };
+        let health = match client.get(format!("{}/healthz", svc.url)).send().await {
+            Ok(response) => response.status().to_string(),
+            Err(_) => "no answer".to_owned(),
+        };
+        all_up &= process == "alive" && health.starts_with("200");
+        println!("{name:<14} {pid:<8} {process:<8} {health:<22} {}", svc.url);
+    }
+    Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// Takes the state lock and loads the state, checking `service` is part of it.
+async fn open(dir: &StateDir, service: &str) -> anyhow::Result<(StateLock, SuiteState)> {
+    spec(service)?;
+    let lock = dir.lock(LOCK_TIMEOUT).await?;
+    let state = dir.load_running()?;
+    if !state.launcher_alive() {
+        eprintln!(
+            "sagactl: warning: the `sagactl up` that owns this suite (pid {}) is gone; nothing \
+             will stop what is started now",
+            state.launcher_pid
+        );
+    }
+    entry(&state, service)?;
+    Ok((lock, state))
+}
+
+fn entry<'a>(state: &'a SuiteState, service: &str) -> anyhow::Result<&'a ServiceState> {
+    state.services.get(service).with_context(|| {
+        format!("{service} is not part of the running suite (its binary was not built when `sagactl up` started)")
+    })
+}
+
+fn entry_mut<'a>(state: &'a mut SuiteState, service: &str) -> anyhow::Result<&'a mut ServiceState> {
+    state.services.get_mut(service).with_context(|| format!("{service} is not part of the running suite"))
+}
+
+/// The recorded PID if that process is still the service (not a reused PID).
+fn running_pid(entry: &ServiceState) -> Option<u32> {
+    entry.pid.filter(|&pid| is_alive(pid) && runs_binary(pid, &entry.binary))
+}
+
+async fn stop_locked(dir: &StateDir, state: &mut SuiteState, service: &str) -> anyhow::Result<()> {
+    let entry = entry_mut(state, service)?;
+    let Some(pid) = running_pid(entry) else {
+        bail!("{service} is not running");
+    };
+    let endings = terminate_all(&[pid], STOP_GRACE).await;
+    entry.pid = None;
+    dir.save(state)?;
+    match endings.first() {
+        Some((_, Ending::Killed)) => {
+            println!("{service} (pid {pid}) ignored SIGTERM for {}s; killed it", STOP_GRACE.as_secs())
+        }
+        _ => println!("stopped {service} (pid {pid})"),
+    }
+    Ok(())
+}
+
+/// Spawns the service detached, records its PID, releases the lock, then waits for readiness
+/// (without the lock, so a slow start does not block other commands).
+async fn start_locked(
+    dir: &StateDir,
+    lock: StateLock,
+    mut state: SuiteState,
+    launcher: &LauncherEnv,
+    service: &str,
+    no_faults: bool,
+) -> anyhow::Result<()> {
+    let entry = entry_mut(&mut state, service)?;
+    if !port_is_free(entry.port) {
+        bail!("port {} of {service} is in use by another process", entry.port);
+    }
+    // Faults given on this command line replace the recorded ones; none given keeps them.
+    let faults = launcher.fault_env(service);
+    if no_faults || !faults.is_empty() {
+        entry.env.retain(|key, _| !key.starts_with("FAULT_"));
+        entry.env.extend(faults);
+    }
+    let svc = entry.clone();
+    let launch = svc.launch(service);
+    let mut child = launch.spawn()?;
+    let pid = child.id().with_context(|| format!("{service} exited before its pid was read"))?;
+    entry.pid = Some(pid);
+    dir.save(&state)?;
+    drop(lock);
+
+    if let Err(err) = launch.wait_ready(&mut child).await {
+        // Don't leave a half-started process behind; the state keeps its PID, which
+        // `status` shows as down.
+        terminate_all(&[pid], Duration::from_secs(5)).await;
+        return Err(err);
+    }
+    let faults: Vec<String> = svc
+        .env
+        .iter()
+        .filter(|(key, _)| key.starts_with("FAULT_"))
+        .map(|(key, value)| format!("{key}={value}"))
+        .collect();
+    let faults = if faults.is_empty() { "no faults".to_owned() } else { faults.join(" ") };
+    println!("started {service} (pid {pid}, {faults}); log: {}", svc.log_path.display());
+    Ok(())
+}

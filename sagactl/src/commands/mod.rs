@@ -1,0 +1,9 @@
+//! One module per subcommand group of the `sagactl` binary.
+
+pub mod control;
+pub mod up;
+pub mod with_postgres;
+
+mod database;
+mod signals;
+mod summary;

@@ -1,0 +1,217 @@
+//! `sagactl up`: a database, its provisioning, every service; then wait for Ctrl-C/SIGTERM and
+//! stop it all in order (services first, then the database they use).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context as _};
+
+use super::database::{postgres_died, Database};
+use super::signals::StopSignals;
+use super::summary::print_summary;
+use crate::launch::port_is_free;
+use crate::process::{is_alive, runs_binary, terminate_all, Ending};
+use crate::provision::{provision, validate_identifier, Provisioned};
+use crate::services::{service_env, EnvContext, LauncherEnv, ServiceSpec, SUITE};
+use crate::state::{ServiceState, StateDir, SuiteState};
+
+/// Grace period between SIGTERM and SIGKILL for the services.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs `up` until a stop signal (exit 0) or the database dying (exit 1).
+pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCode> {
+    refuse_if_running(dir)?;
+    let database = launcher.get("SAGA_DATABASE").unwrap_or("saga").to_owned();
+    validate_identifier(&database).context("SAGA_DATABASE")?;
+    // Everything that can be checked without side effects is checked before Postgres starts.
+    let plan = plan(launcher)?;
+    let (admin_token, token_generated) = launcher.admin_token();
+    let mut signals = StopSignals::install()?;
+    dir.create()?;
+
+    let mut db = None;
+    let startup = start_suite(dir, launcher, &plan, &database, &admin_token, &mut db);
+    let started = tokio::select! {
+        result = startup => result,
+        name = signals.recv() => Err(anyhow!("interrupted by {name} during start-up")),
+    };
+    let state = match started {
+        Ok(state) => state,
+        Err(err) => {
+            eprintln!("sagactl: start-up failed; stopping what was started");
+            shut_down(dir, db).await;
+            return Err(err);
+        }
+    };
+    let Some(running_db) = db.as_mut() else {
+        bail!("internal error: start-up succeeded without a database");
+    };
+    print_summary(&state, &plan, running_db, token_generated);
+
+    let code = tokio::select! {
+        name = signals.recv() => {
+            eprintln!("sagactl: {name} received; stopping the suite");
+            ExitCode::SUCCESS
+        }
+        () = postgres_died(running_db) => {
+            eprintln!("sagactl: Postgres exited unexpectedly; stopping the suite");
+            ExitCode::FAILURE
+        }
+    };
+    shut_down(dir, db).await;
+    Ok(code)
+}
+
+/// A second `up` on the same state directory would fight the first over ports and state.
+fn refuse_if_running(dir: &StateDir) -> anyhow::Result<()> {
+    if let Some(state) = dir.load()? {
+        if state.launcher_alive() && state.launcher_pid != std::process::id() {
+            bail!(
+                "a suite is already running from {} (sagactl up, pid {}); stop it first",
+                dir.root().display(),
+                state.launcher_pid
+            );
+        }
+        eprintln!("sagactl: note: replacing stale {}", dir.state_path().display());
+    }
+    Ok(())
+}
+
+/// One service `up` will start.
+#[derive(Debug)]
+pub(super) struct Planned {
+    pub(super) spec: &'static ServiceSpec,
+    pub(super) binary: PathBuf,
+    pub(super) port: u16,
+}
+
+fn plan(launcher: &LauncherEnv) -> anyhow::Result<Vec<Planned>> {
+    let bin_dir = launcher.bin_dir()?;
+    let mut plan: Vec<Planned> = Vec::new();
+    for spec in &SUITE {
+        let binary = bin_dir.join(spec.binary);
+        if !binary.is_file() {
+            if spec.optional {
+                eprintln!("sagactl: note: {} not built ({}); skipping it", spec.name, binary.display());
+                continue;
+            }
+            bail!(
+                "{} binary not found at {}: build the services first (`cargo build --workspace`) \
+                 or set SAGA_BIN_DIR to the directory holding them",
+                spec.name,
+                binary.display()
+            );
+        }
+        let port = launcher.port(spec)?;
+        let upper = spec.name.to_uppercase();
+        if let Some(other) = plan.iter().find(|p| p.port == port) {
+            bail!("{} and {} would both use port {port}; set {upper}_PORT", other.spec.name, spec.name);
+        }
+        if !port_is_free(port) {
+            bail!(
+                "port {port} for {} is already in use (another suite still running?); free it or \
+                 set {upper}_PORT",
+                spec.name
+            );
+        }
+        plan.push(Planned { spec, binary, port });
+    }
+    Ok(plan)
+}
+
+async fn start_suite(
+    dir: &StateDir,
+    launcher: &LauncherEnv,
+    plan: &[Planned],
+    database: &str,
+    admin_token: &str,
+    db_slot: &mut Option<Database>,
+) -> anyhow::Result<SuiteState> {
+    let db = db_slot.insert(Database::start(launcher).await?);
+    let provisioned: Provisioned =
+        provision(&db.admin_url(), database).await.with_context(|| format!("cannot provision database {database}"))?;
+    let mut state = SuiteState {
+        launcher_pid: std::process::id(),
+        database: database.to_owned(),
+        admin_token: admin_token.to_owned(),
+        postgres: db.state(),
+        services: BTreeMap::new(),
+    };
+    dir.save(&state)?;
+
+    let ports: BTreeMap<&'static str, u16> = plan.iter().map(|p| (p.spec.name, p.port)).collect();
+    let ctx = EnvContext { ports: &ports, provisioned: &provisioned, admin_token, launcher };
+    for planned in plan {
+        let name = planned.spec.name;
+        let entry = ServiceState {
+            pid: None,
+            port: planned.port,
+            url: format!("http://127.0.0.1:{}", planned.port),
+            binary: planned.binary.clone(),
+            env: service_env(planned.spec, &ctx),
+            log_path: dir.log_path(name),
+        };
+        eprintln!("sagactl: starting {name} on port {}", entry.port);
+        let mut child = entry.launch(name).spawn()?;
+        // Recorded before the readiness wait, so an interrupted start-up still stops it.
+        let pid = child.id().with_context(|| format!("{name} exited before its pid was read"))?;
+        state.services.insert(name.to_owned(), ServiceState { pid: Some(pid), ..entry });
+        dir.save(&state)?;
+        let svc = entry_of(&state, name)?;
+        svc.launch(name)
+            .wait_ready(&mut child)
+            .await
+            .with_context(|| format!("{name} did not become ready (log: {})", svc.log_path.display()))?;
+    }
+    Ok(state)
+}
+
+fn entry_of<'a>(state: &'a SuiteState, name: &str) -> anyhow::Result<&'a ServiceState> {
+    state.services.get(name).with_context(|| format!("internal error: {name} missing from the state"))
+}
+
+/// Services first (SIGTERM, grace, SIGKILL), from the state file so that services restarted from
+/// another terminal are included; then the database; then the state file.
+async fn shut_down(dir: &StateDir, db: Option<Database>) {
+    // Keeps a `restart` in progress from writing a PID we would then miss.
+    let lock = dir.lock(Duration::from_secs(15)).await;
+    if let Err(err) = &lock {
+        eprintln!("sagactl: warning: {err:#}; stopping without the state lock");
+    }
+    match dir.load() {
+        Ok(Some(state)) => stop_services(&state).await,
+        Ok(None) => {}
+        Err(err) => eprintln!("sagactl: warning: {err:#}; services may be left running"),
+    }
+    if let Some(Database::Temporary(pg)) = db {
+        eprintln!("sagactl: stopping Postgres (pid {})", pg.pid());
+        drop(pg);
+    }
+    if let Err(err) = dir.remove() {
+        eprintln!("sagactl: warning: {err:#}");
+    }
+    drop(lock);
+}
+
+async fn stop_services(state: &SuiteState) {
+    let running: Vec<(&str, u32)> = state
+        .services
+        .iter()
+        .filter_map(|(name, svc)| {
+            let pid = svc.pid?;
+            (is_alive(pid) && runs_binary(pid, &svc.binary)).then_some((name.as_str(), pid))
+        })
+        .collect();
+    let pids: Vec<u32> = running.iter().map(|&(_, pid)| pid).collect();
+    let endings = terminate_all(&pids, STOP_GRACE).await;
+    for ((name, pid), (_, ending)) in running.iter().zip(endings) {
+        match ending {
+            Ending::Exited => eprintln!("sagactl: stopped {name} (pid {pid})"),
+            Ending::Killed => {
+                eprintln!("sagactl: {name} (pid {pid}) ignored SIGTERM for {}s; killed it", STOP_GRACE.as_secs())
+            }
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Starting one service process and waiting until it reports ready.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+
+use crate::services::is_fault_var;
+use crate::text::{log_tail, shell_quote};
+
+/// How long a service may take to answer `/readyz` with 200 (it migrates its schema first).
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Per-request bound of readiness and health probes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Everything needed to start one service.
+#[derive(Debug, Clone, Copy)]
+pub struct Launch<'a> {
+    pub name: &'a str,
+    pub binary: &'a Path,
+    /// Variables set on top of the inherited environment.
+    pub env: &'a BTreeMap<String, String>,
+    pub log_path: &'a Path,
+    pub port: u16,
+}
+
+impl Launch<'_> {
+    /// Starts the process in its own process group, output appended to its log. Its own group,
+    /// so a Ctrl-C in the launcher's terminal reaches only the launcher, which then stops the
+    /// services in order; it also lets `start`/`restart` leave the service running detached.
+    pub fn spawn(&self) -> anyhow::Result<Child> {
+        if !self.binary.is_file() {
+            bail!(
+                "{} binary not found at {} (build it with `cargo build -p {}`, or set \
+                 SAGA_BIN_DIR to the directory holding the service binaries)",
+                self.name,
+                self.binary.display(),
+                self.name
+            );
+        }
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path)
+            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
+        // A marker per start makes restarts easy to find in an appended log.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        writeln!(log, "--- sagactl: starting {} (unix time {now}) ---", self.name)
+            .with_context(|| format!("cannot write {}", self.log_path.display()))?;
+        let log_err = log.try_clone().context("cannot duplicate the log file handle")?;
+
+        let mut cmd = Command::new(self.binary);
+        // Faults reach a service only through the explicit per-service mapping in `env`.
+        for (key, _) in std::env::vars_os() {
+            if key.to_str().is_some_and(is_fault_var) {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.envs(self.env).stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
+        cmd.spawn().with_context(|| format!("cannot start {}", self.binary.display()))
+    }
+
+    /// Polls `GET /readyz` until it answers 200, failing early (with the end of the log) if the
+    /// process exits first.
+    pub async fn wait_ready(&self, child: &mut Child) -> anyhow::Result<()> {
+        let client = probe_client()?;
+        let url = format!("http://127.0.0.1:{}/readyz", self.port);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().context("cannot poll the child process")? {
+                bail!(
+                    "{} exited during start-up ({status}); end of {}:\n{}",
+                    self.name,
+                    self.log_path.display(),
+                    log_tail(self.log_path, 30)
+                );
+            }
+            if let Ok(response) = client.get(&url).send().await {
+                if response.status() == reqwest::StatusCode::OK {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} did not answer 200 on {url} within {}s; end of {}:\n{}",
+                    self.name,
+                    READY_TIMEOUT.as_secs(),
+                    self.log_path.display(),
+                    log_tail(self.log_path, 30)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// A shell command line that starts the service by hand exactly as sagactl does.
+    pub fn command_line(&self) -> String {
+        let mut parts = vec!["env".to_owned()];
+        parts.extend(self.env.iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));
+        parts.push(shell_quote(&self.binary.to_string_lossy()));
+        parts.push(format!(">> {} 2>&1", shell_quote(&self.log_path.to_string_lossy())));
+        parts.join(" ")
+    }
+}
+
+/// HTTP client for readiness/health probes; every request is bounded.
+pub fn probe_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().context("cannot build the HTTP client")
+}
+
+/// True if nothing listens on `127.0.0.1:port`. Checked before starting a service: an old
+/// instance still on the port would otherwise answer the readiness probe for the new one.
+pub fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_quotes_values_and_appends_to_the_log() {
+        let env = BTreeMap::from([
+            ("PORT".to_owned(), "8082".to_owned()),
+            ("RUST_LOG".to_owned(), "info,sqlx=warn".to_owned()),
+            ("X".to_owned(), "a b".to_owned()),
+        ]);
+        let launch = Launch {
+            name: "payment",
+            binary: Path::new("/opt/bin/payment"),
+            env: &env,
+            log_path: Path::new("/tmp/logs/payment.log"),
+            port: 8082,
+        };
+        assert_eq!(
+            launch.command_line(),
+            "env PORT=8082 RUST_LOG=info,sqlx=warn 'X=a b' /opt/bin/payment >> /tmp/logs/payment.log 2>&1"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_child_that_exits_early_fails_readiness_with_its_log() -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("sagactl-launch-{}", crate::text::random_hex(6)));
+        std::fs::create_dir_all(&dir)?;
+        let script = dir.join("crashy");
+        std::fs::write(&script, "#!/bin/sh\necho 'boom: no DATABASE_URL' >&2\nexit 3\n")?;
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        let env = BTreeMap::new();
+        let log = dir.join("crashy.log");
+        let launch = Launch { name: "crashy", binary: &script, env: &env, log_path: &log, port: 1 };
+        let mut child = launch.spawn()?;
+        let err = launch.wait_ready(&mut child).await.err().context("readiness passed")?;
+        let message = format!("{err:#}");
+        assert!(message.contains("exited during start-up"), "{message}");
+        assert!(message.contains("boom: no DATABASE_URL"), "{message}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,165 @@
+//! Signals and liveness checks for processes we only know by PID (e.g. a service restarted from
+//! another terminal). Signals go through the `kill` binary because the workspace denies `unsafe`,
+//! which `libc::kill` would need.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+/// The signals sagactl sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Graceful stop for the services (they drain and exit).
+    Term,
+    /// Postgres' "fast shutdown".
+    Int,
+    /// No more waiting.
+    Kill,
+}
+
+impl Signal {
+    fn name(self) -> &'static str {
+        match self {
+            Signal::Term => "TERM",
+            Signal::Int => "INT",
+            Signal::Kill => "KILL",
+        }
+    }
+}
+
+/// Sends `signal` to `pid`. A process that is already gone is not an error.
+pub fn send_signal(pid: u32, signal: Signal) -> anyhow::Result<()> {
+    kill(signal, &pid.to_string(), pid)
+}
+
+/// Sends `signal` to the process group led by `pid`. The services are started as group leaders,
+/// so this also reaches anything they spawned (a wrapper script's real server, say).
+pub fn signal_group(pid: u32, signal: Signal) -> anyhow::Result<()> {
+    kill(signal, &format!("-{pid}"), pid)
+}
+
+fn kill(signal: Signal, target: &str, pid: u32) -> anyhow::Result<()> {
+    let output = Command::new("kill")
+        .arg(format!("-{}", signal.name()))
+        .arg("--")
+        .arg(target)
+        .stdin(Stdio::null())
+        .output()
+        .context("cannot run `kill`")?;
+    if !output.status.success() && is_alive(pid) {
+        bail!("kill -{} {target} failed: {}", signal.name(), String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
+/// True while `pid` exists and is not a zombie (an exited child nobody has reaped yet).
+pub fn is_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !matches!(process_state(&stat), Some('Z' | 'X') | None),
+        Err(_) => false,
+    }
+}
+
+/// The state letter of a `/proc/<pid>/stat` line. The command name in parentheses may itself
+/// contain spaces and parentheses, so parse from the last `)`.
+fn process_state(stat: &str) -> Option<char> {
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().next()?.chars().next()
+}
+
+/// True if `pid` runs `binary`. Guards against PID reuse: a state file may name a PID that now
+/// belongs to an unrelated process, which we must never signal. The second argument is checked
+/// too, because for an interpreted script argv is `interpreter script …`.
+pub fn runs_binary(pid: u32, binary: &Path) -> bool {
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    cmdline.split(|&b| b == 0).take(2).any(|arg| {
+        let arg = Path::new(std::str::from_utf8(arg).unwrap_or_default());
+        arg == binary || (arg.file_name().is_some() && arg.file_name() == binary.file_name())
+    })
+}
+
+/// Polls until `pid` is gone or `timeout` passes; returns whether it is gone.
+pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !is_alive(pid) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// How a [`terminate_all`] ended for one process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited within the grace period.
+    Exited,
+    /// It had to be killed.
+    Killed,
+}
+
+/// SIGTERM to the process group of every PID at once, one shared grace period, then SIGKILL for
+/// the leftovers. Signalling all first means a slow service does not delay the others' shutdown.
+/// Each PID must lead its own process group, as the services sagactl starts do.
+pub async fn terminate_all(pids: &[u32], grace: Duration) -> Vec<(u32, Ending)> {
+    for &pid in pids {
+        if let Err(err) = signal_group(pid, Signal::Term) {
+            eprintln!("sagactl: warning: {err:#}");
+        }
+    }
+    let deadline = Instant::now() + grace;
+    let mut endings = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if wait_gone(pid, left).await {
+            endings.push((pid, Ending::Exited));
+        } else {
+            if let Err(err) = signal_group(pid, Signal::Kill) {
+                eprintln!("sagactl: warning: {err:#}");
+            }
+            // SIGKILL cannot be ignored; the wait only covers the kernel tearing it down.
+            wait_gone(pid, Duration::from_secs(5)).await;
+            endings.push((pid, Ending::Killed));
+        }
+    }
+    endings
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_state_is_read_after_the_last_parenthesis() {
+        assert_eq!(process_state("42 (a) b) (c) S 1 2 3"), Some('S'));
+        assert_eq!(process_state("42 (zombie) Z 1"), Some('Z'));
+        assert_eq!(process_state("garbage"), None);
+    }
+
+    #[test]
+    fn our_own_process_is_alive_and_runs_our_binary() -> anyhow::Result<()> {
+        let me = std::process::id();
+        assert!(is_alive(me));
+        let exe = std::env::current_exe()?;
+        assert!(runs_binary(me, &exe));
+        assert!(!runs_binary(me, Path::new("/usr/bin/definitely-not-this")));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn terminate_all_stops_a_process_that_honours_sigterm() -> anyhow::Result<()> {
+        let mut child = tokio::process::Command::new("sleep").arg("30").process_group(0).spawn()?;
+        let pid = child.id().context("child has no pid")?;
+        let endings = terminate_all(&[pid], Duration::from_secs(5)).await;
+        assert_eq!(endings, vec![(pid, Ending::Exited)]);
+        let _ = child.wait().await;
+        Ok(())
+    }
+}

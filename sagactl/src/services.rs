@@ -1,0 +1,300 @@
+//! The suite's processes (one table) and the environment each one is started with.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context as _};
+
+use crate::provision::Provisioned;
+use crate::text::random_hex;
+
+/// What a process is in the saga.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Owns one resource and answers the orchestrator.
+    Participant,
+    /// Drives sagas; needs every participant's URL.
+    Orchestrator,
+}
+
+/// One service of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Also its database role and schema.
+    pub name: &'static str,
+    /// File name in the binary directory.
+    pub binary: &'static str,
+    /// Port unless `<NAME>_PORT` says otherwise.
+    pub default_port: u16,
+    pub role: Role,
+    /// Skipped (with a note) when its binary has not been built, instead of failing `up`.
+    pub optional: bool,
+}
+
+/// Every process `sagactl up` starts, in start order: participants first, because the
+/// orchestrator may call them as soon as it is up.
+pub const SUITE: [ServiceSpec; 5] = [
+    ServiceSpec {
+        name: "inventory",
+        binary: "inventory",
+        default_port: 8081,
+        role: Role::Participant,
+        optional: false,
+    },
+    ServiceSpec { name: "payment", binary: "payment", default_port: 8082, role: Role::Participant, optional: false },
+    ServiceSpec { name: "shipping", binary: "shipping", default_port: 8083, role: Role::Participant, optional: false },
+    ServiceSpec {
+        name: "notification",
+        binary: "notification",
+        default_port: 8084,
+        role: Role::Participant,
+        optional: false,
+    },
+    ServiceSpec {
+        name: "orchestrator",
+        binary: "orchestrator",
+        default_port: 8080,
+        role: Role::Orchestrator,
+        optional: true,
+    },
+];
+
+/// Looks a service up by name, with the valid names in the error.
+pub fn spec(name: &str) -> anyhow::Result<&'static ServiceSpec> {
+    SUITE.iter().find(|spec| spec.name == name).with_context(|| {
+        let names: Vec<_> = SUITE.iter().map(|spec| spec.name).collect();
+        format!("unknown service {name:?} (known: {})", names.join(", "))
+    })
+}
+
+/// A snapshot of the launcher's environment, taken once, so everything below is a pure function
+/// of it (and testable without touching the real environment).
+#[derive(Debug, Clone, Default)]
+pub struct LauncherEnv {
+    vars: BTreeMap<String, String>,
+}
+
+impl LauncherEnv {
+    /// The process environment; variables that are not UTF-8 are ignored.
+    pub fn from_process() -> Self {
+        Self::from_pairs(
+            std::env::vars_os().filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?))),
+        )
+    }
+
+    pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        Self { vars: pairs.into_iter().collect() }
+    }
+
+    /// A variable's value; empty counts as unset.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Where the service binaries are: `SAGA_BIN_DIR`, else next to the running `sagactl`
+    /// (cargo builds every binary of the workspace into the same directory).
+    pub fn bin_dir(&self) -> anyhow::Result<PathBuf> {
+        if let Some(dir) = self.get("SAGA_BIN_DIR") {
+            return Ok(PathBuf::from(dir));
+        }
+        let exe = std::env::current_exe().context("cannot locate the sagactl executable")?;
+        exe.parent().map(PathBuf::from).context("the sagactl executable has no parent directory")
+    }
+
+    /// `<NAME>_PORT`, else the table's default.
+    pub fn port(&self, spec: &ServiceSpec) -> anyhow::Result<u16> {
+        let key = format!("{}_PORT", spec.name.to_uppercase());
+        match self.get(&key) {
+            None => Ok(spec.default_port),
+            Some(raw) => match raw.parse::<u16>() {
+                Ok(port) if port != 0 => Ok(port),
+                _ => bail!("{key}={raw:?} is not a port number (1-65535)"),
+            },
+        }
+    }
+
+    /// `ADMIN_TOKEN`, else a fresh random one; the flag says whether it was generated (and so
+    /// must be shown to the user).
+    pub fn admin_token(&self) -> (String, bool) {
+        match self.get("ADMIN_TOKEN") {
+            Some(token) => (token.to_owned(), false),
+            None => (random_hex(16), true),
+        }
+    }
+
+    /// `<SERVICE>_FAULT_X=v` becomes `FAULT_X=v` for that service only, so faults can be aimed
+    /// at one participant from the launcher's command line.
+    pub fn fault_env(&self, service: &str) -> BTreeMap<String, String> {
+        let prefix = format!("{}_", service.to_uppercase());
+        self.vars
+            .iter()
+            .filter_map(|(key, value)| {
+                let rest = key.strip_prefix(&prefix)?;
+                rest.starts_with("FAULT_").then(|| (rest.to_owned(), value.clone()))
+            })
+            .collect()
+    }
+}
+
+/// True for variables that configure faults (`FAULT_*`, `<SERVICE>_FAULT_*`). They are removed
+/// from what a child inherits, so only the mapping in [`LauncherEnv::fault_env`] decides which
+/// service misbehaves.
+pub fn is_fault_var(key: &str) -> bool {
+    key.starts_with("FAULT_")
+        || SUITE.iter().any(|spec| {
+            key.strip_prefix(&format!("{}_", spec.name.to_uppercase())).is_some_and(|rest| rest.starts_with("FAULT_"))
+        })
+}
+
+/// What a service needs to find its peers and its database.
+#[derive(Debug)]
+pub struct EnvContext<'a> {
+    /// Port of every service being started (the orchestrator gets the participants' URLs).
+    pub ports: &'a BTreeMap<&'static str, u16>,
+    pub provisioned: &'a Provisioned,
+    pub admin_token: &'a str,
+    pub launcher: &'a LauncherEnv,
+}
+
+/// The variables `sagactl` sets for one service (on top of the inherited environment).
+pub fn service_env(spec: &ServiceSpec, ctx: &EnvContext<'_>) -> BTreeMap<String, String> {
+    let port = ctx.ports.get(spec.name).copied().unwrap_or(spec.default_port);
+    let mut env = BTreeMap::from([
+        ("HOST".to_owned(), "127.0.0.1".to_owned()),
+        ("PORT".to_owned(), port.to_string()),
+        ("DATABASE_URL".to_owned(), ctx.provisioned.service_url(spec.name)),
+        ("DB_SCHEMA".to_owned(), spec.name.to_owned()),
+        ("LOG_FORMAT".to_owned(), ctx.launcher.get("LOG_FORMAT").unwrap_or("pretty").to_owned()),
+        ("ADMIN_TOKEN".to_owned(), ctx.admin_token.to_owned()),
+    ]);
+    if let Some(filter) = ctx.launcher.get("RUST_LOG") {
+        env.insert("RUST_LOG".to_owned(), filter.to_owned());
+    }
+    if spec.role == Role::Orchestrator {
+        let participants = SUITE.iter().filter(|s| s.role == Role::Participant);
+        for participant in participants {
+            if let Some(port) = ctx.ports.get(participant.name) {
+                let key = format!("{}_URL", participant.name.to_uppercase());
+                env.insert(key, format!("http://127.0.0.1:{port}"));
+            }
+        }
+    }
+    env.extend(ctx.launcher.fault_env(spec.name));
+    env
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> LauncherEnv {
+        LauncherEnv::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn table_has_unique_names_and_ports_and_matches_the_database_roles() {
+        let mut names: Vec<_> = SUITE.iter().map(|s| s.name).collect();
+        let mut ports: Vec<_> = SUITE.iter().map(|s| s.default_port).collect();
+        names.sort_unstable();
+        ports.sort_unstable();
+        names.dedup();
+        ports.dedup();
+        assert_eq!(names.len(), SUITE.len());
+        assert_eq!(ports.len(), SUITE.len());
+        for spec in &SUITE {
+            assert!(crate::provision::SERVICES.contains(&spec.name), "{} has no schema", spec.name);
+        }
+    }
+
+    #[test]
+    fn participants_are_required_and_start_before_the_orchestrator() {
+        let last = SUITE.last().map(|s| s.role);
+        assert_eq!(last, Some(Role::Orchestrator));
+        assert!(SUITE.iter().filter(|s| s.role == Role::Participant).all(|s| !s.optional));
+        assert_eq!(spec("payment").map(|s| s.default_port).ok(), Some(8082));
+        assert!(spec("billing").is_err());
+    }
+
+    #[test]
+    fn fault_variables_are_mapped_to_their_service_only() {
+        let launcher = env(&[
+            ("PAYMENT_FAULT_LATENCY_MS", "200"),
+            ("PAYMENT_FAULT_ERROR_RATE", "0.5"),
+            ("SHIPPING_FAULT_LATENCY_MS", "5"),
+            ("PAYMENT_PORT", "9000"),
+            ("FAULT_GLOBAL", "1"),
+        ]);
+        let payment = launcher.fault_env("payment");
+        assert_eq!(
+            payment,
+            BTreeMap::from([
+                ("FAULT_ERROR_RATE".to_owned(), "0.5".to_owned()),
+                ("FAULT_LATENCY_MS".to_owned(), "200".to_owned()),
+            ])
+        );
+        assert!(launcher.fault_env("inventory").is_empty());
+        assert!(is_fault_var("FAULT_GLOBAL"));
+        assert!(is_fault_var("SHIPPING_FAULT_LATENCY_MS"));
+        assert!(!is_fault_var("PAYMENT_PORT"));
+    }
+
+    #[test]
+    fn ports_can_be_overridden_and_are_validated() -> anyhow::Result<()> {
+        let inventory = spec("inventory")?;
+        assert_eq!(env(&[]).port(inventory)?, 8081);
+        assert_eq!(env(&[("INVENTORY_PORT", "9181")]).port(inventory)?, 9181);
+        assert!(env(&[("INVENTORY_PORT", "http")]).port(inventory).is_err());
+        assert!(env(&[("INVENTORY_PORT", "0")]).port(inventory).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn admin_token_comes_from_the_environment_or_is_generated() {
+        assert_eq!(env(&[("ADMIN_TOKEN", "t0k")]).admin_token(), ("t0k".to_owned(), false));
+        let (token, generated) = env(&[]).admin_token();
+        assert!(generated);
+        assert_eq!(token.len(), 32);
+    }
+
+    #[test]
+    fn each_service_gets_its_database_login_port_and_token() -> anyhow::Result<()> {
+        let provisioned = Provisioned::for_tests("127.0.0.1", 5433, "saga");
+        let ports = BTreeMap::from([("inventory", 8081), ("payment", 9082), ("orchestrator", 8080)]);
+        let launcher = env(&[("RUST_LOG", "debug"), ("PAYMENT_FAULT_LATENCY_MS", "200")]);
+        let ctx = EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "tok", launcher: &launcher };
+
+        let payment = service_env(spec("payment")?, &ctx);
+        assert_eq!(payment["PORT"], "9082");
+        assert_eq!(payment["HOST"], "127.0.0.1");
+        assert_eq!(payment["DATABASE_URL"], "postgres://payment:payment-secret@127.0.0.1:5433/saga");
+        assert_eq!(payment["DB_SCHEMA"], "payment");
+        assert_eq!(payment["LOG_FORMAT"], "pretty");
+        assert_eq!(payment["RUST_LOG"], "debug");
+        assert_eq!(payment["ADMIN_TOKEN"], "tok");
+        assert_eq!(payment["FAULT_LATENCY_MS"], "200");
+        assert!(!payment.contains_key("INVENTORY_URL"));
+
+        let inventory = service_env(spec("inventory")?, &ctx);
+        assert!(!inventory.contains_key("FAULT_LATENCY_MS"));
+
+        let orchestrator = service_env(spec("orchestrator")?, &ctx);
+        assert_eq!(orchestrator["INVENTORY_URL"], "http://127.0.0.1:8081");
+        assert_eq!(orchestrator["PAYMENT_URL"], "http://127.0.0.1:9082");
+        // Services not being started get no URL.
+        assert!(!orchestrator.contains_key("SHIPPING_URL"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_launchers_log_format_wins_over_the_default() -> anyhow::Result<()> {
+        let provisioned = Provisioned::for_tests("127.0.0.1", 5432, "saga");
+        let ports = BTreeMap::new();
+        let launcher = env(&[("LOG_FORMAT", "json")]);
+        let ctx = EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "t", launcher: &launcher };
+        let shipping = service_env(spec("shipping")?, &ctx);
+        assert_eq!(shipping["LOG_FORMAT"], "json");
+        assert_eq!(shipping["PORT"], "8083");
+        assert!(!shipping.contains_key("RUST_LOG"));
+        Ok(())
+    }
+}
