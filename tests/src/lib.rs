@@ -1,0 +1,61 @@
+//! The end-to-end test harness: a fresh database on a real Postgres for each test, the real
+//! service binaries as child processes on free ports, and a small HTTP client.
+//!
+//! Postgres: `SAGA_TEST_ADMIN_URL` (a superuser URL; `scripts/test.sh` starts one throwaway
+//! cluster for the whole run and sets it), else each test starts its own throwaway cluster.
+//! Binaries: the `target/<profile>` directory the test executable lives in, or `SAGA_BIN_DIR`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
+
+mod client;
+mod processes;
+
+pub use client::{Answer, Http};
+pub use processes::{Service, Suite, ADMIN_TOKEN};
+
+use sagactl::{
+    postgres::{TempPostgres, TempPostgresOptions},
+    provision::{provision, Provisioned},
+};
+use sqlx::{postgres::PgPoolOptions, PgPool};
+
+/// A fresh database of its own for one test, provisioned like production (schemas and roles).
+#[derive(Debug)]
+pub struct TestDb {
+    /// Superuser URL of the cluster's `postgres` database.
+    pub admin_url: String,
+    /// The database's name (`t_<uuid>`).
+    pub name: String,
+    /// Per-service connection URLs.
+    pub provisioned: Provisioned,
+    /// The cluster, when this test started its own (stopped on drop).
+    _cluster: Option<TempPostgres>,
+}
+
+impl TestDb {
+    /// Provisions a new database on the shared cluster, or on a throwaway one of this test's own.
+    pub async fn new() -> anyhow::Result<Self> {
+        let (admin_url, cluster) = match std::env::var("SAGA_TEST_ADMIN_URL") {
+            Ok(url) if !url.is_empty() => (url, None),
+            _ => {
+                let cluster = TempPostgres::start(TempPostgresOptions { fast: true, max_connections: 200 }).await?;
+                (cluster.admin_url(), Some(cluster))
+            }
+        };
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let provisioned = provision(&admin_url, &name).await?;
+        Ok(Self { admin_url, name, provisioned, _cluster: cluster })
+    }
+
+    /// A pool connected as `service`'s own role (what that service itself can see).
+    pub async fn pool_as(&self, service: &str) -> anyhow::Result<PgPool> {
+        Ok(PgPoolOptions::new().max_connections(4).connect(&self.provisioned.service_url(service)).await?)
+    }
+
+    /// A superuser pool on this test's database, for arranging and auditing state.
+    pub async fn superuser_pool(&self) -> anyhow::Result<PgPool> {
+        let mut url = reqwest::Url::parse(&self.admin_url)?;
+        url.set_path(&format!("/{}", self.name));
+        Ok(PgPoolOptions::new().max_connections(4).connect(url.as_str()).await?)
+    }
+}

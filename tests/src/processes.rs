@@ -1,0 +1,215 @@
+//! The services under test, each a real child process of the test on a free loopback port.
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    process::{ExitStatus, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::{client::Http, TestDb};
+
+/// A participant service of the suite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    /// Stock and reservations.
+    Inventory,
+    /// Balances and payments.
+    Payment,
+    /// Shipments.
+    Shipping,
+    /// Confirmations and cancellation notices.
+    Notification,
+}
+
+impl Service {
+    /// All four participants, in saga order.
+    pub const PARTICIPANTS: [Service; 4] = [Self::Inventory, Self::Payment, Self::Shipping, Self::Notification];
+
+    /// Binary, schema and role name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Inventory => "inventory",
+            Self::Payment => "payment",
+            Self::Shipping => "shipping",
+            Self::Notification => "notification",
+        }
+    }
+}
+
+/// The admin token every test service is started with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+#[derive(Debug)]
+struct Running {
+    child: Child,
+}
+
+/// A test's database and the services running on it. Dropping it kills the services.
+#[derive(Debug)]
+pub struct Suite {
+    /// The test's database.
+    pub db: TestDb,
+    /// A client with a generous timeout.
+    pub http: Http,
+    ports: HashMap<Service, u16>,
+    running: HashMap<Service, Running>,
+    log_dir: PathBuf,
+}
+
+impl Suite {
+    /// A fresh database with `services` running on it (with `ADMIN_TOKEN` set).
+    pub async fn start(services: &[Service]) -> Self {
+        Self::start_with_env(services, &[]).await
+    }
+
+    /// Like [`Suite::start`], with extra environment variables per service.
+    pub async fn start_with_env(services: &[Service], env: &[(Service, &str, &str)]) -> Self {
+        let db = TestDb::new().await.expect("test database");
+        let log_dir = target_dir().join("test-logs").join(&db.name);
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let mut suite = Self {
+            db,
+            http: Http::new(Duration::from_secs(30)),
+            ports: HashMap::new(),
+            running: HashMap::new(),
+            log_dir,
+        };
+        for &service in services {
+            let extra: Vec<(&str, &str)> =
+                env.iter().filter(|(s, _, _)| *s == service).map(|(_, k, v)| (*k, *v)).collect();
+            suite.spawn(service, &extra).await;
+        }
+        suite
+    }
+
+    /// Base URL of `service` joined with `path`.
+    pub fn url(&self, service: Service, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port(service))
+    }
+
+    /// The port `service` listens (or listened) on.
+    pub fn port(&self, service: Service) -> u16 {
+        *self.ports.get(&service).expect("service was never started")
+    }
+
+    /// Starts `service` (again, on the same port if it ran before) and waits until it is ready.
+    pub async fn spawn(&mut self, service: Service, extra_env: &[(&str, &str)]) {
+        let port = match self.ports.get(&service) {
+            Some(port) => *port,
+            None => free_port(),
+        };
+        self.ports.insert(service, port);
+        let log_path = self.log_dir.join(format!("{}.log", service.name()));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
+        let log_err = log.try_clone().expect("log file");
+        let mut command = Command::new(bin_dir().join(service.name()));
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()))
+            .env("HOST", "127.0.0.1")
+            .env("PORT", port.to_string())
+            .env("DATABASE_URL", self.db.provisioned.service_url(service.name()))
+            .env("LOG_FORMAT", "pretty")
+            .env("ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("SHUTDOWN_GRACE_MS", "3000")
+            .envs(extra_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .kill_on_drop(true);
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} from {}: {e} (run `cargo build --workspace` first)",
+                service.name(),
+                bin_dir().display()
+            )
+        });
+        self.running.insert(service, Running { child });
+        self.wait_ready(service, &log_path).await;
+    }
+
+    async fn wait_ready(&mut self, service: Service, log_path: &Path) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = self.url(service, "/readyz");
+        let probe = Http::new(Duration::from_secs(1));
+        loop {
+            if let Ok(answer) = probe.send(reqwest::Method::GET, &url, None).await {
+                if answer.status == 200 {
+                    return;
+                }
+            }
+            let running = self.running.get_mut(&service).expect("spawned");
+            if let Ok(Some(status)) = running.child.try_wait() {
+                panic!("{} exited ({status}) before it was ready:\n{}", service.name(), tail(log_path));
+            }
+            if Instant::now() > deadline {
+                panic!("{} not ready within 30 s:\n{}", service.name(), tail(log_path));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILLs `service` and waits for it to be gone.
+    pub async fn kill(&mut self, service: Service) {
+        if let Some(mut running) = self.running.remove(&service) {
+            running.child.kill().await.expect("kill");
+        }
+    }
+
+    /// Sends SIGTERM to `service` and waits (at most 15 s) for it to exit.
+    pub async fn terminate(&mut self, service: Service) -> ExitStatus {
+        let mut running = self.running.remove(&service).expect("service not running");
+        let pid = running.child.id().expect("pid");
+        sagactl::process::send_signal(pid, sagactl::process::Signal::Term).expect("SIGTERM");
+        tokio::time::timeout(Duration::from_secs(15), running.child.wait())
+            .await
+            .expect("service did not exit within 15 s of SIGTERM")
+            .expect("wait")
+    }
+
+    /// Replaces `service`'s faults through its admin API.
+    pub async fn set_faults(&self, service: Service, faults: &Value) {
+        let response = self
+            .http
+            .inner()
+            .put(self.url(service, "/admin/faults"))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(faults)
+            .send()
+            .await
+            .expect("PUT /admin/faults");
+        assert_eq!(response.status(), 200, "setting faults failed");
+    }
+
+    /// The log of `service` so far (to explain a failure).
+    pub fn log(&self, service: Service) -> String {
+        tail(&self.log_dir.join(format!("{}.log", service.name())))
+    }
+}
+
+/// A loopback port nobody listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// `target/<profile>`: where cargo put this test executable's sibling binaries.
+fn target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test-exe>
+    exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
+}
+
+fn bin_dir() -> PathBuf {
+    std::env::var_os("SAGA_BIN_DIR").map(PathBuf::from).unwrap_or_else(target_dir)
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}

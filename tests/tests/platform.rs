@@ -1,0 +1,81 @@
+//! What every service shares: probes, metrics, OpenAPI, schema ownership, graceful shutdown.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use saga_tests::{Service, Suite};
+use serde_json::json;
+use uuid::Uuid;
+
+#[tokio::test]
+async fn every_service_answers_its_probes_metrics_and_openapi_document() {
+    let suite = Suite::start(&Service::PARTICIPANTS).await;
+    for service in Service::PARTICIPANTS {
+        assert_eq!(suite.http.get(&suite.url(service, "/healthz")).await.body["status"], "ok");
+        assert_eq!(suite.http.get(&suite.url(service, "/readyz")).await.body["status"], "ready");
+        let openapi = suite.http.get(&suite.url(service, "/openapi.json")).await;
+        assert!(openapi.body["openapi"].as_str().unwrap().starts_with("3.1"), "{service:?}");
+        assert!(openapi.body["paths"].as_object().unwrap().len() >= 4, "{service:?}");
+        let metrics =
+            suite.http.inner().get(suite.url(service, "/metrics")).send().await.unwrap().text().await.unwrap();
+        let expected = format!(
+            "http_requests_total{{service=\"{}\",method=\"GET\",route=\"/readyz\",status=\"200\"}}",
+            service.name()
+        );
+        assert!(metrics.contains(&expected), "{service:?} metrics lack {expected}:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn business_counters_and_request_ids_are_exported() {
+    let suite = Suite::start(&[Service::Payment]).await;
+    let url = suite.url(Service::Payment, &format!("/payments/{}", Uuid::new_v4()));
+    let answer = suite.http.put(&url, &json!({ "customer_id": "dave", "amount_cents": 5 })).await;
+    assert_eq!(answer.status, 402);
+    assert!(answer.headers.contains_key("x-request-id"), "every answer carries a request id");
+    suite.http.delete(&url).await;
+
+    let metrics =
+        suite.http.inner().get(suite.url(Service::Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("payment_captures_total{result=\"declined\"} 1"), "{metrics}");
+    assert!(metrics.contains("payment_refunds_total{result=\"tombstone\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "http_request_duration_seconds_bucket{service=\"payment\",method=\"PUT\",route=\"/payments/{order_id}\""
+        ),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_service_role_cannot_read_another_services_schema() {
+    let suite = Suite::start(&[Service::Inventory, Service::Payment]).await;
+    let inventory = suite.db.pool_as("inventory").await.unwrap();
+
+    let own: i64 = sqlx::query_scalar("select count(*) from inventory.products").fetch_one(&inventory).await.unwrap();
+    let foreign = sqlx::query("select * from payment.payments").fetch_all(&inventory).await;
+    let foreign_accounts = sqlx::query("select * from payment.accounts").fetch_all(&inventory).await;
+    let create_elsewhere = sqlx::query("create table payment.sneaky (id int)").execute(&inventory).await;
+
+    assert!(own > 0);
+    for result in [foreign.map(|_| ()), foreign_accounts.map(|_| ()), create_elsewhere.map(|_| ())] {
+        let err = result.expect_err("inventory reached into payment's schema");
+        let code = err.as_database_error().and_then(|e| e.code()).map(|c| c.into_owned());
+        assert_eq!(code.as_deref(), Some("42501"), "expected permission denied, got {err}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_service_cleanly_and_it_restarts_on_its_data() {
+    let mut suite = Suite::start(&[Service::Inventory]).await;
+    let url = suite.url(Service::Inventory, &format!("/reservations/{}", Uuid::new_v4()));
+    let body = json!({ "items": [{ "sku": "GIZMO-1", "quantity": 1 }] });
+    let first = suite.http.put(&url, &body).await;
+
+    let status = suite.terminate(Service::Inventory).await;
+    assert!(status.success(), "exit status after SIGTERM: {status}\n{}", suite.log(Service::Inventory));
+    suite.spawn(Service::Inventory, &[]).await;
+
+    let replay = suite.http.put(&url, &body).await;
+    assert_eq!(replay.status, 200, "the restarted service remembers the order");
+    assert_eq!(replay.body, first.body);
+}
