@@ -298,7 +298,15 @@ impl utoipa::PartialSchema for Items {
     }
 }
 
-impl utoipa::ToSchema for Items {}
+impl utoipa::ToSchema for Items {
+    // The array schema inlines `Item`, which refers to `Sku` and `Quantity` by name: register
+    // them so every document that uses `Items` resolves.
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((<Sku as utoipa::ToSchema>::name().into_owned(), <Sku as utoipa::PartialSchema>::schema()));
+        schemas
+            .push((<Quantity as utoipa::ToSchema>::name().into_owned(), <Quantity as utoipa::PartialSchema>::schema()));
+    }
+}
 
 #[cfg(test)]
 mod tests {
