@@ -76,3 +76,27 @@ fn path_problem(rejection: &PathRejection) -> Problem {
     };
     Problem::new(status, "invalid-path", "Invalid path parameter", Some(rejection.body_text()))
 }
+
+/// Query-string extractor with problem+json rejections (a malformed query is a 400).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppQuery<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for AppQuery<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-query",
+                "Invalid query string",
+                Some(rejection.body_text()),
+            )),
+        }
+    }
+}

@@ -15,4 +15,4 @@ pub mod server;
 pub mod telemetry;
 
 pub use error::{AppError, Problem};
-pub use json::{AppJson, AppPath};
+pub use json::{AppJson, AppPath, AppQuery};

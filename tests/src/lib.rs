@@ -7,10 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
+mod audit;
 mod client;
+mod orders;
 mod processes;
 
+pub use audit::{AuditReport, Snapshot};
 pub use client::{Answer, Http};
+pub use orders::{happy_order, order_body, TERMINAL};
 pub use processes::{Service, Suite, ADMIN_TOKEN};
 
 use sagactl::{

@@ -23,22 +23,61 @@ pub enum Service {
     Shipping,
     /// Confirmations and cancellation notices.
     Notification,
+    /// The saga orchestrator.
+    Orchestrator,
+    /// A second orchestrator replica on the same database.
+    OrchestratorB,
 }
 
 impl Service {
     /// All four participants, in saga order.
     pub const PARTICIPANTS: [Service; 4] = [Self::Inventory, Self::Payment, Self::Shipping, Self::Notification];
 
-    /// Binary, schema and role name.
+    /// Every service a suite can run (ports are assigned to all of them up front).
+    pub const ALL: [Service; 6] =
+        [Self::Inventory, Self::Payment, Self::Shipping, Self::Notification, Self::Orchestrator, Self::OrchestratorB];
+
+    /// The participants and one orchestrator: the whole suite.
+    pub const SUITE: [Service; 5] =
+        [Self::Inventory, Self::Payment, Self::Shipping, Self::Notification, Self::Orchestrator];
+
+    /// Schema and role name (and binary name, but for the second replica).
     pub fn name(self) -> &'static str {
         match self {
             Self::Inventory => "inventory",
             Self::Payment => "payment",
             Self::Shipping => "shipping",
             Self::Notification => "notification",
+            Self::Orchestrator | Self::OrchestratorB => "orchestrator",
         }
     }
+
+    fn log_name(self) -> &'static str {
+        match self {
+            Self::OrchestratorB => "orchestrator-b",
+            other => other.name(),
+        }
+    }
+
+    fn is_orchestrator(self) -> bool {
+        matches!(self, Self::Orchestrator | Self::OrchestratorB)
+    }
 }
+
+/// Orchestrator settings for tests: short timeouts, leases and backoffs so failures and recovery
+/// play out in seconds. A test can override any of them.
+const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
+    ("STEP_TIMEOUT_MS", "1000"),
+    ("STEP_INITIAL_BACKOFF_MS", "50"),
+    ("STEP_MAX_BACKOFF_MS", "300"),
+    ("COMPENSATION_INITIAL_BACKOFF_MS", "100"),
+    ("COMPENSATION_MAX_BACKOFF_MS", "500"),
+    ("LEASE_MS", "3000"),
+    ("RECOVERY_INTERVAL_MS", "200"),
+    ("GAUGE_REFRESH_MS", "200"),
+    ("STUCK_AFTER_MS", "2000"),
+    ("DB_MAX_CONNECTIONS", "20"),
+];
 
 /// The admin token every test service is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -74,7 +113,7 @@ impl Suite {
         let mut suite = Self {
             db,
             http: Http::new(Duration::from_secs(30)),
-            ports: HashMap::new(),
+            ports: Service::ALL.iter().map(|&s| (s, free_port())).collect(),
             running: HashMap::new(),
             log_dir,
         };
@@ -91,19 +130,20 @@ impl Suite {
         format!("http://127.0.0.1:{}{path}", self.port(service))
     }
 
-    /// The port `service` listens (or listened) on.
+    /// The port `service` listens (or will listen) on.
     pub fn port(&self, service: Service) -> u16 {
-        *self.ports.get(&service).expect("service was never started")
+        *self.ports.get(&service).expect("every service has a port")
+    }
+
+    /// Whether `service` was started and not killed or stopped since.
+    pub fn is_running(&self, service: Service) -> bool {
+        self.running.contains_key(&service)
     }
 
     /// Starts `service` (again, on the same port if it ran before) and waits until it is ready.
     pub async fn spawn(&mut self, service: Service, extra_env: &[(&str, &str)]) {
-        let port = match self.ports.get(&service) {
-            Some(port) => *port,
-            None => free_port(),
-        };
-        self.ports.insert(service, port);
-        let log_path = self.log_dir.join(format!("{}.log", service.name()));
+        let port = self.port(service);
+        let log_path = self.log_dir.join(format!("{}.log", service.log_name()));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
         let log_err = log.try_clone().expect("log file");
         let mut command = Command::new(bin_dir().join(service.name()));
@@ -116,12 +156,17 @@ impl Suite {
             .env("DATABASE_URL", self.db.provisioned.service_url(service.name()))
             .env("LOG_FORMAT", "pretty")
             .env("ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SHUTDOWN_GRACE_MS", "3000")
-            .envs(extra_env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err)
-            .kill_on_drop(true);
+            .env("SHUTDOWN_GRACE_MS", "3000");
+        if service.is_orchestrator() {
+            command
+                .env("ORCHESTRATOR_ID", service.log_name())
+                .env("INVENTORY_URL", self.url(Service::Inventory, ""))
+                .env("PAYMENT_URL", self.url(Service::Payment, ""))
+                .env("SHIPPING_URL", self.url(Service::Shipping, ""))
+                .env("NOTIFICATION_URL", self.url(Service::Notification, ""))
+                .envs(ORCHESTRATOR_TEST_ENV);
+        }
+        command.envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(log).stderr(log_err).kill_on_drop(true);
         let child = command.spawn().unwrap_or_else(|e| {
             panic!(
                 "cannot start {} from {}: {e} (run `cargo build --workspace` first)",
@@ -188,7 +233,7 @@ impl Suite {
 
     /// The log of `service` so far (to explain a failure).
     pub fn log(&self, service: Service) -> String {
-        tail(&self.log_dir.join(format!("{}.log", service.name())))
+        tail(&self.log_dir.join(format!("{}.log", service.log_name())))
     }
 }
 

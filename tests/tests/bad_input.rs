@@ -19,6 +19,7 @@ fn valid_body(service: Service) -> Value {
             "items": [{ "sku": "WIDGET-1", "quantity": 1 }]
         }),
         Service::Notification => json!({ "customer_id": "alice" }),
+        Service::Orchestrator | Service::OrchestratorB => unreachable!("only participants have step endpoints"),
     }
 }
 
@@ -28,6 +29,7 @@ fn resource(service: Service) -> &'static str {
         Service::Payment => "payments",
         Service::Shipping => "shipments",
         Service::Notification => "notifications",
+        Service::Orchestrator | Service::OrchestratorB => unreachable!("only participants have step endpoints"),
     }
 }
 
@@ -71,6 +73,7 @@ fn invalid_bodies(service: Service) -> Vec<(&'static str, Value)> {
             }),
         ]),
         Service::Notification => cases.extend([("customer as number", json!({ "customer_id": 7 }))]),
+        Service::Orchestrator | Service::OrchestratorB => unreachable!("only participants have step endpoints"),
     }
     cases
 }

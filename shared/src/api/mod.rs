@@ -3,7 +3,10 @@
 //! Requests are built from small validated types, so a request that deserializes is a valid one:
 //! bad values are refused at the edge with 422 and never reach SQL.
 
+mod orders;
 mod types;
+
+pub use orders::{OperatorAction, OrderRequest, OrderView, SagaEvent, SagaStatus, StepStatus, StepView};
 
 pub use types::{AmountCents, CountryCode, CustomerId, Items, Quantity, Sku, Text};
 

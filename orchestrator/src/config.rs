@@ -1,0 +1,197 @@
+//! The orchestrator's typed configuration, read once from the environment at start-up.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use saga_shared::config::{Env, ServiceConfig};
+
+use crate::saga::{definition::StepKind, retry::RetryPolicy};
+
+/// Default port of the orchestrator.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// Base URLs of the participants.
+#[derive(Debug, Clone)]
+pub struct ParticipantUrls {
+    /// `INVENTORY_URL` (default http://127.0.0.1:8081).
+    pub inventory: String,
+    /// `PAYMENT_URL` (default http://127.0.0.1:8082).
+    pub payment: String,
+    /// `SHIPPING_URL` (default http://127.0.0.1:8083).
+    pub shipping: String,
+    /// `NOTIFICATION_URL` (default http://127.0.0.1:8084).
+    pub notification: String,
+}
+
+/// Timeout, retries and kind of one step, after defaults and overrides.
+#[derive(Debug, Clone, Copy)]
+pub struct StepSettings {
+    /// Per-attempt timeout (`STEP_<NAME>_TIMEOUT_MS`, else `STEP_TIMEOUT_MS`, else 2000).
+    pub timeout: Duration,
+    /// Retry policy (`STEP_<NAME>_MAX_ATTEMPTS`, `…_INITIAL_BACKOFF_MS`, `…_MAX_BACKOFF_MS`, with
+    /// the same fallbacks: `STEP_MAX_ATTEMPTS` 4, `STEP_INITIAL_BACKOFF_MS` 100, `STEP_MAX_BACKOFF_MS` 2000).
+    pub retry: RetryPolicy,
+    /// `STEP_<NAME>_KIND`: `compensatable` (default) or `retriable`.
+    pub kind: StepKind,
+}
+
+/// Everything the orchestrator is configured with.
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// The settings every service shares (port, database, timeouts, admin token…).
+    pub service: ServiceConfig,
+    /// `ORCHESTRATOR_ID`: this instance's name in leases and the timeline (default: random).
+    pub instance_id: String,
+    /// Where the participants are.
+    pub participants: ParticipantUrls,
+    /// `SAGA_DEADLINE_MS`: a saga still going forward after this is compensated (default 5 min).
+    pub saga_deadline: Duration,
+    /// `COMPENSATION_BUDGET_MS`: compensation retries this long before the saga is dead-lettered
+    /// as `failed` (default 30 min).
+    pub compensation_budget: Duration,
+    /// Backoff of compensation retries (`COMPENSATION_INITIAL_BACKOFF_MS` 200,
+    /// `COMPENSATION_MAX_BACKOFF_MS` 10000); attempts are bounded by the budget, not a count.
+    pub compensation_retry: RetryPolicy,
+    /// `LEASE_MS`: how long a saga stays claimed by an instance without a write (default 10 s).
+    pub lease: Duration,
+    /// `RECOVERY_INTERVAL_MS`: how often orphaned or due sagas are claimed (default 500 ms).
+    pub recovery_interval: Duration,
+    /// `RECOVERY_BATCH`: most sagas claimed per round (default 200).
+    pub recovery_batch: i64,
+    /// `STUCK_AFTER_MS`: a saga without progress this long counts as stuck (default 60 s).
+    pub stuck_after: Duration,
+    /// `GAUGE_REFRESH_MS`: how often the database-derived gauges are recomputed (default 2 s).
+    pub gauge_refresh: Duration,
+    /// Per-step settings, by step name.
+    pub steps: Vec<(&'static str, StepSettings)>,
+}
+
+impl OrchestratorConfig {
+    /// Reads and validates the configuration for the steps named `step_names`.
+    pub fn from_env(env: &Env, step_names: &[&'static str]) -> anyhow::Result<Self> {
+        let service = ServiceConfig::from_env(env, "orchestrator", DEFAULT_PORT)?;
+        let url = |name: &str, port: u16| {
+            env.get(name)
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
+        };
+        let participants = ParticipantUrls {
+            inventory: url("INVENTORY_URL", 8081),
+            payment: url("PAYMENT_URL", 8082),
+            shipping: url("SHIPPING_URL", 8083),
+            notification: url("NOTIFICATION_URL", 8084),
+        };
+        let steps =
+            step_names.iter().map(|&name| Ok((name, step_settings(env, name)?))).collect::<anyhow::Result<Vec<_>>>()?;
+        let config = Self {
+            service,
+            instance_id: env
+                .get("ORCHESTRATOR_ID")
+                .map(str::to_owned)
+                .unwrap_or_else(|| format!("orchestrator-{:08x}", rand::random::<u32>())),
+            participants,
+            saga_deadline: env.millis_or("SAGA_DEADLINE_MS", 300_000)?,
+            compensation_budget: env.millis_or("COMPENSATION_BUDGET_MS", 1_800_000)?,
+            compensation_retry: RetryPolicy {
+                max_attempts: None,
+                initial_backoff: env.millis_or("COMPENSATION_INITIAL_BACKOFF_MS", 200)?,
+                max_backoff: env.millis_or("COMPENSATION_MAX_BACKOFF_MS", 10_000)?,
+            },
+            lease: env.millis_or("LEASE_MS", 10_000)?,
+            recovery_interval: env.millis_or("RECOVERY_INTERVAL_MS", 500)?,
+            recovery_batch: env.parse_or("RECOVERY_BATCH", 200)?,
+            stuck_after: env.millis_or("STUCK_AFTER_MS", 60_000)?,
+            gauge_refresh: env.millis_or("GAUGE_REFRESH_MS", 2_000)?,
+            steps,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        self.compensation_retry.validate("compensation retry")?;
+        for (name, step) in &self.steps {
+            step.retry.validate(name)?;
+            // One move of a step can make two calls (reconcile, then the attempt) before its
+            // outcome is written and the lease renewed: the lease must outlast both.
+            if self.lease < step.timeout * 2 + Duration::from_secs(1) {
+                anyhow::bail!(
+                    "LEASE_MS ({:?}) must exceed twice step {name}'s timeout ({:?}) plus one second",
+                    self.lease,
+                    step.timeout
+                );
+            }
+        }
+        if self.recovery_batch < 1 || self.recovery_interval.is_zero() || self.gauge_refresh.is_zero() {
+            anyhow::bail!("RECOVERY_BATCH, RECOVERY_INTERVAL_MS and GAUGE_REFRESH_MS must be positive");
+        }
+        Ok(())
+    }
+
+    /// The settings of step `name`.
+    pub fn step(&self, name: &str) -> anyhow::Result<StepSettings> {
+        self.steps
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .with_context(|| format!("no settings for step {name}"))
+    }
+}
+
+fn step_settings(env: &Env, name: &str) -> anyhow::Result<StepSettings> {
+    let upper = name.to_ascii_uppercase();
+    let millis = |suffix: &str, default: u64| -> anyhow::Result<Duration> {
+        let fallback = env.millis_or(&format!("STEP_{suffix}"), default)?;
+        Ok(env.millis_or(&format!("STEP_{upper}_{suffix}"), fallback.as_millis() as u64)?)
+    };
+    let max_attempts: u32 =
+        env.parse_or(&format!("STEP_{upper}_MAX_ATTEMPTS"), env.parse_or("STEP_MAX_ATTEMPTS", 4)?)?;
+    let kind = match env.get(&format!("STEP_{upper}_KIND")).map(str::to_ascii_lowercase).as_deref() {
+        None | Some("compensatable") => StepKind::Compensatable,
+        Some("retriable") => StepKind::Retriable,
+        Some(other) => anyhow::bail!("STEP_{upper}_KIND={other:?} is not compensatable or retriable"),
+    };
+    let retry = RetryPolicy {
+        // A retriable step (past the pivot) is retried until it succeeds.
+        max_attempts: (kind == StepKind::Compensatable).then_some(max_attempts),
+        initial_backoff: millis("INITIAL_BACKOFF_MS", 100)?,
+        max_backoff: millis("MAX_BACKOFF_MS", 2_000)?,
+    };
+    Ok(StepSettings { timeout: millis("TIMEOUT_MS", 2_000)?, retry, kind })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    const STEPS: [&str; 2] = ["reserve_inventory", "process_payment"];
+
+    #[test]
+    fn per_step_variables_override_the_global_ones_which_override_the_defaults() {
+        let env = Env::from_pairs([
+            ("STEP_TIMEOUT_MS", "1500"),
+            ("STEP_PROCESS_PAYMENT_TIMEOUT_MS", "3000"),
+            ("STEP_PROCESS_PAYMENT_MAX_ATTEMPTS", "7"),
+        ]);
+        let config = OrchestratorConfig::from_env(&env, &STEPS).unwrap();
+        assert_eq!(config.step("reserve_inventory").unwrap().timeout, Duration::from_millis(1500));
+        assert_eq!(config.step("reserve_inventory").unwrap().retry.max_attempts, Some(4));
+        assert_eq!(config.step("process_payment").unwrap().timeout, Duration::from_millis(3000));
+        assert_eq!(config.step("process_payment").unwrap().retry.max_attempts, Some(7));
+    }
+
+    #[test]
+    fn a_lease_shorter_than_two_step_timeouts_is_refused() {
+        let env = Env::from_pairs([("LEASE_MS", "3000"), ("STEP_TIMEOUT_MS", "2000")]);
+        assert!(OrchestratorConfig::from_env(&env, &STEPS).is_err());
+    }
+
+    #[test]
+    fn a_retriable_step_has_no_attempt_limit() {
+        let env = Env::from_pairs([("STEP_PROCESS_PAYMENT_KIND", "retriable")]);
+        let config = OrchestratorConfig::from_env(&env, &STEPS).unwrap();
+        assert_eq!(config.step("process_payment").unwrap().kind, StepKind::Retriable);
+        assert_eq!(config.step("process_payment").unwrap().retry.max_attempts, None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The order saga's orchestrator.
+//!
+//! `POST /orders` writes a saga to the durable log and drives it at once in this process:
+//! reserve inventory → capture payment → create shipment → send confirmation, with per-step
+//! timeouts and retries, reconciliation of unknown outcomes, and compensation of every step that
+//! succeeded (or may have) in reverse order. A recovery loop resumes sagas whose owner died, so
+//! any number of replicas can share one database.
+
+pub mod clients;
+pub mod config;
+mod metric_definitions;
+mod routes;
+pub mod saga;
+
+use std::sync::Arc;
+
+use saga_shared::{config::Env, server::Application};
+use sqlx::migrate::Migrator;
+
+use crate::{
+    clients::ParticipantClient,
+    config::OrchestratorConfig,
+    saga::{
+        definition::{SagaDefinition, ORDER_STEPS},
+        executor::Executor,
+        recovery,
+    },
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator");
+
+/// Runs the orchestrator until SIGTERM/Ctrl-C.
+pub async fn run() -> anyhow::Result<()> {
+    let env = Env::from_process();
+    saga_shared::telemetry::init(saga_shared::config::log_format(&env)?)?;
+    let metrics = saga_shared::metrics::install_recorder()?;
+    metric_definitions::describe();
+    let config = OrchestratorConfig::from_env(&env, &ORDER_STEPS)?;
+    tracing::info!(instance = %config.instance_id, "starting orchestrator");
+
+    let pool = saga_shared::db::pool(&config.service)?;
+    saga_shared::db::migrate(&pool, &MIGRATOR, config.service.db_startup_timeout).await?;
+    let definition = SagaDefinition::order_saga(&config)?;
+    let executor = Arc::new(Executor::new(
+        pool.clone(),
+        definition,
+        ParticipantClient::new()?,
+        config.instance_id.clone(),
+        config.lease,
+    ));
+    let state = routes::AppState { pool: pool.clone(), executor: Arc::clone(&executor) };
+    let application = Application::build(&config.service, routes::spec(state), pool.clone(), metrics).await?;
+
+    let recovery = tokio::spawn(recovery::run_recovery(
+        Arc::clone(&executor),
+        pool.clone(),
+        config.recovery_interval,
+        config.recovery_batch,
+    ));
+    let gauges =
+        tokio::spawn(recovery::run_gauges(Arc::clone(&executor), pool, config.gauge_refresh, config.stuck_after));
+
+    let served = application.run_until_stopped().await;
+    executor.shutdown(config.service.shutdown_grace).await;
+    let _ = tokio::join!(recovery, gauges);
+    served
+}

@@ -1,0 +1,44 @@
+//! The orchestrator's metrics (DESIGN.md §4): names and descriptions in one place.
+
+use metrics::Unit;
+
+/// `saga_started_total`
+pub const STARTED_TOTAL: &str = "saga_started_total";
+/// `saga_finished_total{outcome="completed|compensated|failed"}`
+pub const FINISHED_TOTAL: &str = "saga_finished_total";
+/// `saga_duration_seconds{outcome}` (histogram, from acceptance to the terminal state)
+pub const DURATION_SECONDS: &str = "saga_duration_seconds";
+/// `saga_step_duration_seconds{step,kind="action|compensation",result}` (histogram, per call)
+pub const STEP_DURATION_SECONDS: &str = "saga_step_duration_seconds";
+/// `saga_step_attempts_total{step,kind,result="ok|permanent|transient|timeout"}`
+pub const STEP_ATTEMPTS_TOTAL: &str = "saga_step_attempts_total";
+/// `saga_in_flight{status="running|compensating",step}` (gauge, from the database)
+pub const IN_FLIGHT: &str = "saga_in_flight";
+/// `saga_stuck{status,step}` (gauge, from the database): no progress for `STUCK_AFTER_MS`
+pub const STUCK: &str = "saga_stuck";
+/// `saga_oldest_in_flight_age_seconds{status}` (gauge, from the database)
+pub const OLDEST_IN_FLIGHT_AGE_SECONDS: &str = "saga_oldest_in_flight_age_seconds";
+/// `saga_requires_intervention` (gauge, from the database: sagas in `failed`)
+pub const REQUIRES_INTERVENTION: &str = "saga_requires_intervention";
+/// `saga_dead_lettered_total`
+pub const DEAD_LETTERED_TOTAL: &str = "saga_dead_lettered_total";
+/// `saga_reconciliations_total{step,result="happened|compensated|absent|unreachable"}`
+pub const RECONCILIATIONS_TOTAL: &str = "saga_reconciliations_total";
+/// `saga_fenced_total`: writes refused because another instance or an operator wrote first
+pub const FENCED_TOTAL: &str = "saga_fenced_total";
+
+/// Registers the descriptions with the recorder.
+pub fn describe() {
+    metrics::describe_counter!(STARTED_TOTAL, "Sagas accepted (POST /orders that created a saga).");
+    metrics::describe_counter!(FINISHED_TOTAL, "Sagas that reached a terminal state, by outcome.");
+    metrics::describe_histogram!(DURATION_SECONDS, Unit::Seconds, "Time from acceptance to the terminal state.");
+    metrics::describe_histogram!(STEP_DURATION_SECONDS, Unit::Seconds, "Duration of each participant call.");
+    metrics::describe_counter!(STEP_ATTEMPTS_TOTAL, "Participant calls by step, kind and result.");
+    metrics::describe_gauge!(IN_FLIGHT, "Sagas not yet terminal, by status and current step.");
+    metrics::describe_gauge!(STUCK, "In-flight sagas without progress for longer than STUCK_AFTER_MS.");
+    metrics::describe_gauge!(OLDEST_IN_FLIGHT_AGE_SECONDS, Unit::Seconds, "Age of the oldest in-flight saga.");
+    metrics::describe_gauge!(REQUIRES_INTERVENTION, "Sagas in failed: an operator must act.");
+    metrics::describe_counter!(DEAD_LETTERED_TOTAL, "Sagas that became failed (compensation budget exhausted).");
+    metrics::describe_counter!(RECONCILIATIONS_TOTAL, "Reconciliations of unknown outcomes, by what was found.");
+    metrics::describe_counter!(FENCED_TOTAL, "Saga writes refused by the version fence.");
+}

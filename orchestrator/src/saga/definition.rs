@@ -1,0 +1,185 @@
+//! What a saga is: ordered steps, each with its participant, request, kind, timeout and retries,
+//! plus the saga's deadline and compensation budget. The order saga is built here.
+
+use std::time::Duration;
+
+use saga_shared::api::{NotificationRequest, OrderRequest, PaymentRequest, ReservationRequest, ShipmentRequest};
+use serde_json::{Map, Value};
+
+use super::retry::RetryPolicy;
+use crate::config::OrchestratorConfig;
+
+/// Outputs of finished steps, by step name.
+pub type Outputs = Map<String, Value>;
+
+/// Whether a step can be undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// Undone (in reverse order) when the saga fails.
+    Compensatable,
+    /// After the pivot: retried until it succeeds, never undone.
+    Retriable,
+}
+
+/// The participant resource a step drives: `PUT`/`DELETE`/`GET {base_url}/{resource}/{order_id}`.
+#[derive(Debug, Clone)]
+pub struct Participant {
+    /// Base URL of the service.
+    pub base_url: String,
+    /// Resource collection (`reservations`, `payments`, …).
+    pub resource: &'static str,
+    /// The `status` of the resource once the step is done (`reserved`, `captured`, …), used by
+    /// reconciliation to tell "done" from "compensated".
+    pub done_status: &'static str,
+}
+
+/// Builds a step's request body from the order and earlier steps' outputs.
+pub type RequestBuilder = fn(&OrderRequest, &Outputs) -> Result<Value, String>;
+
+/// One step of a saga.
+#[derive(Debug, Clone)]
+pub struct StepDefinition {
+    /// Name shown in the API, the timeline and metric labels.
+    pub name: &'static str,
+    /// Who does it.
+    pub participant: Participant,
+    /// Compensatable or retriable.
+    pub kind: StepKind,
+    /// Timeout of each attempt (and of each reconciliation or compensation call).
+    pub timeout: Duration,
+    /// How attempts are retried.
+    pub retry: RetryPolicy,
+    /// The action's request body.
+    pub request: RequestBuilder,
+}
+
+/// A saga: its steps in order and its time limits.
+#[derive(Debug, Clone)]
+pub struct SagaDefinition {
+    /// The steps, in execution order.
+    pub steps: Vec<StepDefinition>,
+    /// A saga still going forward after this long is compensated.
+    pub deadline: Duration,
+    /// How long compensation is retried before the saga is dead-lettered.
+    pub compensation_budget: Duration,
+    /// Backoff between compensation attempts.
+    pub compensation_retry: RetryPolicy,
+}
+
+/// The order saga's step names, in order.
+pub const ORDER_STEPS: [&str; 4] = ["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"];
+
+impl SagaDefinition {
+    /// Checks that no compensatable step follows a retriable one (the pivot comes once).
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut past_pivot = false;
+        for step in &self.steps {
+            match step.kind {
+                StepKind::Retriable => past_pivot = true,
+                StepKind::Compensatable if past_pivot => {
+                    anyhow::bail!("step {} is compensatable but follows a retriable step", step.name)
+                }
+                StepKind::Compensatable => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The order saga: reserve → pay (the reservation's total) → ship → confirm.
+    pub fn order_saga(config: &OrchestratorConfig) -> anyhow::Result<Self> {
+        let urls = &config.participants;
+        let step =
+            |name: &'static str, base_url: &str, resource, done_status, request| -> anyhow::Result<StepDefinition> {
+                let settings = config.step(name)?;
+                Ok(StepDefinition {
+                    name,
+                    participant: Participant { base_url: base_url.to_owned(), resource, done_status },
+                    kind: settings.kind,
+                    timeout: settings.timeout,
+                    retry: settings.retry,
+                    request,
+                })
+            };
+        let definition = Self {
+            steps: vec![
+                step(ORDER_STEPS[0], &urls.inventory, "reservations", "reserved", reservation_request)?,
+                step(ORDER_STEPS[1], &urls.payment, "payments", "captured", payment_request)?,
+                step(ORDER_STEPS[2], &urls.shipping, "shipments", "created", shipment_request)?,
+                step(ORDER_STEPS[3], &urls.notification, "notifications", "sent", notification_request)?,
+            ],
+            deadline: config.saga_deadline,
+            compensation_budget: config.compensation_budget,
+            compensation_retry: config.compensation_retry,
+        };
+        definition.validate()?;
+        Ok(definition)
+    }
+}
+
+fn to_value<T: serde::Serialize>(body: &T) -> Result<Value, String> {
+    serde_json::to_value(body).map_err(|e| e.to_string())
+}
+
+fn reservation_request(order: &OrderRequest, _: &Outputs) -> Result<Value, String> {
+    to_value(&ReservationRequest { items: order.items.clone() })
+}
+
+/// Payment charges what the reservation priced: the output of `reserve_inventory`.
+fn payment_request(order: &OrderRequest, outputs: &Outputs) -> Result<Value, String> {
+    let total = outputs
+        .get(ORDER_STEPS[0])
+        .and_then(|reservation| reservation.get("total_cents"))
+        .and_then(Value::as_i64)
+        .ok_or("the reservation's output has no total_cents")?;
+    let amount_cents = total.try_into().map_err(|e: String| format!("cannot charge the reservation's total: {e}"))?;
+    to_value(&PaymentRequest { customer_id: order.customer_id.clone(), amount_cents })
+}
+
+fn shipment_request(order: &OrderRequest, _: &Outputs) -> Result<Value, String> {
+    to_value(&ShipmentRequest { address: order.shipping_address.clone(), items: order.items.clone() })
+}
+
+fn notification_request(order: &OrderRequest, _: &Outputs) -> Result<Value, String> {
+    to_value(&NotificationRequest { customer_id: order.customer_id.clone() })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use saga_shared::config::Env;
+    use serde_json::json;
+
+    use super::*;
+
+    fn order() -> OrderRequest {
+        serde_json::from_value(json!({
+            "customer_id": "alice",
+            "items": [{ "sku": "WIDGET-1", "quantity": 2 }],
+            "shipping_address": { "name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "FR" }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn payment_charges_the_total_of_the_reservation() {
+        let mut outputs = Outputs::new();
+        outputs.insert("reserve_inventory".into(), json!({ "total_cents": 2598 }));
+        let body = payment_request(&order(), &outputs).unwrap();
+        assert_eq!(body, json!({ "customer_id": "alice", "amount_cents": 2598 }));
+    }
+
+    #[test]
+    fn payment_without_a_reservation_output_is_an_error() {
+        assert!(payment_request(&order(), &Outputs::new()).is_err());
+    }
+
+    #[test]
+    fn a_compensatable_step_after_a_retriable_one_is_refused() {
+        let env = Env::from_pairs([("STEP_PROCESS_PAYMENT_KIND", "retriable")]);
+        let config = OrchestratorConfig::from_env(&env, &ORDER_STEPS).unwrap();
+        assert!(SagaDefinition::order_saga(&config).is_err());
+        let env = Env::from_pairs([("STEP_SEND_CONFIRMATION_KIND", "retriable")]);
+        let config = OrchestratorConfig::from_env(&env, &ORDER_STEPS).unwrap();
+        assert!(SagaDefinition::order_saga(&config).is_ok());
+    }
+}

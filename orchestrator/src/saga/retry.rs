@@ -1,0 +1,96 @@
+//! Retry policy as data: capped exponential backoff with full jitter.
+//!
+//! Full jitter (a uniform delay between zero and the capped exponential) spreads the retries of
+//! many sagas that failed together, so a participant coming back is not hit by a synchronized
+//! wave.
+
+use std::time::Duration;
+
+/// How a step's attempts are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1). `None`: retry until success.
+    pub max_attempts: Option<u32>,
+    /// Cap of the delay before the second attempt.
+    pub initial_backoff: Duration,
+    /// Cap of any delay.
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// Checks the invariants: at least one attempt, `0 < initial <= max`.
+    pub fn validate(&self, what: &str) -> anyhow::Result<()> {
+        if self.max_attempts == Some(0) {
+            anyhow::bail!("{what}: max attempts must be at least 1");
+        }
+        if self.initial_backoff.is_zero() || self.initial_backoff > self.max_backoff {
+            anyhow::bail!(
+                "{what}: backoff must satisfy 0 < initial ({:?}) <= max ({:?})",
+                self.initial_backoff,
+                self.max_backoff
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether another attempt may follow `attempts_made` attempts.
+    pub fn may_retry(&self, attempts_made: u32) -> bool {
+        self.max_attempts.is_none_or(|max| attempts_made < max)
+    }
+
+    /// The cap of the delay after `attempts_made` failed attempts: `initial * 2^(n-1)`, at most `max`.
+    pub fn backoff_cap(&self, attempts_made: u32) -> Duration {
+        let doublings = attempts_made.saturating_sub(1).min(30);
+        self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
+    }
+
+    /// The delay before the next attempt: uniform in `[0, cap]` (full jitter).
+    pub fn backoff(&self, attempts_made: u32) -> Duration {
+        self.backoff_cap(attempts_made).mul_f64(rand::random::<f64>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: Some(4),
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+        }
+    }
+
+    #[test]
+    fn the_backoff_cap_doubles_from_the_initial_value_up_to_the_maximum() {
+        let caps: Vec<u128> = (1..=6).map(|n| policy().backoff_cap(n).as_millis()).collect();
+        assert_eq!(caps, vec![100, 200, 400, 800, 1000, 1000]);
+        assert_eq!(policy().backoff_cap(u32::MAX), Duration::from_millis(1000), "no overflow");
+    }
+
+    #[test]
+    fn jittered_delays_stay_within_zero_and_the_cap() {
+        for n in 1..=10 {
+            for _ in 0..100 {
+                assert!(policy().backoff(n) <= policy().backoff_cap(n));
+            }
+        }
+    }
+
+    #[test]
+    fn attempts_stop_at_the_maximum_unless_unbounded() {
+        assert!(policy().may_retry(3));
+        assert!(!policy().may_retry(4));
+        let forever = RetryPolicy { max_attempts: None, ..policy() };
+        assert!(forever.may_retry(1_000_000));
+    }
+
+    #[test]
+    fn invalid_policies_are_refused() {
+        assert!(RetryPolicy { max_attempts: Some(0), ..policy() }.validate("x").is_err());
+        assert!(RetryPolicy { initial_backoff: Duration::ZERO, ..policy() }.validate("x").is_err());
+        assert!(RetryPolicy { initial_backoff: Duration::from_secs(5), ..policy() }.validate("x").is_err());
+        assert!(policy().validate("x").is_ok());
+    }
+}

@@ -1,0 +1,136 @@
+//! A saga as the executor holds it in memory between writes to the log.
+
+use chrono::{DateTime, Utc};
+use saga_shared::api::{OrderRequest, OrderView, SagaStatus, StepStatus, StepView};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::definition::{Outputs, SagaDefinition, StepKind};
+
+/// One step's state, stored as an element of `sagas.steps` (jsonb).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepState {
+    /// The step's name.
+    pub name: String,
+    /// Where it is.
+    pub status: StepStatus,
+    /// Action attempts made.
+    pub attempts: u32,
+    /// Compensation attempts made.
+    #[serde(default)]
+    pub compensation_attempts: u32,
+    /// Whether any attempt's outcome was unknown: then it may have happened even if a later
+    /// attempt failed, and compensation must include it (its `DELETE` also tombstones a late `PUT`).
+    #[serde(default)]
+    pub ambiguous: bool,
+    /// The last error seen.
+    pub last_error: Option<String>,
+    /// First attempt.
+    pub started_at: Option<DateTime<Utc>>,
+    /// Success, failure or compensation.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl StepState {
+    /// A step not attempted yet.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            compensation_attempts: 0,
+            ambiguous: false,
+            last_error: None,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    /// Whether compensation must undo this step: it succeeded, or may have.
+    pub fn needs_compensation(&self, kind: StepKind) -> bool {
+        kind == StepKind::Compensatable
+            && match self.status {
+                StepStatus::Succeeded | StepStatus::Unknown | StepStatus::Compensating => true,
+                StepStatus::Failed | StepStatus::Retrying => self.ambiguous,
+                StepStatus::Pending | StepStatus::Compensated => false,
+            }
+    }
+}
+
+/// A saga between two writes. `version` is the row's version this copy was read or written at:
+/// every write is fenced on it.
+#[derive(Debug, Clone)]
+pub struct Saga {
+    /// The order's (and saga's) id.
+    pub order_id: Uuid,
+    /// The order.
+    pub request: OrderRequest,
+    /// Where the saga is.
+    pub status: SagaStatus,
+    /// The step being executed (forward) or the compensation cursor (backward).
+    pub step_index: usize,
+    /// Every step's state.
+    pub steps: Vec<StepState>,
+    /// Outputs of succeeded steps.
+    pub outputs: Outputs,
+    /// Why it compensated or failed.
+    pub failure_reason: Option<String>,
+    /// Fencing token.
+    pub version: i64,
+    /// Forward deadline.
+    pub deadline_at: DateTime<Utc>,
+    /// Compensation deadline, once compensating.
+    pub compensation_deadline_at: Option<DateTime<Utc>>,
+    /// When the next move is due.
+    pub next_run_at: DateTime<Utc>,
+    /// When the order was accepted.
+    pub created_at: DateTime<Utc>,
+    /// Last write.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Saga {
+    /// A new saga for `request` under `definition`.
+    pub fn new(order_id: Uuid, request: OrderRequest, definition: &SagaDefinition, now: DateTime<Utc>) -> Self {
+        let deadline = chrono::Duration::from_std(definition.deadline).unwrap_or(chrono::Duration::MAX);
+        Self {
+            order_id,
+            request,
+            status: SagaStatus::Pending,
+            step_index: 0,
+            steps: definition.steps.iter().map(|s| StepState::new(s.name)).collect(),
+            outputs: Outputs::new(),
+            failure_reason: None,
+            version: 0,
+            deadline_at: now.checked_add_signed(deadline).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            compensation_deadline_at: None,
+            next_run_at: now,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The API view.
+    pub fn view(&self) -> OrderView {
+        OrderView {
+            order_id: self.order_id,
+            status: self.status,
+            steps: self
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    name: s.name.clone(),
+                    status: s.status,
+                    attempts: s.attempts,
+                    compensation_attempts: s.compensation_attempts,
+                    last_error: s.last_error.clone(),
+                    started_at: s.started_at,
+                    finished_at: s.finished_at,
+                })
+                .collect(),
+            failure_reason: self.failure_reason.clone(),
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        }
+    }
+}

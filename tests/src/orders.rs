@@ -1,0 +1,111 @@
+//! Placing and watching orders through the orchestrator's API.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::{client::Answer, processes::Service, Suite};
+
+/// An order body: `customer` buys `items` (sku, quantity), shipped to `country`.
+pub fn order_body(customer: &str, items: &[(&str, i64)], country: &str) -> Value {
+    json!({
+        "customer_id": customer,
+        "items": items.iter().map(|(sku, quantity)| json!({ "sku": sku, "quantity": quantity })).collect::<Vec<_>>(),
+        "shipping_address": { "name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
+                              "postal_code": "SW1Y 4JH", "country": country }
+    })
+}
+
+/// A happy order: alice buys one widget, shipped to France.
+pub fn happy_order() -> Value {
+    order_body("alice", &[("WIDGET-1", 1)], "FR")
+}
+
+/// Terminal saga statuses.
+pub const TERMINAL: [&str; 3] = ["completed", "compensated", "failed"];
+
+impl Suite {
+    /// `POST /orders`, optionally with an `Idempotency-Key`.
+    pub async fn place_order(&self, body: &Value, key: Option<&str>) -> Answer {
+        let mut request = self.http.inner().post(self.url(Service::Orchestrator, "/orders")).json(body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        crate::Http::answer(request.send().await.expect("POST /orders")).await.expect("answer")
+    }
+
+    /// Places an order that must be accepted, and returns its id.
+    pub async fn accepted_order(&self, body: &Value) -> Uuid {
+        let answer = self.place_order(body, None).await;
+        assert_eq!(answer.status, 202, "{}", answer.body);
+        answer.body["order_id"].as_str().and_then(|id| id.parse().ok()).expect("order_id")
+    }
+
+    /// `GET /orders/{id}` from the orchestrator (or replica `via`).
+    pub async fn order(&self, order_id: Uuid) -> Value {
+        let answer = self.http.get(&self.url(Service::Orchestrator, &format!("/orders/{order_id}"))).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body
+    }
+
+    /// Reads the order straight from the saga log (works while no orchestrator runs).
+    pub async fn saga_status(&self, order_id: Uuid) -> String {
+        let pool = self.db.pool_as("orchestrator").await.expect("pool");
+        sqlx::query_scalar("select status from sagas where order_id = $1")
+            .bind(order_id)
+            .fetch_one(&pool)
+            .await
+            .expect("saga row")
+    }
+
+    /// Polls until the order's status is one of `statuses`, or panics after `timeout`.
+    pub async fn wait_for(&self, order_id: Uuid, statuses: &[&str], timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}"));
+            if let Ok(answer) = self.http.send(Method::GET, &url, None).await {
+                if statuses.iter().any(|s| answer.body["status"] == *s) {
+                    return answer.body;
+                }
+                if Instant::now() > deadline {
+                    panic!(
+                        "order {order_id} not {statuses:?} after {timeout:?}: {}\n{}",
+                        answer.body,
+                        self.log(Service::Orchestrator)
+                    );
+                }
+            } else if Instant::now() > deadline {
+                panic!("order {order_id}: orchestrator unreachable after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Polls until the order is terminal.
+    pub async fn wait_terminal(&self, order_id: Uuid, timeout: Duration) -> Value {
+        self.wait_for(order_id, &TERMINAL, timeout).await
+    }
+
+    /// The order's timeline.
+    pub async fn events(&self, order_id: Uuid) -> Vec<Value> {
+        let answer = self.http.get(&self.url(Service::Orchestrator, &format!("/orders/{order_id}/events"))).await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.body.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The timeline as `kind:step:outcome` strings (steps omitted where none), for assertions.
+    pub async fn timeline(&self, order_id: Uuid) -> Vec<String> {
+        self.events(order_id)
+            .await
+            .iter()
+            .map(|e| match e["step"].as_str() {
+                Some(step) => {
+                    format!("{}:{}:{}", e["kind"].as_str().unwrap_or(""), step, e["outcome"].as_str().unwrap_or(""))
+                }
+                None => format!("{}:{}", e["kind"].as_str().unwrap_or(""), e["outcome"].as_str().unwrap_or("")),
+            })
+            .collect()
+    }
+}
