@@ -160,6 +160,16 @@ impl IntoResponse for AppError {
     }
 }
 
+/// Answer for a route that exists but not with this method (the `Allow` header is kept by axum).
+pub async fn method_not_allowed_fallback() -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        Some("this route does not accept that method".to_owned()),
+    )
+}
+
 /// Fallback for routes that do not exist, so even a 404 is problem+json.
 pub async fn not_found_fallback() -> Problem {
     Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", Some("no such route".to_owned()))

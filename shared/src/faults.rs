@@ -26,8 +26,8 @@ pub const MAX_LATENCY_MS: u64 = 60_000;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FaultScope {
-    /// Only `PUT` and `DELETE` (the step and its compensation); reads stay healthy so a caller
-    /// can still reconcile.
+    /// Only writes (`PUT`, `DELETE`, `POST`: a step, its compensation, an order); reads stay
+    /// healthy so a caller can still reconcile.
     #[default]
     Writes,
     /// Every business route, reads included.

@@ -90,6 +90,7 @@ impl Application {
         let router = router
             .route("/openapi.json", get(move || async move { Json(document) }))
             .fallback(crate::error::not_found_fallback)
+            .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
             .layer(middleware::from_fn_with_state(spec.name, http_metrics::track_http))
             .layer(
                 // Outermost first: request id → trace span → timeout → body limit.

@@ -1,5 +1,7 @@
 //! Structured logging: one subscriber for every binary, JSON or pretty, filtered by `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::{fmt, prelude::*, EnvFilter};
 
 use crate::config::LogFormat;
@@ -13,7 +15,10 @@ pub fn init(format: LogFormat) -> anyhow::Result<()> {
         LogFormat::Json => registry
             .with(fmt::layer().json().flatten_event(true).with_current_span(true).with_span_list(false))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        // Colours only on a terminal: log files stay plain text.
+        LogFormat::Pretty => {
+            registry.with(fmt::layer().compact().with_ansi(std::io::stdout().is_terminal())).try_init()
+        }
     };
     result.map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))
 }

@@ -109,3 +109,26 @@ impl Suite {
             .collect()
     }
 }
+
+impl Suite {
+    /// Polls until step `index` of the order has `status` (read from the saga log).
+    pub async fn wait_for_step(&self, order_id: Uuid, index: usize, status: &str) {
+        let pool = self.db.pool_as("orchestrator").await.expect("pool");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let current: Option<String> =
+                sqlx::query_scalar("select steps -> $2::int ->> 'status' from sagas where order_id = $1")
+                    .bind(order_id)
+                    .bind(index as i32)
+                    .fetch_optional(&pool)
+                    .await
+                    .expect("saga row")
+                    .flatten();
+            if current.as_deref() == Some(status) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "step {index} of {order_id} never became {status} (is {current:?})");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -132,3 +132,13 @@ async fn a_malformed_order_id_is_a_400_and_an_unknown_route_a_404_both_problem_j
         suite.http.get(&suite.url(service, "/no/such/route")).await.assert_problem(404);
     }
 }
+
+#[tokio::test]
+async fn a_wrong_method_is_a_405_problem_that_names_the_allowed_ones() {
+    let suite = Suite::start(&[Service::Inventory]).await;
+    let url = suite.url(Service::Inventory, &format!("/reservations/{}", Uuid::new_v4()));
+    let answer = suite.http.send(Method::POST, &url, Some(&valid_body(Service::Inventory))).await.unwrap();
+    assert_eq!(answer.assert_problem(405), "/problems/method-not-allowed");
+    let allow = answer.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    assert!(allow.contains("PUT") && allow.contains("DELETE"), "Allow: {allow:?}");
+}

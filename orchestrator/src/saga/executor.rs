@@ -212,8 +212,11 @@ impl Executor {
 
         let attempts = saga.steps[index].attempts;
         if !step.retry.may_retry(attempts) {
-            saga.steps[index].status = StepStatus::Failed;
-            saga.steps[index].finished_at = Some(now);
+            let state = &mut saga.steps[index];
+            // An attempt whose outcome was never learned may still land: the step stays
+            // `unknown` (and is compensated); only a step known not to have happened is `failed`.
+            state.status = if state.ambiguous { StepStatus::Unknown } else { StepStatus::Failed };
+            state.finished_at = Some(now);
             let last = saga.steps[index].last_error.clone().unwrap_or_default();
             let reason = format!("{} failed after {attempts} attempts: {last}", step.name);
             return self.begin_compensation(saga, reason, events).await;
