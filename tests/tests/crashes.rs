@@ -1,0 +1,141 @@
+//! Crashes: the orchestrator SIGKILLed at random points under load, and a replica taking over
+//! from a killed one. After each, every saga ends, no effect happens twice, and the invariants of
+//! DESIGN.md §5 hold.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use rand::Rng;
+use saga_tests::{order_body, Http, Service, Suite};
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A mix of orders: mostly happy, some declined (dave), some undeliverable (AQ).
+fn mixed_order(n: usize) -> Value {
+    match n % 10 {
+        7 => order_body("dave", &[("GADGET-1", 1)], "FR"),
+        8 => order_body("bob", &[("WIDGET-1", 1), ("GIZMO-1", 1)], "AQ"),
+        _ => order_body("loadtest", &[("WIDGET-1", 1)], "FR"),
+    }
+}
+
+/// Places order `n` with a key of its own, retrying (same key) while the orchestrator is down:
+/// every order ends up accepted exactly once.
+async fn place_with_retries(http: &Http, url: &str, n: usize) -> Uuid {
+    let key = format!("crash-test-{n}");
+    let body = mixed_order(n);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let sent = http.inner().post(url).header("idempotency-key", &key).json(&body).send().await;
+        if let Ok(response) = sent {
+            let answer = Http::answer(response).await;
+            if let Ok(answer) = answer {
+                if answer.status == 202 {
+                    return answer.body["order_id"].as_str().unwrap().parse().unwrap();
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "order {n} never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_all_terminal(pool: &PgPool, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let open: i64 =
+            sqlx::query_scalar("select count(*) from sagas where status not in ('completed', 'compensated', 'failed')")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} sagas still open after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_killed_at_random_points_under_load_loses_and_repeats_nothing() {
+    let mut suite = Suite::start(&Service::SUITE).await;
+    let initial = suite.snapshot().await;
+    let url = suite.url(Service::Orchestrator, "/orders");
+    let http = Http::new(Duration::from_secs(5));
+
+    let placing = {
+        let http = http.clone();
+        let url = url.clone();
+        tokio::spawn(async move { join_all((0..200).map(|n| place_with_retries(&http, &url, n))).await })
+    };
+    for _ in 0..4 {
+        let pause = rand::rng().random_range(100..600);
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        suite.kill(Service::Orchestrator).await;
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(0..300))).await;
+        suite.spawn(Service::Orchestrator, &[]).await;
+    }
+    let accepted = placing.await.unwrap();
+
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    wait_all_terminal(&pool, Duration::from_secs(90)).await;
+    let report = suite.audit(&initial).await;
+    assert!(report.violations.is_empty(), "invariants broken: {:#?}", report.violations);
+    assert_eq!(accepted.len(), 200);
+    let distinct: std::collections::HashSet<_> = accepted.iter().collect();
+    assert_eq!(distinct.len(), 200, "one order per key");
+    let sagas: i64 = sqlx::query_scalar("select count(*) from sagas").fetch_one(&pool).await.unwrap();
+    assert_eq!(sagas, 200, "no lost and no extra saga: {:?}", report.statuses);
+    assert_eq!(report.statuses.get("failed"), None, "nothing needs an operator: {:?}", report.statuses);
+    assert_eq!(report.statuses.get("completed"), Some(&160), "{:?}", report.statuses);
+    let resumed: i64 = sqlx::query_scalar("select count(distinct order_id) from saga_events where outcome = 'claimed'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert!(resumed > 0, "the kills must have interrupted some sagas, which recovery resumed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_finishes_every_saga_of_a_killed_one_exactly_once() {
+    let mut suite = Suite::start(&Service::SUITE).await;
+    suite.spawn(Service::OrchestratorB, &[]).await;
+    let initial = suite.snapshot().await;
+    // Slow shipping keeps the sagas in flight when A dies.
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 300 })).await;
+    let url = suite.url(Service::Orchestrator, "/orders");
+    let http = Http::new(Duration::from_secs(5));
+
+    let accepted = join_all((0..100).map(|n| place_with_retries(&http, &url, n))).await;
+    suite.kill(Service::Orchestrator).await;
+
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    wait_all_terminal(&pool, Duration::from_secs(60)).await;
+    let report = suite.audit(&initial).await;
+    assert!(report.violations.is_empty(), "invariants broken: {:#?}", report.violations);
+    assert_eq!(accepted.len(), 100);
+    let taken_over: i64 = sqlx::query_scalar(
+        "select count(distinct order_id) from saga_events where kind = 'saga' and outcome = 'claimed' and actor = 'orchestrator-b'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(taken_over > 0, "B resumed A's sagas");
+    let finished_by_b: i64 = sqlx::query_scalar(
+        "select count(*) from saga_events where kind = 'saga' and outcome in ('completed', 'compensated') and actor = 'orchestrator-b'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(finished_by_b > 0);
+    // Exactly once: one terminal event per saga, whoever wrote it.
+    let terminal_events: i64 = sqlx::query_scalar(
+        "select count(*) from saga_events where kind = 'saga' and outcome in ('completed', 'compensated', 'failed')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(terminal_events, 100);
+}

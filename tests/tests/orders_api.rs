@@ -1,0 +1,96 @@
+//! The orders API at the edge: idempotency keys, validation, listing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use saga_tests::{happy_order, order_body, Service, Suite};
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn the_same_idempotency_key_gives_the_same_order_even_concurrently() {
+    let suite = Suite::start(&Service::SUITE).await;
+    let body = happy_order();
+
+    let answers = join_all((0..20).map(|_| suite.place_order(&body, Some("order-key-1")))).await;
+    let later = suite.place_order(&body, Some("order-key-1")).await;
+
+    assert!(answers.iter().all(|a| a.status == 202), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    let id = answers[0].body["order_id"].clone();
+    assert!(answers.iter().all(|a| a.body["order_id"] == id), "one order for one key");
+    assert_eq!(later.body["order_id"], id);
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    let sagas: i64 = sqlx::query_scalar("select count(*) from sagas").fetch_one(&pool).await.unwrap();
+    assert_eq!(sagas, 1, "no second saga");
+    let order = suite.wait_terminal(id.as_str().unwrap().parse().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(order["status"], "completed");
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_with_another_body_is_refused_with_422() {
+    let suite = Suite::start(&Service::SUITE).await;
+    suite.place_order(&happy_order(), Some("order-key-2")).await;
+
+    let other = suite.place_order(&order_body("bob", &[("WIDGET-1", 1)], "FR"), Some("order-key-2")).await;
+
+    assert_eq!(other.assert_problem(422), "/problems/idempotency-mismatch");
+}
+
+#[tokio::test]
+async fn an_invalid_idempotency_key_is_a_400() {
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let long = "k".repeat(256);
+    for key in ["", "has space", long.as_str()] {
+        suite.place_order(&happy_order(), Some(key)).await.assert_problem(400);
+    }
+}
+
+#[tokio::test]
+async fn invalid_orders_are_refused_with_422_problem_json_and_start_no_saga() {
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let mut unknown_field = happy_order();
+    unknown_field["coupon"] = json!("FREE");
+    let mut missing_city = happy_order();
+    missing_city["shipping_address"].as_object_mut().unwrap().remove("city");
+    let cases: Vec<(&str, Value)> = vec![
+        ("empty items", order_body("alice", &[], "FR")),
+        ("zero quantity", order_body("alice", &[("WIDGET-1", 0)], "FR")),
+        ("negative quantity", order_body("alice", &[("WIDGET-1", -1)], "FR")),
+        ("too many lines", order_body("alice", &[("WIDGET-1", 1); 51], "FR")),
+        ("missing address field", missing_city),
+        ("unknown field", unknown_field),
+        ("bad country", order_body("alice", &[("WIDGET-1", 1)], "France")),
+        ("no customer", json!({ "items": [], "shipping_address": {} })),
+    ];
+    for (case, body) in cases {
+        let answer = suite.place_order(&body, None).await;
+        assert_eq!(answer.status, 422, "{case}: {}", answer.body);
+        answer.assert_problem(422);
+    }
+    let list = suite.http.get(&suite.url(Service::Orchestrator, "/orders")).await;
+    assert_eq!(list.body, json!([]), "no saga was started");
+}
+
+#[tokio::test]
+async fn orders_are_listed_newest_first_and_filtered_by_status() {
+    let suite = Suite::start(&Service::SUITE).await;
+    let first = suite.accepted_order(&happy_order()).await;
+    let second = suite.accepted_order(&order_body("dave", &[("WIDGET-1", 1)], "FR")).await;
+    suite.wait_terminal(first, Duration::from_secs(20)).await;
+    suite.wait_terminal(second, Duration::from_secs(20)).await;
+
+    let all = suite.http.get(&suite.url(Service::Orchestrator, "/orders")).await.body;
+    let compensated = suite.http.get(&suite.url(Service::Orchestrator, "/orders?status=compensated")).await.body;
+    let one = suite.http.get(&suite.url(Service::Orchestrator, "/orders?limit=1")).await.body;
+
+    let ids = |list: &Value| {
+        list.as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&all), [second.to_string(), first.to_string()]);
+    assert_eq!(ids(&compensated), [second.to_string()]);
+    assert_eq!(ids(&one), [second.to_string()]);
+    for bad in ["/orders?status=lost", "/orders?limit=0", "/orders?limit=501", "/orders?limit=x"] {
+        suite.http.get(&suite.url(Service::Orchestrator, bad)).await.assert_problem(400);
+    }
+}
