@@ -198,7 +198,7 @@ fn operator_action(body: &Bytes) -> Result<(String, Option<String>), AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(("operator".to_owned(), None));
     }
-    let action: OperatorAction = serde_json::from_slice(body).map_err(|e| AppError::validation(e.to_string()))?;
+    let action: OperatorAction = saga_shared::json::parse_object(body).map_err(AppError::Client)?;
     let operator = action.operator.map_or_else(|| "operator".to_owned(), |o| o.as_str().to_owned());
     Ok((operator, action.reason.map(|r| r.as_str().to_owned())))
 }

@@ -3,6 +3,7 @@
 //! axum's own `Json` and `Path` reject with plain text; these wrap them and keep axum's status
 //! (400 syntax, 413 too large, 415 content type, 422 wrong shape) with a problem body.
 
+use axum::body::Bytes;
 use axum::{
     extract::{rejection::JsonRejection, rejection::PathRejection, FromRequest, FromRequestParts, Request},
     http::{request::Parts, StatusCode},
@@ -25,11 +26,50 @@ where
     type Rejection = Problem;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_problem(&rejection)),
+        if !has_json_content_type(req.headers()) {
+            return Err(Problem::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Expected application/json",
+                Some("send the body with content-type: application/json".to_owned()),
+            ));
         }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            let status = rejection.status();
+            let (slug, title) = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                ("body-too-large", "Request body too large")
+            } else {
+                ("bad-request", "Unreadable request body")
+            };
+            Problem::new(status, slug, title, Some(rejection.body_text()))
+        })?;
+        parse_object(&bytes).map(Self)
     }
+}
+
+/// Parses a request body that must be a JSON object into `T`: 400 for malformed JSON, 422 for
+/// anything else that does not fit (serde would otherwise accept a struct written as an array).
+pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
+    let parsed = Json::<T>::from_bytes(bytes).map(|Json(value)| value).map_err(|rejection| json_problem(&rejection));
+    let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    match parsed {
+        Err(problem) if problem.status == 400 || is_object => Err(problem),
+        _ if !is_object => Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation",
+            "Invalid request",
+            Some("the body must be a JSON object".to_owned()),
+        )),
+        parsed => parsed,
+    }
+}
+
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(mime) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = mime.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 impl<T: Serialize> IntoResponse for AppJson<T> {

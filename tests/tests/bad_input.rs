@@ -142,3 +142,15 @@ async fn a_wrong_method_is_a_405_problem_that_names_the_allowed_ones() {
     let allow = answer.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
     assert!(allow.contains("PUT") && allow.contains("DELETE"), "Allow: {allow:?}");
 }
+
+#[tokio::test]
+async fn a_body_that_is_not_a_json_object_is_refused_with_422() {
+    let suite = Suite::start(&[Service::Payment]).await;
+    let url = suite.url(Service::Payment, &format!("/payments/{}", Uuid::new_v4()));
+    // serde would read a struct from an array: ["alice", 100] must not be a payment.
+    for body in [json!(["alice", 100]), json!("alice"), json!(7), json!(null)] {
+        let answer = suite.http.put(&url, &body).await;
+        assert_eq!(answer.assert_problem(422), "/problems/validation", "{body}");
+    }
+    assert_nothing_recorded(&suite, Service::Payment, &url, "non-object bodies").await;
+}
