@@ -167,15 +167,51 @@ async fn load(app: &AppState, order_id: Uuid) -> Result<Saga, AppError> {
     log::load(&app.pool, order_id).await?.ok_or_else(|| AppError::not_found("order", order_id))
 }
 
-/// An order and its saga's steps.
+/// `GET /orders/{id}` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct GetQuery {
+    /// Long-poll: if the saga is not finished, wait up to this many milliseconds (0–30000) for
+    /// it to finish before answering.
+    #[param(minimum = 0, maximum = 30000)]
+    wait_ms: Option<u64>,
+}
+
+/// Longest long-poll.
+const MAX_WAIT_MS: u64 = 30_000;
+/// How often a long-poll re-reads the log (a saga finished by another replica wakes nobody here).
+const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// An order and its saga's steps; optionally waits for the saga to finish.
 #[utoipa::path(get, path = "/orders/{order_id}", tag = "orders",
-    params(("order_id" = Uuid, Path, description = "The order")),
+    params(("order_id" = Uuid, Path, description = "The order"), GetQuery),
     responses((status = 200, description = "The order", body = OrderView), ReadErrors))]
 async fn get_order(
     State(app): State<AppState>,
     AppPath(order_id): AppPath<Uuid>,
+    AppQuery(query): AppQuery<GetQuery>,
 ) -> Result<AppJson<OrderView>, AppError> {
-    Ok(AppJson(load(&app, order_id).await?.view()))
+    let wait_ms = query.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(AppError::problem(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "Invalid query string",
+            "wait_ms must be 0-30000",
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    loop {
+        // Register before reading, so a finish between the read and the wait is not missed.
+        let mut waiting = app.executor.waiters().wait(order_id);
+        let saga = load(&app, order_id).await?;
+        let now = tokio::time::Instant::now();
+        if saga.status.is_terminal() || now >= deadline {
+            return Ok(AppJson(saga.view()));
+        }
+        let _ = tokio::time::timeout((deadline - now).min(WAIT_RECHECK), &mut waiting.receiver).await;
+    }
 }
 
 /// The saga's timeline: every attempt, outcome, compensation and operator action, in order.

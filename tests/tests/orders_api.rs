@@ -94,3 +94,22 @@ async fn orders_are_listed_newest_first_and_filtered_by_status() {
         suite.http.get(&suite.url(Service::Orchestrator, bad)).await.assert_problem(400);
     }
 }
+
+#[tokio::test]
+async fn a_long_poll_answers_once_the_saga_has_finished() {
+    let suite = Suite::start(&Service::SUITE).await;
+    suite.set_faults(Service::Notification, &json!({ "latency_ms": 500 })).await;
+    let order_id = suite.accepted_order(&happy_order()).await;
+
+    let waited = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=10000"))).await;
+    let immediate = suite.accepted_order(&happy_order()).await;
+    let not_waited = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders/{immediate}"))).await;
+
+    assert_eq!(waited.body["status"], "completed", "{}", waited.body);
+    assert_ne!(not_waited.body["status"], "completed", "without wait_ms the answer is immediate");
+    suite
+        .http
+        .get(&suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=30001")))
+        .await
+        .assert_problem(400);
+}

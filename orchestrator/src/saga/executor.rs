@@ -16,6 +16,7 @@ use super::{
     definition::{SagaDefinition, StepDefinition, StepKind},
     log::{self, Event, Lease},
     state::Saga,
+    waiters::Waiters,
 };
 use crate::{
     clients::{CallOutcome, Inspection, ParticipantClient},
@@ -47,6 +48,7 @@ pub struct Executor {
     lease: std::time::Duration,
     tasks: TaskTracker,
     stopping: CancellationToken,
+    waiters: Waiters,
 }
 
 impl Executor {
@@ -66,7 +68,13 @@ impl Executor {
             lease,
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
+            waiters: Waiters::default(),
         }
+    }
+
+    /// Requests waiting for sagas of this process to finish.
+    pub fn waiters(&self) -> &Waiters {
+        &self.waiters
     }
 
     /// This instance's name (owner of its leases, actor of its events).
@@ -357,6 +365,7 @@ impl Executor {
     async fn finish(&self, saga: &mut Saga, status: SagaStatus, events: Vec<Event>) -> Result<(), Stop> {
         saga.status = status;
         self.save(saga, true, &events).await?;
+        self.waiters.finished(saga.order_id);
         let elapsed = (Utc::now() - saga.created_at).to_std().unwrap_or_default();
         metrics::counter!(m::FINISHED_TOTAL, "outcome" => status.as_str()).increment(1);
         metrics::histogram!(m::DURATION_SECONDS, "outcome" => status.as_str()).record(elapsed.as_secs_f64());

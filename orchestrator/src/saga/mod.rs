@@ -6,3 +6,4 @@ pub mod log;
 pub mod recovery;
 pub mod retry;
 pub mod state;
+pub mod waiters;
