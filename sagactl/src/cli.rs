@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{control, up, with_postgres};
+use crate::commands::{bench, control, up, with_postgres};
 use crate::services::LauncherEnv;
 use crate::state::StateDir;
 
@@ -52,6 +52,9 @@ pub enum Command {
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
         command: Vec<OsString>,
     },
+    /// Benchmark the suite on a Postgres of its own (fsync on): orders per second, latency from
+    /// POST to the saga's end, database statements per order; and the same chain called directly.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs one command; the exit code is the command's own for `with-postgres` and `status`.
@@ -77,6 +80,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Status => control::status(&StateDir::from_env()?).await,
         Command::WithPostgres { command } => with_postgres::with_postgres(&command).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context as _};
 use tokio::process::{Child, Command};
 
+use crate::invocation::build_command;
 use crate::services::is_fault_var;
 use crate::text::{log_tail, shell_quote};
 
@@ -36,11 +37,11 @@ impl Launch<'_> {
     pub fn spawn(&self) -> anyhow::Result<Child> {
         if !self.binary.is_file() {
             bail!(
-                "{} binary not found at {} (build it with `cargo build -p {}`, or set \
-                 SAGA_BIN_DIR to the directory holding the service binaries)",
+                "{} binary not found at {} (build it with `{}`, or set SAGA_BIN_DIR to the \
+                 directory holding the service binaries)",
                 self.name,
                 self.binary.display(),
-                self.name
+                build_command()
             );
         }
         let mut log = OpenOptions::new()
@@ -119,6 +120,22 @@ pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// Polls until `127.0.0.1:port` is free or `timeout` passes; returns whether it is free. Right
+/// after a kill the port can stay bound for a moment: the thread-group leader already shows as
+/// a zombie while its other threads, which share the listening socket, are still exiting.
+pub async fn wait_port_free(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if port_is_free(port) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +158,20 @@ mod tests {
             launch.command_line(),
             "env PORT=8082 RUST_LOG=info,sqlx=warn 'X=a b' /opt/bin/payment >> /tmp/logs/payment.log 2>&1"
         );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_port_ends_when_its_listener_closes() -> anyhow::Result<()> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        let port = listener.local_addr()?.port();
+        assert!(!wait_port_free(port, Duration::from_millis(100)).await);
+        let closer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            drop(listener);
+        });
+        assert!(wait_port_free(port, Duration::from_secs(5)).await);
+        closer.await?;
+        Ok(())
     }
 
     #[tokio::test]

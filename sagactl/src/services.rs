@@ -114,11 +114,15 @@ impl LauncherEnv {
     }
 
     /// `ADMIN_TOKEN`, else a fresh random one; the flag says whether it was generated (and so
-    /// must be shown to the user).
-    pub fn admin_token(&self) -> (String, bool) {
+    /// must be shown to the user). A token the services would refuse is an error here, before
+    /// anything is started.
+    pub fn admin_token(&self) -> anyhow::Result<(String, bool)> {
         match self.get("ADMIN_TOKEN") {
-            Some(token) => (token.to_owned(), false),
-            None => (random_hex(16), true),
+            Some(token) => match validate_admin_token(token) {
+                Ok(()) => Ok((token.to_owned(), false)),
+                Err(err) => bail!("{err:#}; set a longer one, or unset ADMIN_TOKEN to get a random one"),
+            },
+            None => Ok((random_hex(16), true)),
         }
     }
 
@@ -134,6 +138,20 @@ impl LauncherEnv {
             })
             .collect()
     }
+}
+
+/// Shortest `ADMIN_TOKEN` the services accept; they refuse to start with a shorter one.
+pub const MIN_ADMIN_TOKEN_LEN: usize = 8;
+
+/// Fails for a token every service would refuse at start-up. Counts bytes, as the services do.
+pub fn validate_admin_token(token: &str) -> anyhow::Result<()> {
+    if token.len() < MIN_ADMIN_TOKEN_LEN {
+        bail!(
+            "ADMIN_TOKEN is {} characters long, but the services require at least {MIN_ADMIN_TOKEN_LEN}",
+            token.len()
+        );
+    }
+    Ok(())
 }
 
 /// True for variables that configure faults (`FAULT_*`, `<SERVICE>_FAULT_*`). They are removed
@@ -249,11 +267,22 @@ mod tests {
     }
 
     #[test]
-    fn admin_token_comes_from_the_environment_or_is_generated() {
-        assert_eq!(env(&[("ADMIN_TOKEN", "t0k")]).admin_token(), ("t0k".to_owned(), false));
-        let (token, generated) = env(&[]).admin_token();
+    fn admin_token_comes_from_the_environment_or_is_generated() -> anyhow::Result<()> {
+        assert_eq!(env(&[("ADMIN_TOKEN", "t0k3n-ok")]).admin_token()?, ("t0k3n-ok".to_owned(), false));
+        let (token, generated) = env(&[]).admin_token()?;
         assert!(generated);
         assert_eq!(token.len(), 32);
+        validate_admin_token(&token)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_short_admin_token_is_refused_with_the_minimum_named() -> anyhow::Result<()> {
+        let err = env(&[("ADMIN_TOKEN", "1234567")]).admin_token().err().context("7 characters accepted")?;
+        let message = format!("{err:#}");
+        assert!(message.contains("ADMIN_TOKEN"), "{message}");
+        assert!(message.contains("at least 8"), "{message}");
+        Ok(())
     }
 
     #[test]
@@ -282,6 +311,29 @@ mod tests {
         assert_eq!(orchestrator["PAYMENT_URL"], "http://127.0.0.1:9082");
         // Services not being started get no URL.
         assert!(!orchestrator.contains_key("SHIPPING_URL"));
+        Ok(())
+    }
+
+    #[test]
+    fn the_orchestrator_gets_every_participants_actual_port_and_its_own_database() -> anyhow::Result<()> {
+        let provisioned = Provisioned::for_tests("127.0.0.1", 5433, "saga");
+        let ports = BTreeMap::from([
+            ("inventory", 18081),
+            ("payment", 18082),
+            ("shipping", 18083),
+            ("notification", 18084),
+            ("orchestrator", 18080),
+        ]);
+        let launcher = env(&[]);
+        let ctx = EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "tok", launcher: &launcher };
+        let orchestrator = service_env(spec("orchestrator")?, &ctx);
+        assert_eq!(orchestrator["PORT"], "18080");
+        assert_eq!(orchestrator["INVENTORY_URL"], "http://127.0.0.1:18081");
+        assert_eq!(orchestrator["PAYMENT_URL"], "http://127.0.0.1:18082");
+        assert_eq!(orchestrator["SHIPPING_URL"], "http://127.0.0.1:18083");
+        assert_eq!(orchestrator["NOTIFICATION_URL"], "http://127.0.0.1:18084");
+        assert_eq!(orchestrator["DB_SCHEMA"], "orchestrator");
+        assert_eq!(orchestrator["DATABASE_URL"], "postgres://orchestrator:orchestrator-secret@127.0.0.1:5433/saga");
         Ok(())
     }
 

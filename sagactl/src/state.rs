@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 use serde::{Deserialize, Serialize};
 
+use crate::invocation::sagactl_command;
 use crate::launch::Launch;
 use crate::process::{is_alive, runs_binary};
 
@@ -118,9 +119,10 @@ impl StateDir {
     pub fn load_running(&self) -> anyhow::Result<SuiteState> {
         self.load()?.with_context(|| {
             format!(
-                "no suite is running here ({} does not exist): start one with `sagactl up`, or \
-                 set SAGA_STATE_DIR to the directory `sagactl up` uses",
-                self.state_path().display()
+                "no suite is running here ({} does not exist): start one with `{} up`, or set \
+                 SAGA_STATE_DIR to the directory `sagactl up` uses",
+                self.state_path().display(),
+                sagactl_command()
             )
         })
     }

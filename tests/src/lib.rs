@@ -42,7 +42,8 @@ impl TestDb {
         let (admin_url, cluster) = match std::env::var("SAGA_TEST_ADMIN_URL") {
             Ok(url) if !url.is_empty() => (url, None),
             _ => {
-                let cluster = TempPostgres::start(TempPostgresOptions { fast: true, max_connections: 200 }).await?;
+                let cluster =
+                    TempPostgres::start(TempPostgresOptions { fast: true, ..TempPostgresOptions::default() }).await?;
                 (cluster.admin_url(), Some(cluster))
             }
         };

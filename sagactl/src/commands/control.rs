@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
-use crate::launch::{port_is_free, probe_client};
+use crate::invocation::sagactl_command;
+use crate::launch::{probe_client, wait_port_free};
 use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
-use crate::services::{spec, LauncherEnv, SUITE};
+use crate::services::{spec, validate_admin_token, LauncherEnv, SUITE};
 use crate::state::{ServiceState, StateDir, StateLock, SuiteState};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for another sagactl to finish its change of the state file.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a just-stopped service's port to be released before starting it again.
+const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Stops `service` gracefully (SIGTERM, SIGKILL after the grace period).
 pub async fn stop(dir: &StateDir, service: &str) -> anyhow::Result<()> {
@@ -43,16 +46,21 @@ pub async fn kill(dir: &StateDir, service: &str) -> anyhow::Result<()> {
 /// Starts a stopped service with its recorded environment.
 pub async fn start(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
     let (lock, state) = open(dir, service).await?;
-    if let Some(pid) = running_pid(entry(&state, service)?) {
-        bail!("{service} is already running (pid {pid}); use `sagactl restart {service}`");
+    let svc = entry(&state, service)?;
+    if let Some(pid) = running_pid(svc) {
+        bail!("{service} is already running (pid {pid}); use `{} restart {service}`", sagactl_command());
     }
+    check_admin_token(svc, launcher).with_context(|| format!("cannot start {service}"))?;
     start_locked(dir, lock, state, launcher, service, no_faults).await
 }
 
 /// Stops, then starts `service` with its recorded environment.
 pub async fn restart(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
     let (lock, mut state) = open(dir, service).await?;
-    if running_pid(entry(&state, service)?).is_some() {
+    let svc = entry(&state, service)?;
+    // Before stopping it: a service that cannot come back should keep running.
+    check_admin_token(svc, launcher).with_context(|| format!("cannot restart {service}"))?;
+    if running_pid(svc).is_some() {
         stop_locked(dir, &mut state, service).await?;
     }
     start_locked(dir, lock, state, launcher, service, no_faults).await
@@ -118,6 +126,21 @@ fn entry_mut<'a>(state: &'a mut SuiteState, service: &str) -> anyhow::Result<&'a
     state.services.get_mut(service).with_context(|| format!("{service} is not part of the running suite"))
 }
 
+/// Fails if the service would refuse the admin token it is about to be started with: the
+/// recorded one (set explicitly, it wins over the inherited environment), else the one it would
+/// inherit from this process.
+fn check_admin_token(entry: &ServiceState, launcher: &LauncherEnv) -> anyhow::Result<()> {
+    let token = match entry.env.get("ADMIN_TOKEN") {
+        Some(recorded) => Some(recorded.as_str()),
+        None => launcher.get("ADMIN_TOKEN"),
+    };
+    // An empty token means "no admin endpoint" to the services, not a short one.
+    match token.filter(|token| !token.is_empty()) {
+        Some(token) => validate_admin_token(token),
+        None => Ok(()),
+    }
+}
+
 /// The recorded PID if that process is still the service (not a reused PID).
 fn running_pid(entry: &ServiceState) -> Option<u32> {
     entry.pid.filter(|&pid| is_alive(pid) && runs_binary(pid, &entry.binary))
@@ -151,7 +174,7 @@ async fn start_locked(
     no_faults: bool,
 ) -> anyhow::Result<()> {
     let entry = entry_mut(&mut state, service)?;
-    if !port_is_free(entry.port) {
+    if !wait_port_free(entry.port, PORT_FREE_TIMEOUT).await {
         bail!("port {} of {service} is in use by another process", entry.port);
     }
     // Faults given on this command line replace the recorded ones; none given keeps them.
@@ -183,4 +206,42 @@ async fn start_locked(
     let faults = if faults.is_empty() { "no faults".to_owned() } else { faults.join(" ") };
     println!("started {service} (pid {pid}, {faults}); log: {}", svc.log_path.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn service_with(env: &[(&str, &str)]) -> ServiceState {
+        ServiceState {
+            pid: None,
+            port: 8082,
+            url: "http://127.0.0.1:8082".into(),
+            binary: "/bin/payment".into(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect::<BTreeMap<_, _>>(),
+            log_path: "/tmp/payment.log".into(),
+        }
+    }
+
+    fn launcher(pairs: &[(&str, &str)]) -> LauncherEnv {
+        LauncherEnv::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    #[test]
+    fn start_checks_the_admin_token_the_service_would_get() -> anyhow::Result<()> {
+        // The recorded token is what the service gets; the launcher's own is ignored then.
+        let recorded_short = service_with(&[("ADMIN_TOKEN", "short")]);
+        let err = check_admin_token(&recorded_short, &launcher(&[])).err().context("short token accepted")?;
+        assert!(format!("{err:#}").contains("at least 8"), "{err:#}");
+        let recorded_ok = service_with(&[("ADMIN_TOKEN", "long-enough")]);
+        check_admin_token(&recorded_ok, &launcher(&[("ADMIN_TOKEN", "short")]))?;
+        // Without a recorded token the service inherits ours.
+        let unrecorded = service_with(&[]);
+        assert!(check_admin_token(&unrecorded, &launcher(&[("ADMIN_TOKEN", "short")])).is_err());
+        check_admin_token(&unrecorded, &launcher(&[]))?;
+        check_admin_token(&service_with(&[("ADMIN_TOKEN", "")]), &launcher(&[]))?;
+        Ok(())
+    }
 }

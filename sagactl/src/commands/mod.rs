@@ -1,5 +1,6 @@
 //! One module per subcommand group of the `sagactl` binary.
 
+pub mod bench;
 pub mod control;
 pub mod up;
 pub mod with_postgres;

@@ -2,7 +2,9 @@
 
 use super::database::Database;
 use super::up::Planned;
+use crate::invocation::sagactl_command;
 use crate::state::SuiteState;
+use crate::text::shell_quote;
 
 pub(super) fn print_summary(state: &SuiteState, plan: &[Planned], db: &Database, token_generated: bool) {
     println!("\nThe saga suite is up.\n");
@@ -28,25 +30,62 @@ pub(super) fn print_summary(state: &SuiteState, plan: &[Planned], db: &Database,
     let origin = if token_generated { "generated; set ADMIN_TOKEN to choose one" } else { "from ADMIN_TOKEN" };
     println!("Admin token  {} ({origin})", state.admin_token);
 
+    print!("{}", hints(state, &sagactl_command()));
+}
+
+/// An order the demo data can fulfil (the participants seed `WIDGET-1`).
+const ORDER_BODY: &str = r#"{"customer_id":"alice","items":[{"sku":"WIDGET-1","quantity":2}],"shipping_address":{"name":"Ada Lovelace","line1":"12 St James Sq","city":"London","postal_code":"SW1Y 4JH","country":"GB"}}"#;
+
+/// The "try it" examples and the commands for another terminal, one per line. `sagactl` is how
+/// to run sagactl again (the path the user ran: it is usually not on `PATH`).
+fn hints(state: &SuiteState, sagactl: &str) -> String {
     let url_of = |name: &str| state.services.get(name).map(|svc| svc.url.clone());
-    if let Some(inventory) = url_of("inventory") {
-        println!("\nTry it:");
-        println!(
-            "  curl -s -X PUT {inventory}/reservations/$(uuidgen) -H 'content-type: application/json' \
-             -d '{{\"items\":[{{\"sku\":\"WIDGET-1\",\"quantity\":2}}]}}'"
-        );
-        println!("  curl -s {inventory}/products/WIDGET-1");
+    let mut lines = Vec::new();
+    let (orchestrator, inventory) = (url_of("orchestrator"), url_of("inventory"));
+    if orchestrator.is_some() || inventory.is_some() {
+        lines.push("\nTry it:".to_owned());
     }
-    println!("\nFrom another terminal (same directory, or SAGA_STATE_DIR={}):", state_dir_hint(state));
-    println!("  sagactl status");
-    println!("  sagactl kill payment          # SIGKILL, like a crash");
-    println!("  sagactl restart payment       # same environment, same log");
-    println!("  PAYMENT_FAULT_LATENCY_MS=200 sagactl restart payment");
+    if let Some(orchestrator) = orchestrator {
+        lines.push(format!(
+            "  curl -si -X POST {orchestrator}/orders -H 'content-type: application/json' -d '{ORDER_BODY}'"
+        ));
+        lines.push(format!("  curl -s {orchestrator}/orders/<id>    # <id>: order_id in the answer above"));
+    }
+    if let Some(inventory) = inventory {
+        // /proc rather than `uuidgen`, which Debian does not install by default.
+        lines.push(format!(
+            "  curl -s -X PUT {inventory}/reservations/$(cat /proc/sys/kernel/random/uuid) \
+             -H 'content-type: application/json' -d '{{\"items\":[{{\"sku\":\"WIDGET-1\",\"quantity\":2}}]}}'"
+        ));
+        lines.push(format!("  curl -s {inventory}/products/WIDGET-1"));
+    }
+    lines.push(format!("\nFrom another terminal (same directory, or SAGA_STATE_DIR={}):", state_dir_hint(state)));
+    let commands = [
+        (format!("{sagactl} status"), ""),
+        (format!("{sagactl} kill payment"), "# SIGKILL, like a crash"),
+        (format!("{sagactl} restart payment"), "# same environment, same log"),
+        (format!("PAYMENT_FAULT_LATENCY_MS=200 {sagactl} restart payment"), ""),
+    ];
+    lines.extend(aligned_comments(&commands));
     if let Some(svc) = state.services.get("payment") {
-        println!("Or stop payment and start it by hand exactly as sagactl does:");
-        println!("  {}", svc.launch("payment").command_line());
+        lines.push("Or stop payment and start it by hand exactly as sagactl does:".to_owned());
+        lines.push(format!("  {}", svc.launch("payment").command_line()));
     }
-    println!("\nCtrl-C stops everything.");
+    lines.push("\nCtrl-C stops everything.".to_owned());
+    lines.iter().map(|line| format!("{line}\n")).collect()
+}
+
+/// Indented command lines with their comments in one column, whatever the length of the path
+/// sagactl was run as.
+fn aligned_comments(commands: &[(String, &str)]) -> Vec<String> {
+    let width = commands.iter().filter(|(_, comment)| !comment.is_empty()).map(|(cmd, _)| cmd.len()).max();
+    commands
+        .iter()
+        .map(|(cmd, comment)| match width {
+            Some(width) if !comment.is_empty() => format!("  {cmd:<width$}  {comment}"),
+            _ => format!("  {cmd}"),
+        })
+        .collect()
 }
 
 /// The state directory, recovered from a log path (logs live in `<state dir>/logs/`).
@@ -55,7 +94,7 @@ fn state_dir_hint(state: &SuiteState) -> String {
         .services
         .values()
         .next()
-        .and_then(|svc| svc.log_path.parent()?.parent().map(|dir| dir.display().to_string()))
+        .and_then(|svc| svc.log_path.parent()?.parent().map(|dir| shell_quote(&dir.to_string_lossy())))
         .unwrap_or_else(|| ".sagactl".to_owned())
 }
 
@@ -76,7 +115,57 @@ fn mask_password(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::state::{PostgresState, ServiceState};
+
+    fn suite(services: &[(&str, u16)]) -> SuiteState {
+        let service = |name: &str, port: u16| ServiceState {
+            pid: Some(4242),
+            port,
+            url: format!("http://127.0.0.1:{port}"),
+            binary: format!("/work/target/release/{name}").into(),
+            env: BTreeMap::from([("PORT".to_owned(), port.to_string())]),
+            log_path: format!("/work/.sagactl/logs/{name}.log").into(),
+        };
+        SuiteState {
+            launcher_pid: 1,
+            database: "saga".into(),
+            admin_token: "admin-token".into(),
+            postgres: PostgresState { pid: None, port: 5432, admin_url: "postgres://x".into() },
+            services: services.iter().map(|&(name, port)| (name.to_owned(), service(name, port))).collect(),
+        }
+    }
+
+    #[test]
+    fn hints_show_how_to_place_and_watch_an_order() {
+        let state = suite(&[("inventory", 8081), ("payment", 8082), ("orchestrator", 8080)]);
+        let text = hints(&state, "sagactl");
+        let post = r#"  curl -si -X POST http://127.0.0.1:8080/orders -H 'content-type: application/json' -d '{"customer_id":"alice","items":[{"sku":"WIDGET-1","quantity":2}],"shipping_address":{"name":"Ada Lovelace","line1":"12 St James Sq","city":"London","postal_code":"SW1Y 4JH","country":"GB"}}'"#;
+        assert!(text.lines().any(|line| line == post), "{text}");
+        assert!(text.contains("curl -s http://127.0.0.1:8080/orders/<id>"), "{text}");
+        // Without an orchestrator there is nothing to place orders with.
+        let text = hints(&suite(&[("inventory", 8081)]), "sagactl");
+        assert!(!text.contains("/orders"), "{text}");
+    }
+
+    #[test]
+    fn hints_use_a_uuid_source_every_linux_has() {
+        let text = hints(&suite(&[("inventory", 18081)]), "sagactl");
+        assert!(text.contains("http://127.0.0.1:18081/reservations/$(cat /proc/sys/kernel/random/uuid) "), "{text}");
+        assert!(!text.contains("uuidgen"), "{text}");
+    }
+
+    #[test]
+    fn hints_run_sagactl_as_the_user_did_with_comments_aligned() {
+        let text = hints(&suite(&[("payment", 8082)]), "target/release/sagactl");
+        assert!(text.contains("\n  target/release/sagactl status\n"), "{text}");
+        assert!(text.contains("\n  target/release/sagactl kill payment     # SIGKILL, like a crash\n"), "{text}");
+        assert!(text.contains("\n  target/release/sagactl restart payment  # same environment, same log\n"), "{text}");
+        assert!(text.contains("\n  PAYMENT_FAULT_LATENCY_MS=200 target/release/sagactl restart payment\n"), "{text}");
+        assert!(text.contains("SAGA_STATE_DIR=/work/.sagactl"), "{text}");
+    }
 
     #[test]
     fn passwords_are_masked_in_printed_urls() {

@@ -11,6 +11,7 @@ use anyhow::{anyhow, bail, Context as _};
 use super::database::{postgres_died, Database};
 use super::signals::StopSignals;
 use super::summary::print_summary;
+use crate::invocation::build_command;
 use crate::launch::port_is_free;
 use crate::process::{is_alive, runs_binary, terminate_all, Ending};
 use crate::provision::{provision, validate_identifier, Provisioned};
@@ -23,11 +24,11 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Runs `up` until a stop signal (exit 0) or the database dying (exit 1).
 pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCode> {
     refuse_if_running(dir)?;
+    // Everything that can be checked without side effects is checked before Postgres starts.
+    let (admin_token, token_generated) = launcher.admin_token()?;
     let database = launcher.get("SAGA_DATABASE").unwrap_or("saga").to_owned();
     validate_identifier(&database).context("SAGA_DATABASE")?;
-    // Everything that can be checked without side effects is checked before Postgres starts.
     let plan = plan(launcher)?;
-    let (admin_token, token_generated) = launcher.admin_token();
     let mut signals = StopSignals::install()?;
     dir.create()?;
 
@@ -98,10 +99,11 @@ fn plan(launcher: &LauncherEnv) -> anyhow::Result<Vec<Planned>> {
                 continue;
             }
             bail!(
-                "{} binary not found at {}: build the services first (`cargo build --workspace`) \
-                 or set SAGA_BIN_DIR to the directory holding them",
+                "{} binary not found at {}: build the services first (`{}`) or set SAGA_BIN_DIR \
+                 to the directory holding them",
                 spec.name,
-                binary.display()
+                binary.display(),
+                build_command()
             );
         }
         let port = launcher.port(spec)?;
@@ -213,5 +215,56 @@ async fn stop_services(state: &SuiteState) {
                 eprintln!("sagactl: {name} (pid {pid}) ignored SIGTERM for {}s; killed it", STOP_GRACE.as_secs())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port nothing listens on right now (the OS picks it), so the test does not clash with a
+    /// suite running on the default ports.
+    fn free_port() -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+    }
+
+    /// A binary directory holding empty files named like `binaries`, and a launcher pointing at
+    /// it with every port moved off its default.
+    fn fake_suite(binaries: &[&str]) -> anyhow::Result<(PathBuf, LauncherEnv)> {
+        let dir = std::env::temp_dir().join(format!("sagactl-plan-{}", crate::text::random_hex(6)));
+        std::fs::create_dir_all(&dir)?;
+        for name in binaries {
+            std::fs::write(dir.join(name), "")?;
+        }
+        let mut vars = vec![("SAGA_BIN_DIR".to_owned(), dir.display().to_string())];
+        for spec in &SUITE {
+            vars.push((format!("{}_PORT", spec.name.to_uppercase()), free_port()?.to_string()));
+        }
+        Ok((dir, LauncherEnv::from_pairs(vars)))
+    }
+
+    #[test]
+    fn a_built_orchestrator_is_planned_last_and_a_missing_one_is_skipped() -> anyhow::Result<()> {
+        let all = ["inventory", "payment", "shipping", "notification", "orchestrator"];
+        let (dir, launcher) = fake_suite(&all)?;
+        let names: Vec<_> = plan(&launcher)?.iter().map(|p| p.spec.name).collect();
+        assert_eq!(names, all);
+        std::fs::remove_file(dir.join("orchestrator"))?;
+        let names: Vec<_> = plan(&launcher)?.iter().map(|p| p.spec.name).collect();
+        assert_eq!(names, all[..4]);
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_missing_participant_fails_with_a_build_hint() -> anyhow::Result<()> {
+        let (dir, launcher) = fake_suite(&["inventory", "shipping", "notification", "orchestrator"])?;
+        let err = plan(&launcher).err().context("planned without payment")?;
+        let message = format!("{err:#}");
+        assert!(message.contains("payment binary not found"), "{message}");
+        // Unit tests run from target/<profile>/deps, which is never `release`.
+        assert!(message.contains("`cargo build --workspace --bins`"), "{message}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
     }
 }

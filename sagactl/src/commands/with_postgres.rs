@@ -20,7 +20,12 @@ pub async fn with_postgres(command: &[OsString]) -> anyhow::Result<ExitCode> {
     // Installed before anything starts: the default action of SIGINT would kill us before the
     // cluster is removed.
     let mut signals = StopSignals::install()?;
-    let pg = TempPostgres::start(TempPostgresOptions { fast: true, max_connections: MAX_CONNECTIONS }).await?;
+    let pg = TempPostgres::start(TempPostgresOptions {
+        fast: true,
+        max_connections: MAX_CONNECTIONS,
+        ..TempPostgresOptions::default()
+    })
+    .await?;
     eprintln!("sagactl: temporary Postgres on port {} (pid {}, log {})", pg.port(), pg.pid(), pg.log_path().display());
     let mut child = tokio::process::Command::new(program)
         .args(args)

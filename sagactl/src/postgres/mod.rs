@@ -31,11 +31,14 @@ pub struct TempPostgresOptions {
     pub fast: bool,
     /// `max_connections` of the server; each service pool and test holds several.
     pub max_connections: u32,
+    /// Extra `name=value` server settings (e.g. `shared_preload_libraries=pg_stat_statements`
+    /// for the benchmark's round-trip count).
+    pub settings: Vec<String>,
 }
 
 impl Default for TempPostgresOptions {
     fn default() -> Self {
-        Self { fast: false, max_connections: 200 }
+        Self { fast: false, max_connections: 200, settings: Vec::new() }
     }
 }
 

@@ -43,6 +43,9 @@ impl Layout<'_> {
             .arg(self.socket_dir)
             .args(["-c", "listen_addresses=127.0.0.1"])
             .args(["-c", &format!("max_connections={}", opts.max_connections)]);
+        for setting in &opts.settings {
+            cmd.args(["-c", setting]);
+        }
         if opts.fast {
             for setting in ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] {
                 cmd.args(["-c", setting]);

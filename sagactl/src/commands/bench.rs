@@ -1,0 +1,183 @@
+//! `sagactl bench`: the suite's benchmark, self-contained and repeatable.
+//!
+//! Starts its own Postgres with production durability (fsync and synchronous_commit on) and
+//! `pg_stat_statements`, the five services, then runs closed-loop clients at each concurrency
+//! level: through the orchestrator (`saga`) and calling the participants directly (`direct`, the
+//! baseline). For each run it prints throughput, latency percentiles and database statements per
+//! order, per service role (each statement is one round trip).
+
+use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
+
+use anyhow::Context;
+use sqlx::{postgres::PgPoolOptions, PgPool};
+use tokio::process::Child;
+
+use crate::{
+    bench::{self, Mode, RunResult, Targets},
+    launch::Launch,
+    postgres::{TempPostgres, TempPostgresOptions},
+    process::{send_signal, Signal},
+    provision::provision,
+    services::{self, EnvContext, LauncherEnv, SUITE},
+};
+
+/// What `sagactl bench` runs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent clients, one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "16,64")]
+    pub clients: Vec<usize>,
+    /// Seconds of load before measuring (connections, caches, JIT of the planner).
+    #[arg(long, default_value_t = 3)]
+    pub warmup_secs: u64,
+    /// Seconds measured per run.
+    #[arg(long, default_value_t = 15)]
+    pub measure_secs: u64,
+    /// Skip the direct baseline.
+    #[arg(long)]
+    pub saga_only: bool,
+}
+
+/// Runs the benchmark and prints a table.
+pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
+    let launcher = LauncherEnv::from_process();
+    let pg = TempPostgres::start(TempPostgresOptions {
+        fast: false,
+        max_connections: 400,
+        settings: vec![
+            "shared_preload_libraries=pg_stat_statements".to_owned(),
+            "pg_stat_statements.track=all".to_owned(),
+        ],
+    })
+    .await?;
+    let provisioned = provision(&pg.admin_url(), "saga").await?;
+    let admin = superuser_pool(&pg.admin_url(), "saga").await?;
+    sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
+
+    let logs = tempdir()?;
+    let ports: BTreeMap<&'static str, u16> =
+        SUITE.iter().map(|spec| Ok((spec.name, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let bin_dir = launcher.bin_dir()?;
+    let ctx =
+        EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "bench-admin-token", launcher: &launcher };
+    let mut children: Vec<Child> = Vec::new();
+    for spec in SUITE.iter() {
+        let mut env = services::service_env(spec, &ctx);
+        env.insert("RUST_LOG".to_owned(), "warn".to_owned());
+        env.insert("DB_MAX_CONNECTIONS".to_owned(), "32".to_owned());
+        let binary = bin_dir.join(spec.binary);
+        let log_path = logs.join(format!("{}.log", spec.name));
+        let port = ports.get(spec.name).copied().context("port")?;
+        let launch = Launch { name: spec.name, binary: &binary, env: &env, log_path: &log_path, port };
+        let mut child = launch.spawn()?;
+        launch.wait_ready(&mut child).await?;
+        children.push(child);
+    }
+    let url = |name: &str| format!("http://127.0.0.1:{}", ports.get(name).copied().unwrap_or_default());
+    let targets = Targets {
+        orchestrator: url("orchestrator"),
+        participants: [url("inventory"), url("payment"), url("shipping"), url("notification")],
+    };
+
+    println!(
+        "sagactl bench: Postgres {} (fsync on, synchronous_commit on), {} CPUs, logs in {}",
+        pg.port(),
+        num_cpus(),
+        logs.display()
+    );
+    println!(
+        "| mode | clients | orders/s | p50 ms | p95 ms | p99 ms | not completed | statements per order (by role) |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let modes: &[Mode] = if args.saga_only { &[Mode::Saga] } else { &[Mode::Direct, Mode::Saga] };
+    let outcome = async {
+        for &clients in &args.clients {
+            for &mode in modes {
+                sqlx::query("select pg_stat_statements_reset()").execute(&admin).await?;
+                let before = orders_in_db(&admin).await?;
+                let result = bench::run(
+                    &targets,
+                    mode,
+                    clients,
+                    Duration::from_secs(args.warmup_secs),
+                    Duration::from_secs(args.measure_secs),
+                )
+                .await?;
+                let orders = orders_in_db(&admin).await? - before;
+                let statements = statements_by_role(&admin, orders).await?;
+                print_row(&result, &statements);
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    for child in &children {
+        if let Some(pid) = child.id() {
+            let _ = send_signal(pid, Signal::Term);
+        }
+    }
+    for mut child in children {
+        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+    }
+    drop(pg);
+    outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_row(result: &RunResult, statements: &str) {
+    let mode = match result.mode {
+        Mode::Saga => "saga",
+        Mode::Direct => "direct",
+    };
+    println!(
+        "| {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {statements} |",
+        result.clients,
+        result.throughput(),
+        result.percentile_ms(0.50),
+        result.percentile_ms(0.95),
+        result.percentile_ms(0.99),
+        result.not_completed,
+    );
+}
+
+/// Reservations made so far: one per order in either mode.
+async fn orders_in_db(admin: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar("select count(*) from inventory.reservations").fetch_one(admin).await?)
+}
+
+/// Statements executed per order since the last reset, by the role that ran them.
+async fn statements_by_role(admin: &PgPool, orders: i64) -> anyhow::Result<String> {
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        r#"select r.rolname, sum(s.calls)::bigint from pg_stat_statements s join pg_roles r on r.oid = s.userid
+           where s.dbid = (select oid from pg_database where datname = current_database())
+             and r.rolname in ('orchestrator', 'inventory', 'payment', 'shipping', 'notification')
+           group by r.rolname order by r.rolname"#,
+    )
+    .fetch_all(admin)
+    .await?;
+    let orders = orders.max(1) as f64;
+    let total: i64 = rows.iter().map(|(_, calls)| calls).sum();
+    let parts: Vec<String> = rows.iter().map(|(role, calls)| format!("{role} {:.1}", *calls as f64 / orders)).collect();
+    Ok(format!("{:.1} = {}", total as f64 / orders, parts.join(", ")))
+}
+
+async fn superuser_pool(admin_url: &str, database: &str) -> anyhow::Result<PgPool> {
+    let mut url = reqwest::Url::parse(admin_url).context("admin URL")?;
+    url.set_path(&format!("/{database}"));
+    Ok(PgPoolOptions::new().max_connections(2).connect(url.as_str()).await?)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn tempdir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sagactl-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
