@@ -4,7 +4,8 @@
 //! `pg_stat_statements`, the five services, then runs closed-loop clients at each concurrency
 //! level: through the orchestrator (`saga`) and calling the participants directly (`direct`, the
 //! baseline). For each run it prints throughput, latency percentiles and database statements per
-//! order, per service role (each statement is one round trip).
+//! order, per service role: top-level statements only (`pg_stat_statements.track=top`), so each
+//! is one client round trip; foreign-key checks and other nested work are not counted.
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -36,6 +37,9 @@ pub struct BenchArgs {
     /// Skip the direct baseline.
     #[arg(long)]
     pub saga_only: bool,
+    /// Also print each statement's calls per order (where the round trips go).
+    #[arg(long)]
+    pub statements: bool,
 }
 
 /// Runs the benchmark and prints a table.
@@ -46,7 +50,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         max_connections: 400,
         settings: vec![
             "shared_preload_libraries=pg_stat_statements".to_owned(),
-            "pg_stat_statements.track=all".to_owned(),
+            "pg_stat_statements.track=top".to_owned(),
         ],
     })
     .await?;
@@ -106,6 +110,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 let orders = orders_in_db(&admin).await? - before;
                 let statements = statements_by_role(&admin, orders).await?;
                 print_row(&result, &statements);
+                if args.statements {
+                    print_statements(&admin, orders).await?;
+                }
             }
         }
         anyhow::Ok(())
@@ -160,6 +167,23 @@ async fn statements_by_role(admin: &PgPool, orders: i64) -> anyhow::Result<Strin
     let total: i64 = rows.iter().map(|(_, calls)| calls).sum();
     let parts: Vec<String> = rows.iter().map(|(role, calls)| format!("{role} {:.1}", *calls as f64 / orders)).collect();
     Ok(format!("{:.1} = {}", total as f64 / orders, parts.join(", ")))
+}
+
+/// Each statement's calls per order, most frequent first.
+async fn print_statements(admin: &PgPool, orders: i64) -> anyhow::Result<()> {
+    let rows: Vec<(String, i64, String)> = sqlx::query_as(
+        r#"select r.rolname, s.calls, regexp_replace(left(s.query, 110), '\s+', ' ', 'g')
+           from pg_stat_statements s join pg_roles r on r.oid = s.userid
+           where s.dbid = (select oid from pg_database where datname = current_database())
+             and r.rolname in ('orchestrator', 'inventory', 'payment', 'shipping', 'notification')
+           order by s.calls desc limit 40"#,
+    )
+    .fetch_all(admin)
+    .await?;
+    for (role, calls, query) in rows {
+        println!("    {:>6.2}  {role:<12} {query}", calls as f64 / orders.max(1) as f64);
+    }
+    Ok(())
 }
 
 async fn superuser_pool(admin_url: &str, database: &str) -> anyhow::Result<PgPool> {
