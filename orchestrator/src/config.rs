@@ -142,7 +142,7 @@ fn step_settings(env: &Env, name: &str) -> anyhow::Result<StepSettings> {
     let upper = name.to_ascii_uppercase();
     let millis = |suffix: &str, default: u64| -> anyhow::Result<Duration> {
         let fallback = env.millis_or(&format!("STEP_{suffix}"), default)?;
-        Ok(env.millis_or(&format!("STEP_{upper}_{suffix}"), fallback.as_millis() as u64)?)
+        env.millis_or(&format!("STEP_{upper}_{suffix}"), fallback.as_millis() as u64)
     };
     let max_attempts: u32 =
         env.parse_or(&format!("STEP_{upper}_MAX_ATTEMPTS"), env.parse_or("STEP_MAX_ATTEMPTS", 4)?)?;

@@ -272,26 +272,37 @@ pub async fn list(pool: &PgPool, status: Option<SagaStatus>, limit: i64) -> Resu
     rows.into_iter().map(Saga::try_from).collect()
 }
 
+#[derive(Debug, sqlx::FromRow)]
+struct EventRow {
+    id: i64,
+    at: DateTime<Utc>,
+    kind: String,
+    step: Option<String>,
+    attempt: Option<i32>,
+    outcome: String,
+    detail: Option<String>,
+    actor: String,
+}
+
 /// A saga's timeline, oldest first.
 pub async fn events(pool: &PgPool, order_id: Uuid) -> Result<Vec<SagaEvent>, sqlx::Error> {
-    let rows: Vec<(i64, DateTime<Utc>, String, Option<String>, Option<i32>, String, Option<String>, String)> =
-        sqlx::query_as(
-            "select id, at, kind, step, attempt, outcome, detail, actor from saga_events where order_id = $1 order by id",
-        )
-        .bind(order_id)
-        .fetch_all(pool)
-        .await?;
+    let rows: Vec<EventRow> = sqlx::query_as(
+        "select id, at, kind, step, attempt, outcome, detail, actor from saga_events where order_id = $1 order by id",
+    )
+    .bind(order_id)
+    .fetch_all(pool)
+    .await?;
     Ok(rows
         .into_iter()
-        .map(|(id, at, kind, step, attempt, outcome, detail, actor)| SagaEvent {
-            id,
-            at,
-            kind,
-            step,
-            attempt,
-            outcome,
-            detail,
-            actor,
+        .map(|e| SagaEvent {
+            id: e.id,
+            at: e.at,
+            kind: e.kind,
+            step: e.step,
+            attempt: e.attempt,
+            outcome: e.outcome,
+            detail: e.detail,
+            actor: e.actor,
         })
         .collect())
 }
