@@ -116,7 +116,7 @@ impl OrchestratorConfig {
             // outcome is written and the lease renewed: the lease must outlast both.
             if self.lease < step.timeout * 2 + Duration::from_secs(1) {
                 anyhow::bail!(
-                    "LEASE_MS ({:?}) must exceed twice step {name}'s timeout ({:?}) plus one second",
+                    "LEASE_MS ({:?}) must be at least twice step {name}'s timeout ({:?}) plus one second",
                     self.lease,
                     step.timeout
                 );

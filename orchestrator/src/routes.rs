@@ -27,7 +27,7 @@ use crate::{
     metric_definitions as m,
     saga::{
         definition::StepKind,
-        executor::Executor,
+        executor::{Executor, BUDGET_NOTE},
         log::{self, Event, Inserted},
         state::Saga,
     },
@@ -172,14 +172,15 @@ async fn load(app: &AppState, order_id: Uuid) -> Result<Saga, AppError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct GetQuery {
-    /// Long-poll: if the saga is not finished, wait up to this many milliseconds (0–30000) for
+    /// Long-poll: if the saga is not finished, wait up to this many milliseconds (0–25000) for
     /// it to finish before answering.
-    #[param(minimum = 0, maximum = 30000)]
+    #[param(minimum = 0, maximum = 25000)]
     wait_ms: Option<u64>,
 }
 
-/// Longest long-poll.
-const MAX_WAIT_MS: u64 = 30_000;
+/// Longest long-poll: well under the server's default request timeout (30 s), so a long-poll
+/// always answers with the order rather than a 503.
+const MAX_WAIT_MS: u64 = 25_000;
 /// How often a long-poll re-reads the log (a saga finished by another replica wakes nobody here).
 const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
@@ -198,7 +199,7 @@ async fn get_order(
             StatusCode::BAD_REQUEST,
             "invalid-query",
             "Invalid query string",
-            "wait_ms must be 0-30000",
+            "wait_ms must be 0-25000",
         ));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
@@ -299,6 +300,11 @@ async fn retry_order(
         } else {
             saga.status = SagaStatus::Compensating;
             saga.compensation_deadline_at = compensation_deadline(&app);
+        }
+        if let Some(reason) = &mut saga.failure_reason {
+            if let Some(cause) = reason.split(BUDGET_NOTE).next() {
+                *reason = cause.to_owned();
+            }
         }
         saga.next_run_at = Utc::now();
         Ok(Some(vec![Event {

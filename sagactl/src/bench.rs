@@ -136,7 +136,7 @@ async fn one_saga(http: &reqwest::Client, targets: &Targets) -> anyhow::Result<b
     let id = placed["order_id"].as_str().context("no order_id in the answer")?;
     loop {
         let order: Value = http
-            .get(format!("{}/orders/{id}?wait_ms=30000", targets.orchestrator))
+            .get(format!("{}/orders/{id}?wait_ms=25000", targets.orchestrator))
             .send()
             .await?
             .error_for_status()?

@@ -109,7 +109,7 @@ async fn a_long_poll_answers_once_the_saga_has_finished() {
     assert_ne!(not_waited.body["status"], "completed", "without wait_ms the answer is immediate");
     suite
         .http
-        .get(&suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=30001")))
+        .get(&suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=25001")))
         .await
         .assert_problem(400);
 }

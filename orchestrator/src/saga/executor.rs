@@ -23,6 +23,9 @@ use crate::{
     metric_definitions as m,
 };
 
+/// Appended to a dead-lettered saga's reason (and removed again when an operator retries it).
+pub const BUDGET_NOTE: &str = "; compensation budget exhausted at ";
+
 /// Why a saga stopped being driven here.
 #[derive(Debug)]
 enum Stop {
@@ -249,13 +252,13 @@ impl Executor {
                 events.push(self.event("action", Some(step.name), Some(attempt), "ok", None));
                 self.step_succeeded(saga, record, events).await
             }
-            CallOutcome::Refused { status, detail } => {
+            CallOutcome::Refused { detail, .. } => {
                 events.push(self.event("action", Some(step.name), Some(attempt), "permanent", Some(detail.clone())));
                 let state = &mut saga.steps[index];
                 state.status = StepStatus::Failed;
                 state.last_error = Some(detail.clone());
                 state.finished_at = Some(Utc::now());
-                let reason = format!("{} refused ({status}): {detail}", step.name);
+                let reason = format!("{} refused: {detail}", step.name);
                 if step.kind == StepKind::Retriable {
                     // Past the pivot there is nothing to undo: an operator must look.
                     return self.dead_letter(saga, reason, events).await;
@@ -317,11 +320,8 @@ impl Executor {
         let step: &StepDefinition = &self.definition.steps[index];
         let now = Utc::now();
         if saga.compensation_deadline_at.is_some_and(|deadline| now > deadline) {
-            let reason = format!(
-                "{}; compensation budget exhausted at {}",
-                saga.failure_reason.as_deref().unwrap_or("compensating"),
-                step.name
-            );
+            let reason =
+                format!("{}{BUDGET_NOTE}{}", saga.failure_reason.as_deref().unwrap_or("compensating"), step.name);
             return self.dead_letter(saga, reason, Vec::new()).await;
         }
 
@@ -346,7 +346,9 @@ impl Executor {
                 state.last_error = Some(detail.clone());
                 let events = vec![self.event("compensation", Some(step.name), Some(attempt), label, Some(detail))];
                 let delay = self.definition.compensation_retry.backoff(attempt);
-                saga.next_run_at = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
+                // Wake at the budget's end at the latest, so dead-lettering is not late by a backoff.
+                saga.next_run_at = saga.compensation_deadline_at.map_or(next, |deadline| next.min(deadline));
                 tracing::warn!(step = step.name, attempt, ?delay, "compensation failed; retrying");
                 self.save(saga, false, &events).await
             }

@@ -1,6 +1,6 @@
 //! A saga as the executor holds it in memory between writes to the log.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use saga_shared::api::{OrderRequest, OrderView, SagaStatus, StepStatus, StepView};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -92,6 +92,9 @@ pub struct Saga {
 impl Saga {
     /// A new saga for `request` under `definition`.
     pub fn new(order_id: Uuid, request: OrderRequest, definition: &SagaDefinition, now: DateTime<Utc>) -> Self {
+        // Postgres keeps microseconds: the same precision here makes the POST answer and every
+        // later GET show the same times.
+        let now = now.trunc_subsecs(6);
         let deadline = chrono::Duration::from_std(definition.deadline).unwrap_or(chrono::Duration::MAX);
         Self {
             order_id,

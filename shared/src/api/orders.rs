@@ -72,7 +72,8 @@ impl SagaStatus {
 pub enum StepStatus {
     /// Not attempted yet (or never, once the saga ended).
     Pending,
-    /// An attempt failed without reaching the participant; another follows after a backoff.
+    /// Not done yet, and known not to be: an attempt failed without reaching the participant, or
+    /// reconciliation found no record. Another attempt follows after a backoff.
     Retrying,
     /// An attempt's outcome is unknown (timeout, lost connection, 5xx): it may have happened.
     /// The participant is asked before anything else is decided.
