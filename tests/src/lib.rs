@@ -11,6 +11,7 @@ mod audit;
 mod client;
 mod orders;
 mod processes;
+pub mod prometheus;
 
 pub use audit::{AuditReport, Snapshot};
 pub use client::{Answer, Http};

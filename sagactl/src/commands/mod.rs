@@ -6,5 +6,6 @@ pub mod up;
 pub mod with_postgres;
 
 mod database;
+mod prometheus;
 mod signals;
 mod summary;

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 
 use super::database::{postgres_died, Database};
+use super::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
 use crate::invocation::build_command;
@@ -50,6 +51,7 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCo
         bail!("internal error: start-up succeeded without a database");
     };
     print_summary(&state, &plan, running_db, token_generated);
+    let prometheus = start_prometheus(dir, launcher, &state).await;
 
     let code = tokio::select! {
         name = signals.recv() => {
@@ -61,8 +63,47 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCo
             ExitCode::FAILURE
         }
     };
+    if let Some(prometheus) = prometheus {
+        prometheus.stop().await;
+    }
     shut_down(dir, db).await;
     Ok(code)
+}
+
+/// Starts a local Prometheus when one is installed (`PROMETHEUS_PORT`, default 9090); a missing
+/// or failing Prometheus never stops the suite, it is only reported.
+async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteState) -> Option<LocalPrometheus> {
+    let Some(binary) = prometheus::find() else {
+        eprintln!("sagactl: {}", prometheus::INSTALL_HINT);
+        return None;
+    };
+    let port = match launcher.get("PROMETHEUS_PORT").map(str::parse::<u16>) {
+        None => 9090,
+        Some(Ok(port)) => port,
+        Some(Err(err)) => {
+            eprintln!("sagactl: PROMETHEUS_PORT is invalid ({err}); not starting Prometheus");
+            return None;
+        }
+    };
+    if !port_is_free(port) {
+        eprintln!("sagactl: port {port} is busy; not starting Prometheus (set PROMETHEUS_PORT)");
+        return None;
+    }
+    let log_path = dir.log_path("prometheus");
+    match LocalPrometheus::start(&binary, state, &dir.root().join("prometheus"), port, &log_path).await {
+        Ok(prometheus) => {
+            let rules = prometheus.rules.as_ref().map_or_else(
+                || "no alert rules found (run from the repository root or set SAGA_ALERT_RULES)".to_owned(),
+                |r| format!("alert rules {}", r.display()),
+            );
+            println!("Prometheus    {}  ({rules}; try the query `saga_in_flight` or open /alerts)", prometheus.url);
+            Some(prometheus)
+        }
+        Err(err) => {
+            eprintln!("sagactl: warning: {err:#}; continuing without Prometheus");
+            None
+        }
+    }
 }
 
 /// A second `up` on the same state directory would fight the first over ports and state.

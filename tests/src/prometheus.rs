@@ -1,0 +1,167 @@
+//! A real Prometheus for the monitoring tests: scraping the suite's services on loopback every
+//! second, evaluating the project's alert rules (with their `for:` shortened), queried over its
+//! HTTP API. It is found on PATH (`apt-get install prometheus`; `.ci/run` installs it).
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+use crate::{client::Http, processes::Service, Suite};
+
+/// A running Prometheus, killed on drop.
+#[derive(Debug)]
+pub struct Prometheus {
+    /// Its base URL.
+    pub url: String,
+    http: Http,
+    _child: Child,
+    _dir: TempDir,
+}
+
+#[derive(Debug)]
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).expect("repository root")
+}
+
+/// The project's alert rules with every `for:` duration replaced by `for_override`.
+pub fn alert_rules_with(for_override: &str) -> String {
+    let rules = std::fs::read_to_string(repo_root().join("prometheus/alerts.yml")).expect("prometheus/alerts.yml");
+    rules
+        .lines()
+        .map(|line| match line.split_once("for:") {
+            Some((indent, _)) if indent.trim().is_empty() => format!("{indent}for: {for_override}"),
+            _ => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping every service of `suite` that `services` names.
+    pub async fn start(suite: &Suite, services: &[Service], for_override: &str) -> Self {
+        let binary = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
+        let dir = std::env::temp_dir().join(format!("saga-prometheus-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
+        let dir = TempDir(dir);
+        std::fs::write(dir.0.join("alerts.yml"), alert_rules_with(for_override)).expect("rules");
+        let jobs: Vec<String> = services
+            .iter()
+            .map(|&s| {
+                // The job names the service; the HTTP metrics carry their own `service` label.
+                format!(
+                    "  - job_name: {}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+                    s.name(),
+                    suite.port(s)
+                )
+            })
+            .collect();
+        let config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\nscrape_configs:\n{}",
+            jobs.concat()
+        );
+        std::fs::write(dir.0.join("prometheus.yml"), config).expect("config");
+        let port =
+            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log");
+        let child = Command::new(&binary)
+            .arg(format!("--config.file={}", dir.0.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary}: {e} (apt-get install prometheus)"));
+        let prometheus = Self {
+            url: format!("http://127.0.0.1:{port}"),
+            http: Http::new(Duration::from_secs(5)),
+            _child: child,
+            _dir: dir,
+        };
+        prometheus
+            .wait_until("Prometheus to be ready", Duration::from_secs(30), |p| async move {
+                p.http
+                    .send(reqwest::Method::GET, &format!("{}/-/ready", p.url), None)
+                    .await
+                    .is_ok_and(|a| a.status == 200)
+            })
+            .await;
+        prometheus
+    }
+
+    /// Runs an instant query; returns the `data.result` array (panics on an API error).
+    pub async fn query(&self, expr: &str) -> Vec<Value> {
+        let url =
+            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url), &[("query", expr)]).expect("url");
+        let answer = self.http.get(url.as_str()).await;
+        assert_eq!(answer.body["status"], "success", "query {expr} failed: {}", answer.body);
+        answer.body["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The state of alert `name`: `firing`, `pending` or `inactive`.
+    pub async fn alert_state(&self, name: &str) -> String {
+        let answer = self.http.get(&format!("{}/api/v1/alerts", self.url)).await;
+        let alerts = answer.body["data"]["alerts"].as_array().cloned().unwrap_or_default();
+        let states: Vec<&str> =
+            alerts.iter().filter(|a| a["labels"]["alertname"] == name).filter_map(|a| a["state"].as_str()).collect();
+        if states.contains(&"firing") {
+            "firing".to_owned()
+        } else if states.contains(&"pending") {
+            "pending".to_owned()
+        } else {
+            "inactive".to_owned()
+        }
+    }
+
+    /// Polls `check` until true, or panics naming `what` after `timeout`.
+    pub async fn wait_until<'a, F, Fut>(&'a self, what: &str, timeout: Duration, check: F)
+    where
+        F: Fn(&'a Self) -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + timeout;
+        while !check(self).await {
+            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// Every PromQL expression of the dashboard, with Grafana's interval variables made concrete.
+pub fn dashboard_queries() -> Vec<(String, String)> {
+    let text = std::fs::read_to_string(repo_root().join("grafana/dashboards/sagas.json")).expect("dashboard");
+    let dashboard: Value = serde_json::from_str(&text).expect("dashboard JSON");
+    let mut queries = Vec::new();
+    collect_panels(&dashboard, &mut queries);
+    queries
+}
+
+fn collect_panels(node: &Value, out: &mut Vec<(String, String)>) {
+    if let Some(panels) = node["panels"].as_array() {
+        for panel in panels {
+            let title = panel["title"].as_str().unwrap_or("untitled").to_owned();
+            for target in panel["targets"].as_array().into_iter().flatten() {
+                if let Some(expr) = target["expr"].as_str() {
+                    let concrete =
+                        expr.replace("$__rate_interval", "30s").replace("$__interval", "5s").replace("$__range", "5m");
+                    out.push((title.clone(), concrete));
+                }
+            }
+            collect_panels(panel, out);
+        }
+    }
+}

@@ -1,0 +1,67 @@
+//! Watching it for real: the whole suite scraped by a real Prometheus evaluating the project's
+//! alert rules. Every dashboard query returns data, and SagaStuck fires while a compensation
+//! target is down and resolves once it is back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use saga_tests::{
+    happy_order, order_body,
+    prometheus::{dashboard_queries, Prometheus},
+    Service, Suite,
+};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_query_has_data_and_saga_stuck_fires_and_resolves() {
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    suite.spawn(Service::Orchestrator, &[("STUCK_AFTER_MS", "1500")]).await;
+    let prometheus = Prometheus::start(&suite, &Service::SUITE, "2s").await;
+
+    // Traffic of every kind: completed, compensated at two different steps.
+    let mut orders = Vec::new();
+    for n in 0..12 {
+        let body = match n % 4 {
+            0 => order_body("dave", &[("GADGET-1", 1)], "FR"),
+            1 => order_body("bob", &[("WIDGET-1", 1)], "AQ"),
+            _ => happy_order(),
+        };
+        orders.push(suite.accepted_order(&body).await);
+    }
+    for order in orders {
+        suite.wait_terminal(order, Duration::from_secs(20)).await;
+    }
+
+    // A saga stuck in compensation: payment dies after capturing, shipping then refuses.
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 700 })).await;
+    let stuck = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
+    suite.wait_for_step(stuck, 1, "succeeded").await;
+    suite.kill(Service::Payment).await;
+    suite.wait_for(stuck, &["compensating"], Duration::from_secs(20)).await;
+
+    prometheus
+        .wait_until("SagaStuck to fire", Duration::from_secs(45), |p| async move {
+            p.alert_state("SagaStuck").await == "firing"
+        })
+        .await;
+
+    let queries = dashboard_queries();
+    assert!(queries.len() >= 10, "the dashboard has its panels: {}", queries.len());
+    let mut empty = Vec::new();
+    for (panel, expr) in &queries {
+        if prometheus.query(expr).await.is_empty() {
+            empty.push(format!("{panel}: {expr}"));
+        }
+    }
+    assert!(empty.is_empty(), "dashboard queries without data:\n{}", empty.join("\n"));
+
+    suite.spawn(Service::Payment, &[]).await;
+    let order = suite.wait_terminal(stuck, Duration::from_secs(30)).await;
+    assert_eq!(order["status"], "compensated", "{order}");
+    prometheus
+        .wait_until("SagaStuck to resolve", Duration::from_secs(45), |p| async move {
+            p.alert_state("SagaStuck").await == "inactive"
+        })
+        .await;
+}
