@@ -4,7 +4,7 @@
 Usage: check_consistency.py CHECK...   (or `all`; `--list` names the checks)
 
   compose-env         every variable docker-compose.yml sets on a suite service is one the binaries
-                      read (monitoring-checks/known-env.txt; [orchestrator] names only on it)
+                      read (extracted from the Rust sources; orchestrator-only names only on it)
   compose-ports       each service publishes its code's DEFAULT_PORT as PORT=P and P:P, its health
                       check and the orchestrator's participant URLs use it; Prometheus 9090,
                       Grafana 3000; nothing else is published
@@ -97,23 +97,37 @@ def code_metrics() -> set[str]:
     return names
 
 
+def read(relative: str) -> str:
+    """A file of the repository, as text."""
+    return (ROOT / relative).read_text(encoding="utf-8")
+
+
 def known_env() -> tuple[set[str], set[str]]:
-    """(read by every service, read by the orchestrator only) from known-env.txt."""
-    sections: dict[str, set[str]] = {"all": set(), "orchestrator": set()}
-    current = None
-    for raw in (ROOT / "monitoring-checks" / "known-env.txt").read_text(encoding="utf-8").splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1]
-            if current not in sections:
-                raise CheckFailed(f"known-env.txt: unknown section [{current}]")
-            continue
-        if current is None:
-            raise CheckFailed(f"known-env.txt: {line} is outside a section")
-        sections[current].add(line)
-    return sections["all"], sections["orchestrator"]
+    """(read by every service, read by the orchestrator only), extracted from the Rust sources,
+    so a variable set in compose but read by no binary fails, whatever a hand-kept list says.
+
+    Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)` (the orchestrator also `url("NAME", port)`)
+    in shared/src/config.rs and shared/src/faults.rs; the orchestrator adds its own in
+    orchestrator/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
+    each name of `ORDER_STEPS`. RUST_LOG is read by tracing-subscriber's EnvFilter."""
+    literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
+    shared = set(literal.findall(read("shared/src/config.rs"))) | set(literal.findall(read("shared/src/faults.rs")))
+    shared.add("RUST_LOG")
+    orchestrator_src = read("orchestrator/src/config.rs")
+    orchestrator = set(literal.findall(orchestrator_src))
+    # Per-step settings: millis("SUFFIX", …) expands to STEP_SUFFIX and STEP_<STEP>_SUFFIX;
+    # format!("STEP_{upper}_NAME") to STEP_<STEP>_NAME.
+    suffixes = set(re.findall(r'millis\(\s*"([A-Z_]+)"', orchestrator_src))
+    per_step = set(re.findall(r'format!\("STEP_\{upper\}_([A-Z_]+)"\)', orchestrator_src)) | suffixes
+    steps_decl = re.search(r"ORDER_STEPS:[^=]*=\s*\[([^\]]*)\]", read("orchestrator/src/saga/definition.rs"))
+    if not steps_decl or not suffixes or not per_step:
+        raise CheckFailed("cannot find the orchestrator's step settings in its sources (did the code move?)")
+    steps = re.findall(r'"([a-z_]+)"', steps_decl.group(1))
+    orchestrator |= {f"STEP_{s}" for s in suffixes}
+    orchestrator |= {f"STEP_{step.upper()}_{s}" for step in steps for s in per_step}
+    if len(shared) < 10 or len(orchestrator) < 10:
+        raise CheckFailed(f"suspiciously few env vars found in the sources: {sorted(shared)} {sorted(orchestrator)}")
+    return shared, orchestrator - shared
 
 
 # ------------------------------------------------------------------------------------------------
