@@ -139,3 +139,31 @@ async fn a_replica_finishes_every_saga_of_a_killed_one_exactly_once() {
     .unwrap();
     assert_eq!(terminal_events, 100);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_stopped_with_sigterm_releases_its_sagas_for_another_at_once() {
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    // A long lease: only an explicit release (not an expiry) lets B resume A's sagas quickly.
+    suite.spawn(Service::Orchestrator, &[("LEASE_MS", "60000")]).await;
+    suite.spawn(Service::OrchestratorB, &[("LEASE_MS", "60000")]).await;
+    let initial = suite.snapshot().await;
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 400 })).await;
+    let url = suite.url(Service::Orchestrator, "/orders");
+    let http = Http::new(Duration::from_secs(5));
+    join_all((0..30).map(|n| place_with_retries(&http, &url, n))).await;
+
+    let status = suite.terminate(Service::Orchestrator).await;
+    assert!(status.success(), "graceful exit: {status}");
+
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    wait_all_terminal(&pool, Duration::from_secs(30)).await;
+    let report = suite.audit(&initial).await;
+    assert!(report.violations.is_empty(), "invariants broken: {:#?}", report.violations);
+    let resumed: i64 = sqlx::query_scalar(
+        "select count(*) from saga_events where outcome = 'claimed' and detail = 'unowned saga resumed' and actor = 'orchestrator-b'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(resumed > 0, "B resumed released sagas, long before A's 60 s leases could expire");
+}

@@ -79,3 +79,32 @@ async fn sigterm_stops_a_service_cleanly_and_it_restarts_on_its_data() {
     assert_eq!(replay.status, 200, "the restarted service remembers the order");
     assert_eq!(replay.body, first.body);
 }
+
+#[tokio::test]
+async fn readiness_fails_with_503_while_the_database_is_unreachable_and_liveness_holds() {
+    // A cluster of this test's own, so stopping it disturbs no other test.
+    let cluster = sagactl::postgres::TempPostgres::start(sagactl::postgres::TempPostgresOptions {
+        fast: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // nextest runs every test in a process of its own: this reaches only this test.
+    std::env::set_var("SAGA_TEST_ADMIN_URL", cluster.admin_url());
+    let suite = Suite::start(&[Service::Payment]).await;
+    assert_eq!(suite.http.get(&suite.url(Service::Payment, "/readyz")).await.status, 200);
+
+    drop(cluster); // stops the server
+
+    let ready = suite.http.get(&suite.url(Service::Payment, "/readyz")).await;
+    assert_eq!(ready.assert_problem(503), "/problems/not-ready");
+    assert_eq!(suite.http.get(&suite.url(Service::Payment, "/healthz")).await.status, 200);
+    let capture = suite
+        .http
+        .put(
+            &suite.url(Service::Payment, &format!("/payments/{}", Uuid::new_v4())),
+            &json!({ "customer_id": "alice", "amount_cents": 5 }),
+        )
+        .await;
+    assert_eq!(capture.assert_problem(503), "/problems/unavailable", "a lost database is transient, never a 500");
+}
