@@ -12,6 +12,7 @@ pub mod json;
 pub mod ledger;
 pub mod metrics;
 pub mod server;
+pub mod step;
 pub mod telemetry;
 
 pub use error::{AppError, Problem};

@@ -11,8 +11,3 @@ pub fn describe() {
     metrics::describe_counter!(RESERVATIONS_TOTAL, "Reservation requests by outcome.");
     metrics::describe_counter!(RELEASES_TOTAL, "Reservation releases (compensations) by outcome.");
 }
-
-/// Counts one outcome of `metric`.
-pub fn count(metric: &'static str, result: &'static str) {
-    metrics::counter!(metric, "result" => result).increment(1);
-}

@@ -6,8 +6,8 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
     api::{Item, Product, Reservation, ReservationRequest, Sku},
     error::{ReadErrors, StepErrors},
-    ledger::{self, Begun, CompensationClaim},
     server::ServiceSpec,
+    step::{self, OutcomeCounter},
     AppError, AppJson, AppPath, Problem,
 };
 use sqlx::PgPool;
@@ -16,8 +16,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, RESERVATIONS},
-    metric_definitions::{count, RELEASES_TOTAL, RESERVATIONS_TOTAL},
+    metric_definitions::{RELEASES_TOTAL, RESERVATIONS_TOTAL},
 };
+
+const RESERVATIONS_COUNTER: OutcomeCounter = OutcomeCounter(RESERVATIONS_TOTAL);
+const RELEASES: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -53,46 +56,31 @@ async fn reserve(
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<ReservationRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
-    let mut tx = pool.begin().await?;
-    let begun = ledger::begin_action(&mut tx, RESERVATIONS, order_id, &request)
-        .await
-        .inspect_err(|_| count(RESERVATIONS_TOTAL, "refused"))?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            count(RESERVATIONS_TOTAL, "replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
+    step::act(&pool, RESERVATIONS, RESERVATIONS_COUNTER, "reserved", order_id, &body, async |tx, created_at| {
+        let lines = body.items.merged();
+        let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+        let stock: HashMap<String, db::StockRow> =
+            db::lock_products(tx, &skus).await?.into_iter().map(|row| (row.sku.clone(), row)).collect();
+        check_lines(&lines, &stock)?;
+        if db::take_stock(tx, &lines).await? != lines.len() as u64 {
+            // Unreachable while the rows are locked, but the conditional update is the guard of record.
+            RESERVATIONS_COUNTER.count("out_of_stock");
+            return Err(out_of_stock("stock changed during the reservation".to_owned()));
         }
-    };
-
-    let lines = body.items.merged();
-    let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
-    let stock: HashMap<String, db::StockRow> =
-        db::lock_products(&mut tx, &skus).await?.into_iter().map(|row| (row.sku.clone(), row)).collect();
-    check_lines(&lines, &stock)?;
-    if db::take_stock(&mut tx, &lines).await? != lines.len() as u64 {
-        // Unreachable while the rows are locked, but the conditional update is the guard of record.
-        count(RESERVATIONS_TOTAL, "out_of_stock");
-        return Err(out_of_stock("stock changed during the reservation".to_owned()));
-    }
-    let total_cents = lines.iter().map(|(sku, q)| stock.get(sku).map_or(0, |row| row.price_cents * q)).sum();
-
-    let reservation = Reservation {
-        order_id,
-        status: "reserved".to_owned(),
-        tombstone: false,
-        items: body.items.as_slice().to_vec(),
-        total_cents,
-        created_at,
-        updated_at: created_at,
-    };
-    let response = serde_json::to_value(&reservation).map_err(anyhow::Error::from)?;
-    ledger::store_response(&mut tx, RESERVATIONS, order_id, &response).await?;
-    tx.commit().await?;
-    count(RESERVATIONS_TOTAL, "reserved");
-    tracing::info!(total_cents, "reserved");
-    Ok((StatusCode::CREATED, AppJson(response)))
+        let total_cents = lines.iter().map(|(sku, q)| stock.get(sku).map_or(0, |row| row.price_cents * q)).sum();
+        tracing::info!(total_cents, "reserved");
+        let reservation = Reservation {
+            order_id,
+            status: "reserved".to_owned(),
+            tombstone: false,
+            items: body.items.as_slice().to_vec(),
+            total_cents,
+            created_at,
+            updated_at: created_at,
+        };
+        Ok(serde_json::to_value(&reservation).map_err(anyhow::Error::from)?)
+    })
+    .await
 }
 
 /// Refuses the reservation (rolling the claim back) when a sku is unknown or short of stock.
@@ -100,7 +88,7 @@ fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
     let unknown: Vec<&str> =
         lines.iter().filter(|(sku, _)| !stock.contains_key(sku)).map(|(s, _)| s.as_str()).collect();
     if !unknown.is_empty() {
-        count(RESERVATIONS_TOTAL, "unknown_sku");
+        RESERVATIONS_COUNTER.count("unknown_sku");
         return Err(AppError::problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "unknown-sku",
@@ -116,7 +104,7 @@ fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
         })
         .collect();
     if !short.is_empty() {
-        count(RESERVATIONS_TOTAL, "out_of_stock");
+        RESERVATIONS_COUNTER.count("out_of_stock");
         return Err(out_of_stock(short.join("; ")));
     }
     Ok(())
@@ -139,33 +127,21 @@ async fn release(
     State(pool): State<PgPool>,
     AppPath(order_id): AppPath<Uuid>,
 ) -> Result<AppJson<Reservation>, AppError> {
-    let mut tx = pool.begin().await?;
-    let outcome = match ledger::claim_compensation(&mut tx, RESERVATIONS, order_id).await? {
-        CompensationClaim::NeverDone => "tombstone",
-        CompensationClaim::AlreadyCompensated => "replayed",
-        CompensationClaim::Undo { request } => {
-            let request: ReservationRequest = serde_json::from_value(request)
-                .map_err(|e| anyhow::anyhow!("stored reservation request is unreadable: {e}"))?;
-            let lines = request.items.merged();
-            let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
-            db::lock_products(&mut tx, &skus).await?;
-            let returned = db::return_stock(&mut tx, &lines).await?;
-            if returned != lines.len() as u64 {
-                // Reserved counts are only ever raised by the reservation being undone here, so
-                // this means the data was edited by hand: refuse rather than invent stock.
-                return Err(anyhow::anyhow!("reserved stock does not cover order {order_id}'s reservation").into());
-            }
-            ledger::mark_compensated(&mut tx, RESERVATIONS, order_id).await?;
-            "released"
+    let undo = async |tx: &mut sqlx::PgConnection, request: ReservationRequest| {
+        let lines = request.items.merged();
+        let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+        db::lock_products(tx, &skus).await?;
+        if db::return_stock(tx, &lines).await? != lines.len() as u64 {
+            // Reserved counts are only ever raised by the reservation being undone here, so
+            // this means the data was edited by hand: refuse rather than invent stock.
+            return Err(anyhow::anyhow!("reserved stock does not cover order {order_id}'s reservation").into());
         }
+        Ok(())
     };
-    let reservation = db::fetch_reservation(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("reservation {order_id} vanished inside its transaction"))?;
-    tx.commit().await?;
-    count(RELEASES_TOTAL, outcome);
-    tracing::info!(outcome, "release");
-    Ok(AppJson(reservation))
+    step::compensate(&pool, RESERVATIONS, RELEASES, "released", order_id, undo, async |tx| {
+        db::fetch_reservation(tx, order_id).await
+    })
+    .await
 }
 
 /// The order's reservation.

@@ -11,8 +11,3 @@ pub fn describe() {
     metrics::describe_counter!(CONFIRMATIONS_TOTAL, "Order confirmations by outcome.");
     metrics::describe_counter!(CANCELLATIONS_TOTAL, "Cancellations (compensations) by outcome.");
 }
-
-/// Counts one outcome of `metric`.
-pub fn count(metric: &'static str, result: &'static str) {
-    metrics::counter!(metric, "result" => result).increment(1);
-}

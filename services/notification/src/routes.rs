@@ -4,8 +4,8 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
     api::{Notification, NotificationRequest},
     error::{ReadErrors, StepErrors},
-    ledger::{self, Begun, CompensationClaim},
     server::ServiceSpec,
+    step::{self, OutcomeCounter},
     AppError, AppJson, AppPath, Problem,
 };
 use sqlx::PgPool;
@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, NOTIFICATIONS},
-    metric_definitions::{count, CANCELLATIONS_TOTAL, CONFIRMATIONS_TOTAL},
+    metric_definitions::{CANCELLATIONS_TOTAL, CONFIRMATIONS_TOTAL},
 };
+
+const CONFIRMATIONS: OutcomeCounter = OutcomeCounter(CONFIRMATIONS_TOTAL);
+const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,34 +52,21 @@ async fn send_confirmation(
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<NotificationRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
-    let mut tx = pool.begin().await?;
-    let begun = ledger::begin_action(&mut tx, NOTIFICATIONS, order_id, &request)
-        .await
-        .inspect_err(|_| count(CONFIRMATIONS_TOTAL, "refused"))?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            count(CONFIRMATIONS_TOTAL, "replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
-        }
-    };
-    let notification = Notification {
-        order_id,
-        status: "sent".to_owned(),
-        tombstone: false,
-        customer_id: Some(body.customer_id.to_string()),
-        confirmation: Some(format!("Dear {}, your order {order_id} is confirmed.", body.customer_id)),
-        cancellation_notice: None,
-        created_at,
-        updated_at: created_at,
-    };
-    let response = serde_json::to_value(&notification).map_err(anyhow::Error::from)?;
-    ledger::store_response(&mut tx, NOTIFICATIONS, order_id, &response).await?;
-    tx.commit().await?;
-    count(CONFIRMATIONS_TOTAL, "sent");
-    tracing::info!(customer_id = %body.customer_id, "confirmation sent");
-    Ok((StatusCode::CREATED, AppJson(response)))
+    step::act(&pool, NOTIFICATIONS, CONFIRMATIONS, "sent", order_id, &body, async |_, created_at| {
+        tracing::info!(customer_id = %body.customer_id, "confirmation sent");
+        let notification = Notification {
+            order_id,
+            status: "sent".to_owned(),
+            tombstone: false,
+            customer_id: Some(body.customer_id.to_string()),
+            confirmation: Some(format!("Dear {}, your order {order_id} is confirmed.", body.customer_id)),
+            cancellation_notice: None,
+            created_at,
+            updated_at: created_at,
+        };
+        Ok(serde_json::to_value(&notification).map_err(anyhow::Error::from)?)
+    })
+    .await
 }
 
 /// Compensates the confirmation: sends a cancellation notice if a confirmation went out; if none
@@ -92,27 +82,15 @@ async fn send_cancellation(
     State(pool): State<PgPool>,
     AppPath(order_id): AppPath<Uuid>,
 ) -> Result<AppJson<Notification>, AppError> {
-    let mut tx = pool.begin().await?;
-    let outcome = match ledger::claim_compensation(&mut tx, NOTIFICATIONS, order_id).await? {
-        CompensationClaim::NeverDone => "tombstone",
-        CompensationClaim::AlreadyCompensated => "replayed",
-        CompensationClaim::Undo { request } => {
-            let request: NotificationRequest = serde_json::from_value(request)
-                .map_err(|e| anyhow::anyhow!("stored notification request is unreadable: {e}"))?;
-            let notice =
-                format!("Dear {}, your order {order_id} was cancelled; any payment is refunded.", request.customer_id);
-            db::record_cancellation_notice(&mut tx, order_id, &notice).await?;
-            ledger::mark_compensated(&mut tx, NOTIFICATIONS, order_id).await?;
-            "notice_sent"
-        }
+    let undo = async |tx: &mut sqlx::PgConnection, request: NotificationRequest| {
+        let notice =
+            format!("Dear {}, your order {order_id} was cancelled; any payment is refunded.", request.customer_id);
+        Ok(db::record_cancellation_notice(tx, order_id, &notice).await?)
     };
-    let notification = db::fetch_notification(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("notification {order_id} vanished inside its transaction"))?;
-    tx.commit().await?;
-    count(CANCELLATIONS_TOTAL, outcome);
-    tracing::info!(outcome, "cancellation");
-    Ok(AppJson(notification))
+    step::compensate(&pool, NOTIFICATIONS, CANCELLATIONS, "notice_sent", order_id, undo, async |tx| {
+        db::fetch_notification(tx, order_id).await
+    })
+    .await
 }
 
 /// The order's notification record.

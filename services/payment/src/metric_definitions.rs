@@ -11,8 +11,3 @@ pub fn describe() {
     metrics::describe_counter!(CAPTURES_TOTAL, "Payment capture requests by outcome.");
     metrics::describe_counter!(REFUNDS_TOTAL, "Payment refunds (compensations) by outcome.");
 }
-
-/// Counts one outcome of `metric`.
-pub fn count(metric: &'static str, result: &'static str) {
-    metrics::counter!(metric, "result" => result).increment(1);
-}

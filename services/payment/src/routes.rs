@@ -4,8 +4,8 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
     api::{Account, CustomerId, Payment, PaymentRequest},
     error::{ReadErrors, StepErrors},
-    ledger::{self, Begun, CompensationClaim},
     server::ServiceSpec,
+    step::{self, OutcomeCounter},
     AppError, AppJson, AppPath, Problem,
 };
 use sqlx::PgPool;
@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, PAYMENTS},
-    metric_definitions::{count, CAPTURES_TOTAL, REFUNDS_TOTAL},
+    metric_definitions::{CAPTURES_TOTAL, REFUNDS_TOTAL},
 };
+
+const CAPTURES: OutcomeCounter = OutcomeCounter(CAPTURES_TOTAL);
+const REFUNDS: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -51,60 +54,50 @@ async fn capture(
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<PaymentRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
-    let mut tx = pool.begin().await?;
-    let begun = ledger::begin_action(&mut tx, PAYMENTS, order_id, &request)
-        .await
-        .inspect_err(|_| count(CAPTURES_TOTAL, "refused"))?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            count(CAPTURES_TOTAL, "replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
+    step::act(&pool, PAYMENTS, CAPTURES, "captured", order_id, &body, async |tx, created_at| {
+        let customer = body.customer_id.as_str();
+        let amount = body.amount_cents.get();
+        if !db::debit(tx, customer, amount).await? {
+            return Err(decline(tx, customer, amount).await?);
         }
-    };
+        tracing::info!(customer, amount, "captured");
+        let payment = Payment {
+            order_id,
+            status: "captured".to_owned(),
+            tombstone: false,
+            customer_id: Some(customer.to_owned()),
+            amount_cents: Some(amount),
+            created_at,
+            updated_at: created_at,
+        };
+        Ok(serde_json::to_value(&payment).map_err(anyhow::Error::from)?)
+    })
+    .await
+}
 
-    let customer = body.customer_id.as_str();
-    let amount = body.amount_cents.get();
-    if !db::debit(&mut tx, customer, amount).await? {
-        return Err(match db::decline_reason(&mut tx, customer).await? {
-            None => {
-                count(CAPTURES_TOTAL, "unknown_customer");
-                AppError::problem(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "unknown-customer",
-                    "Unknown customer",
-                    format!("no account for customer {customer}"),
-                )
-            }
-            Some(always_decline) => {
-                count(CAPTURES_TOTAL, "declined");
-                let why = if always_decline { "the card was declined" } else { "the balance is too low" };
-                AppError::problem(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "payment-declined",
-                    "Payment declined",
-                    format!("capturing {amount} cents from {customer} failed: {why}"),
-                )
-            }
-        });
-    }
-
-    let payment = Payment {
-        order_id,
-        status: "captured".to_owned(),
-        tombstone: false,
-        customer_id: Some(customer.to_owned()),
-        amount_cents: Some(amount),
-        created_at,
-        updated_at: created_at,
-    };
-    let response = serde_json::to_value(&payment).map_err(anyhow::Error::from)?;
-    ledger::store_response(&mut tx, PAYMENTS, order_id, &response).await?;
-    tx.commit().await?;
-    count(CAPTURES_TOTAL, "captured");
-    tracing::info!(customer, amount, "captured");
-    Ok((StatusCode::CREATED, AppJson(response)))
+/// Why the debit was refused: an unknown customer (422) or a decline (402).
+async fn decline(tx: &mut sqlx::PgConnection, customer: &str, amount: i64) -> Result<AppError, AppError> {
+    Ok(match db::decline_reason(tx, customer).await? {
+        None => {
+            CAPTURES.count("unknown_customer");
+            AppError::problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unknown-customer",
+                "Unknown customer",
+                format!("no account for customer {customer}"),
+            )
+        }
+        Some(always_decline) => {
+            CAPTURES.count("declined");
+            let why = if always_decline { "the card was declined" } else { "the balance is too low" };
+            AppError::problem(
+                StatusCode::PAYMENT_REQUIRED,
+                "payment-declined",
+                "Payment declined",
+                format!("capturing {amount} cents from {customer} failed: {why}"),
+            )
+        }
+    })
 }
 
 /// Refunds the order's payment (the compensation). Refunding what was never captured records a
@@ -117,27 +110,16 @@ async fn capture(
     ))]
 #[tracing::instrument(skip(pool))]
 async fn refund(State(pool): State<PgPool>, AppPath(order_id): AppPath<Uuid>) -> Result<AppJson<Payment>, AppError> {
-    let mut tx = pool.begin().await?;
-    let outcome = match ledger::claim_compensation(&mut tx, PAYMENTS, order_id).await? {
-        CompensationClaim::NeverDone => "tombstone",
-        CompensationClaim::AlreadyCompensated => "replayed",
-        CompensationClaim::Undo { request } => {
-            let request: PaymentRequest = serde_json::from_value(request)
-                .map_err(|e| anyhow::anyhow!("stored payment request is unreadable: {e}"))?;
-            if !db::credit(&mut tx, request.customer_id.as_str(), request.amount_cents.get()).await? {
-                return Err(anyhow::anyhow!("account {} of order {order_id} is gone", request.customer_id).into());
-            }
-            ledger::mark_compensated(&mut tx, PAYMENTS, order_id).await?;
-            "refunded"
+    let undo = async |tx: &mut sqlx::PgConnection, request: PaymentRequest| {
+        if !db::credit(tx, request.customer_id.as_str(), request.amount_cents.get()).await? {
+            return Err(anyhow::anyhow!("account {} of order {order_id} is gone", request.customer_id).into());
         }
+        Ok(())
     };
-    let payment = db::fetch_payment(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("payment {order_id} vanished inside its transaction"))?;
-    tx.commit().await?;
-    count(REFUNDS_TOTAL, outcome);
-    tracing::info!(outcome, "refund");
-    Ok(AppJson(payment))
+    step::compensate(&pool, PAYMENTS, REFUNDS, "refunded", order_id, undo, async |tx| {
+        db::fetch_payment(tx, order_id).await
+    })
+    .await
 }
 
 /// The order's payment.

@@ -4,8 +4,8 @@ use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
     api::{Address, Shipment, ShipmentRequest},
     error::{ReadErrors, StepErrors},
-    ledger::{self, Begun, CompensationClaim},
     server::ServiceSpec,
+    step::{self, OutcomeCounter},
     AppError, AppJson, AppPath, Problem,
 };
 use sqlx::PgPool;
@@ -14,8 +14,11 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, SHIPMENTS},
-    metric_definitions::{count, CANCELLATIONS_TOTAL, SHIPMENTS_TOTAL},
+    metric_definitions::{CANCELLATIONS_TOTAL, SHIPMENTS_TOTAL},
 };
+
+const SHIPMENTS_COUNTER: OutcomeCounter = OutcomeCounter(SHIPMENTS_TOTAL);
+const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 
 #[derive(OpenApi)]
 #[openapi(
@@ -55,45 +58,30 @@ async fn create_shipment(
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<ShipmentRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    let request = serde_json::to_value(&body).map_err(anyhow::Error::from)?;
-    let mut tx = pool.begin().await?;
-    let begun = ledger::begin_action(&mut tx, SHIPMENTS, order_id, &request)
-        .await
-        .inspect_err(|_| count(SHIPMENTS_TOTAL, "refused"))?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            count(SHIPMENTS_TOTAL, "replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
+    step::act(&pool, SHIPMENTS, SHIPMENTS_COUNTER, "created", order_id, &body, async |tx, created_at| {
+        let country = body.address.country.as_str();
+        if let Some(reason) = db::undeliverable_reason(tx, country).await? {
+            SHIPMENTS_COUNTER.count("undeliverable");
+            return Err(AppError::problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "undeliverable",
+                "Undeliverable address",
+                format!("cannot ship to {country}: {reason}"),
+            ));
         }
-    };
-
-    let country = body.address.country.as_str();
-    if let Some(reason) = db::undeliverable_reason(&mut tx, country).await? {
-        count(SHIPMENTS_TOTAL, "undeliverable");
-        return Err(AppError::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "undeliverable",
-            "Undeliverable address",
-            format!("cannot ship to {country}: {reason}"),
-        ));
-    }
-
-    let shipment = Shipment {
-        order_id,
-        status: "created".to_owned(),
-        tombstone: false,
-        tracking_number: Some(tracking_number(order_id)),
-        country: Some(country.to_owned()),
-        created_at,
-        updated_at: created_at,
-    };
-    let response = serde_json::to_value(&shipment).map_err(anyhow::Error::from)?;
-    ledger::store_response(&mut tx, SHIPMENTS, order_id, &response).await?;
-    tx.commit().await?;
-    count(SHIPMENTS_TOTAL, "created");
-    tracing::info!(country, "shipment created");
-    Ok((StatusCode::CREATED, AppJson(response)))
+        tracing::info!(country, "shipment created");
+        let shipment = Shipment {
+            order_id,
+            status: "created".to_owned(),
+            tombstone: false,
+            tracking_number: Some(tracking_number(order_id)),
+            country: Some(country.to_owned()),
+            created_at,
+            updated_at: created_at,
+        };
+        Ok(serde_json::to_value(&shipment).map_err(anyhow::Error::from)?)
+    })
+    .await
 }
 
 /// Cancels the order's shipment (the compensation). Cancelling what was never booked records a
@@ -109,23 +97,12 @@ async fn cancel_shipment(
     State(pool): State<PgPool>,
     AppPath(order_id): AppPath<Uuid>,
 ) -> Result<AppJson<Shipment>, AppError> {
-    let mut tx = pool.begin().await?;
-    let outcome = match ledger::claim_compensation(&mut tx, SHIPMENTS, order_id).await? {
-        CompensationClaim::NeverDone => "tombstone",
-        CompensationClaim::AlreadyCompensated => "replayed",
-        CompensationClaim::Undo { .. } => {
-            // Nothing has left the warehouse yet in this model: cancelling is the state change.
-            ledger::mark_compensated(&mut tx, SHIPMENTS, order_id).await?;
-            "cancelled"
-        }
-    };
-    let shipment = db::fetch_shipment(&mut tx, order_id)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("shipment {order_id} vanished inside its transaction"))?;
-    tx.commit().await?;
-    count(CANCELLATIONS_TOTAL, outcome);
-    tracing::info!(outcome, "shipment cancellation");
-    Ok(AppJson(shipment))
+    // Nothing has left the warehouse yet in this model: cancelling is the state change itself.
+    let undo = async |_: &mut sqlx::PgConnection, _: ShipmentRequest| Ok(());
+    step::compensate(&pool, SHIPMENTS, CANCELLATIONS, "cancelled", order_id, undo, async |tx| {
+        db::fetch_shipment(tx, order_id).await
+    })
+    .await
 }
 
 /// The order's shipment.

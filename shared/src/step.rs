@@ -1,0 +1,95 @@
+//! The skeleton every participant's step endpoints share: one transaction per request that
+//! claims the order in the step ledger, answers replays and refusals, runs the service's effect
+//! (or its undo), stores the answer and commits. A service supplies only its effect.
+
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use crate::{
+    ledger::{self, Begun, CompensationClaim, StepTable},
+    AppError, AppJson,
+};
+
+/// Where a step endpoint counts its outcomes: `<name>{result}`.
+#[derive(Debug, Clone, Copy)]
+pub struct OutcomeCounter(pub &'static str);
+
+impl OutcomeCounter {
+    /// Counts one outcome.
+    pub fn count(self, result: &'static str) {
+        metrics::counter!(self.0, "result" => result).increment(1);
+    }
+}
+
+/// A `PUT`: claims `order_id` for `request`, runs `effect` (given the transaction and the row's
+/// creation time, it returns the answer to store) and commits. A replay answers 200 with the
+/// stored answer; another body 422; a compensated order 409; a fresh success 201, counted as
+/// `done`. Whatever `effect` refuses rolls everything back, the claim included.
+pub async fn act(
+    pool: &PgPool,
+    table: StepTable,
+    counter: OutcomeCounter,
+    done: &'static str,
+    order_id: Uuid,
+    request: &impl Serialize,
+    effect: impl AsyncFnOnce(&mut PgConnection, DateTime<Utc>) -> Result<Value, AppError>,
+) -> Result<(StatusCode, AppJson<Value>), AppError> {
+    let request = serde_json::to_value(request).map_err(anyhow::Error::from)?;
+    let mut tx = pool.begin().await?;
+    let begun = ledger::begin_action(&mut tx, table, order_id, &request).await.inspect_err(|err| {
+        if matches!(err, AppError::Client(_)) {
+            counter.count("refused");
+        }
+    })?;
+    let created_at = match begun {
+        Begun::Fresh { created_at } => created_at,
+        Begun::Replay(stored) => {
+            counter.count("replayed");
+            return Ok((StatusCode::OK, AppJson(stored)));
+        }
+    };
+    let answer = effect(&mut tx, created_at).await?;
+    ledger::store_response(&mut tx, table, order_id, &answer).await?;
+    tx.commit().await?;
+    counter.count(done);
+    Ok((StatusCode::CREATED, AppJson(answer)))
+}
+
+/// A `DELETE`: claims the compensation of `order_id`; if the step was done, runs `undo` with the
+/// stored request (as `R`, the `PUT`'s body type) and marks it compensated (counted as
+/// `undone`); if it never was, leaves a tombstone. Answers the record `view` reads, in the same
+/// transaction.
+pub async fn compensate<R: DeserializeOwned, T: Serialize>(
+    pool: &PgPool,
+    table: StepTable,
+    counter: OutcomeCounter,
+    undone: &'static str,
+    order_id: Uuid,
+    undo: impl AsyncFnOnce(&mut PgConnection, R) -> Result<(), AppError>,
+    view: impl AsyncFnOnce(&mut PgConnection) -> Result<Option<T>, sqlx::Error>,
+) -> Result<AppJson<T>, AppError> {
+    let mut tx = pool.begin().await?;
+    let outcome = match ledger::claim_compensation(&mut tx, table, order_id).await? {
+        CompensationClaim::NeverDone => "tombstone",
+        CompensationClaim::AlreadyCompensated => "replayed",
+        CompensationClaim::Undo { request } => {
+            // It was validated when it was accepted; unreadable now means the data was edited.
+            let request = serde_json::from_value(request)
+                .map_err(|e| anyhow::anyhow!("order {order_id}'s stored request is unreadable: {e}"))?;
+            undo(&mut tx, request).await?;
+            ledger::mark_compensated(&mut tx, table, order_id).await?;
+            undone
+        }
+    };
+    let record = view(&mut tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("order {order_id}'s record vanished inside its transaction"))?;
+    tx.commit().await?;
+    counter.count(outcome);
+    tracing::info!(outcome, "compensation");
+    Ok(AppJson(record))
+}
