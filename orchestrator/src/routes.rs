@@ -265,12 +265,6 @@ async fn operator_write(
     Err(AppError::Unavailable(format!("saga {order_id} kept changing; try again")))
 }
 
-fn compensation_deadline(app: &AppState) -> Option<chrono::DateTime<Utc>> {
-    chrono::Duration::from_std(app.executor.definition().compensation_budget)
-        .ok()
-        .and_then(|budget| Utc::now().checked_add_signed(budget))
-}
-
 /// Resumes a `failed` saga: compensation (or a retriable step) is tried again with a new budget.
 #[utoipa::path(post, path = "/orders/{order_id}/retry", tag = "orders",
     params(("order_id" = Uuid, Path, description = "The order")),
@@ -299,7 +293,7 @@ async fn retry_order(
             saga.steps[index].status = StepStatus::Retrying;
         } else {
             saga.status = SagaStatus::Compensating;
-            saga.compensation_deadline_at = compensation_deadline(&app);
+            saga.compensation_deadline_at = Some(app.executor.definition().compensation_deadline_from(Utc::now()));
         }
         if let Some(reason) = &mut saga.failure_reason {
             if let Some(cause) = reason.split(BUDGET_NOTE).next() {
@@ -353,7 +347,7 @@ async fn cancel_order(
                 format!("cancelled by {operator}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default());
             saga.status = SagaStatus::Compensating;
             saga.failure_reason = Some(why.clone());
-            saga.compensation_deadline_at = compensation_deadline(&app);
+            saga.compensation_deadline_at = Some(app.executor.definition().compensation_deadline_from(Utc::now()));
             saga.next_run_at = Utc::now();
             Ok(Some(vec![
                 Event {

@@ -116,6 +116,14 @@ pub fn probe_client() -> anyhow::Result<reqwest::Client> {
 
 /// True if nothing listens on `127.0.0.1:port`. Checked before starting a service: an old
 /// instance still on the port would otherwise answer the readiness probe for the new one.
+/// A loopback port that was free a moment ago (the OS picked it); whoever binds it next may
+/// still lose a race for it.
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0 to find a free port")?;
+    Ok(listener.local_addr().context("cannot read the probe port")?.port())
+}
+
+/// Whether nothing listens on `127.0.0.1:port` right now.
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

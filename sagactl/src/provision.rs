@@ -76,6 +76,19 @@ impl Provisioned {
     }
 }
 
+/// A superuser pool on `database` of the server `admin_url` names (for audits, benchmarks and
+/// tests that read every schema).
+pub async fn superuser_pool(admin_url: &str, database: &str, max_connections: u32) -> anyhow::Result<sqlx::PgPool> {
+    let options = PgConnectOptions::from_str(admin_url)
+        .context("the admin database URL is not a valid postgres:// URL")?
+        .database(database);
+    sqlx::postgres::PgPoolOptions::new()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("cannot connect to database {database} as superuser"))
+}
+
 /// Creates (if missing) database `database`, the service roles and their schemas, using a
 /// superuser URL. Idempotent, and safe to run concurrently from several processes.
 pub async fn provision(admin_url: &str, database: &str) -> anyhow::Result<Provisioned> {

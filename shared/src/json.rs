@@ -1,7 +1,7 @@
 //! Extractors whose rejections speak problem+json, like every other error.
 //!
-//! axum's own `Json` and `Path` reject with plain text; these wrap them and keep axum's status
-//! (400 syntax, 413 too large, 415 content type, 422 wrong shape) with a problem body.
+//! axum's own `Json`, `Path` and `Query` reject with plain text; these answer problem+json:
+//! 415 without a JSON content type, 413 too large, 400 malformed, 422 wrong shape.
 
 use axum::body::Bytes;
 use axum::{
@@ -78,16 +78,14 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
     }
 }
 
+/// The problem for a body that `Json::from_bytes` refused (content type and size were checked
+/// before the body was read).
 fn json_problem(rejection: &JsonRejection) -> Problem {
-    let status = rejection.status();
     let (slug, title) = match rejection {
         JsonRejection::JsonDataError(_) => ("validation", "Invalid request"),
-        JsonRejection::JsonSyntaxError(_) => ("malformed-json", "Malformed JSON"),
-        JsonRejection::MissingJsonContentType(_) => ("unsupported-media-type", "Expected application/json"),
-        _ if status == StatusCode::PAYLOAD_TOO_LARGE => ("body-too-large", "Request body too large"),
-        _ => ("bad-request", "Unreadable request body"),
+        _ => ("malformed-json", "Malformed JSON"),
     };
-    Problem::new(status, slug, title, Some(rejection.body_text()))
+    Problem::new(rejection.status(), slug, title, Some(rejection.body_text()))
 }
 
 /// Path parameter extractor with problem+json rejections (a malformed id is a 400).

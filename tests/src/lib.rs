@@ -60,8 +60,6 @@ impl TestDb {
 
     /// A superuser pool on this test's database, for arranging and auditing state.
     pub async fn superuser_pool(&self) -> anyhow::Result<PgPool> {
-        let mut url = reqwest::Url::parse(&self.admin_url)?;
-        url.set_path(&format!("/{}", self.name));
-        Ok(PgPoolOptions::new().max_connections(4).connect(url.as_str()).await?)
+        sagactl::provision::superuser_pool(&self.admin_url, &self.name, 4).await
     }
 }

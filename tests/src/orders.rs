@@ -43,21 +43,11 @@ impl Suite {
         answer.body["order_id"].as_str().and_then(|id| id.parse().ok()).expect("order_id")
     }
 
-    /// `GET /orders/{id}` from the orchestrator (or replica `via`).
+    /// `GET /orders/{id}`.
     pub async fn order(&self, order_id: Uuid) -> Value {
         let answer = self.http.get(&self.url(Service::Orchestrator, &format!("/orders/{order_id}"))).await;
         assert_eq!(answer.status, 200, "{}", answer.body);
         answer.body
-    }
-
-    /// Reads the order straight from the saga log (works while no orchestrator runs).
-    pub async fn saga_status(&self, order_id: Uuid) -> String {
-        let pool = self.db.pool_as("orchestrator").await.expect("pool");
-        sqlx::query_scalar("select status from sagas where order_id = $1")
-            .bind(order_id)
-            .fetch_one(&pool)
-            .await
-            .expect("saga row")
     }
 
     /// Polls until the order's status is one of `statuses`, or panics after `timeout`.
@@ -111,6 +101,12 @@ impl Suite {
 }
 
 impl Suite {
+    /// `POST /orders/{id}/{action}` (`retry` or `cancel`), with an optional operator body.
+    pub async fn operator_action(&self, order_id: Uuid, action: &str, body: Option<&Value>) -> Answer {
+        let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}/{action}"));
+        self.http.send(Method::POST, &url, body).await.expect("operator action")
+    }
+
     /// Polls until step `index` of the order has `status` (read from the saga log).
     pub async fn wait_for_step(&self, order_id: Uuid, index: usize, status: &str) {
         let pool = self.db.pool_as("orchestrator").await.expect("pool");

@@ -52,7 +52,8 @@ impl Service {
         }
     }
 
-    fn log_name(self) -> &'static str {
+    /// Distinct per process (the second orchestrator replica differs): log file and job name.
+    pub fn log_name(self) -> &'static str {
         match self {
             Self::OrchestratorB => "orchestrator-b",
             other => other.name(),
@@ -133,11 +134,6 @@ impl Suite {
     /// The port `service` listens (or will listen) on.
     pub fn port(&self, service: Service) -> u16 {
         *self.ports.get(&service).expect("every service has a port")
-    }
-
-    /// Whether `service` was started and not killed or stopped since.
-    pub fn is_running(&self, service: Service) -> bool {
-        self.running.contains_key(&service)
     }
 
     /// Starts `service` (again, on the same port if it ran before) and waits until it is ready.
@@ -239,7 +235,7 @@ impl Suite {
 
 /// A loopback port nobody listens on right now.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    sagactl::launch::free_port().expect("free port")
 }
 
 /// `target/<profile>`: where cargo put this test executable's sibling binaries.

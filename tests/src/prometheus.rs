@@ -57,20 +57,10 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
         let dir = TempDir(dir);
         std::fs::write(dir.0.join("alerts.yml"), alert_rules_with(for_override)).expect("rules");
-        let jobs: Vec<String> = services
-            .iter()
-            .map(|&s| {
-                // The job names the service; the HTTP metrics carry their own `service` label.
-                format!(
-                    "  - job_name: {}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-                    s.name(),
-                    suite.port(s)
-                )
-            })
-            .collect();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - alerts.yml\nscrape_configs:\n{}",
-            jobs.concat()
+        let config = sagactl::commands::prometheus::scrape_config(
+            "1s",
+            Some(&dir.0.join("alerts.yml")),
+            services.iter().map(|&s| (s.log_name(), suite.port(s))),
         );
         std::fs::write(dir.0.join("prometheus.yml"), config).expect("config");
         let port =

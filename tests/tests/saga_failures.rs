@@ -163,25 +163,14 @@ async fn an_exhausted_compensation_budget_dead_letters_the_saga_and_retry_finish
     assert!(failed["failure_reason"].as_str().unwrap().contains("budget"), "{failed}");
     wait_metric(&suite, "saga_requires_intervention", 1.0).await;
     assert_eq!(metric(&suite, "saga_dead_lettered_total").await, Some(1.0));
-    let refused = suite
-        .http
-        .inner()
-        .post(suite.url(Service::Orchestrator, &format!("/orders/{order_id}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 409, "a failed saga is retried, not cancelled");
+    let refused = suite.operator_action(order_id, "cancel", None).await;
+    assert_eq!(refused.status, 409, "a failed saga is retried, not cancelled");
 
     suite.spawn(Service::Inventory, &[]).await;
     let retry = suite
-        .http
-        .inner()
-        .post(suite.url(Service::Orchestrator, &format!("/orders/{order_id}/retry")))
-        .json(&json!({ "operator": "ops-alice", "reason": "inventory is back" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(retry.status(), 202);
+        .operator_action(order_id, "retry", Some(&json!({ "operator": "ops-alice", "reason": "inventory is back" })))
+        .await;
+    assert_eq!(retry.status, 202);
     let order = suite.wait_terminal(order_id, WAIT).await;
     assert_eq!(order["status"], "compensated", "{order}");
     let events = suite.events(order_id).await;
@@ -202,14 +191,13 @@ async fn an_operator_can_cancel_a_running_saga_and_the_step_in_flight_is_undone_
     suite.wait_for_step(order_id, 1, "succeeded").await;
 
     let cancel = suite
-        .http
-        .inner()
-        .post(suite.url(Service::Orchestrator, &format!("/orders/{order_id}/cancel")))
-        .json(&json!({ "operator": "support-bob", "reason": "customer changed their mind" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(cancel.status(), 202);
+        .operator_action(
+            order_id,
+            "cancel",
+            Some(&json!({ "operator": "support-bob", "reason": "customer changed their mind" })),
+        )
+        .await;
+    assert_eq!(cancel.status, 202);
     let order = suite.wait_terminal(order_id, WAIT).await;
 
     assert_eq!(order["status"], "compensated", "{order}");
@@ -221,25 +209,13 @@ async fn an_operator_can_cancel_a_running_saga_and_the_step_in_flight_is_undone_
     let events = suite.events(order_id).await;
     assert!(events.iter().any(|e| e["kind"] == "operator" && e["outcome"] == "cancel" && e["actor"] == "support-bob"));
     // Cancelling again changes nothing; a completed order cannot be cancelled.
-    let again = suite
-        .http
-        .inner()
-        .post(suite.url(Service::Orchestrator, &format!("/orders/{order_id}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 202);
+    let again = suite.operator_action(order_id, "cancel", None).await;
+    assert_eq!(again.status, 202);
     suite.set_faults(Service::Shipping, &json!({})).await;
     let done = suite.accepted_order(&happy_order()).await;
     suite.wait_terminal(done, WAIT).await;
-    let refused = suite
-        .http
-        .inner()
-        .post(suite.url(Service::Orchestrator, &format!("/orders/{done}/cancel")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refused.status(), 409);
+    let refused = suite.operator_action(done, "cancel", None).await;
+    assert_eq!(refused.status, 409);
 }
 
 #[tokio::test]
@@ -264,7 +240,6 @@ async fn unknown_orders_are_404_problems() {
     for path in [format!("/orders/{id}"), format!("/orders/{id}/events")] {
         suite.http.get(&suite.url(Service::Orchestrator, &path)).await.assert_problem(404);
     }
-    let retry =
-        suite.http.inner().post(suite.url(Service::Orchestrator, &format!("/orders/{id}/retry"))).send().await.unwrap();
-    assert_eq!(retry.status(), 404);
+    let retry = suite.operator_action(id, "retry", None).await;
+    assert_eq!(retry.status, 404);
 }

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use saga_shared::api::{NotificationRequest, OrderRequest, PaymentRequest, ReservationRequest, ShipmentRequest};
 use serde_json::{Map, Value};
 
@@ -85,6 +87,16 @@ impl SagaDefinition {
         Ok(())
     }
 
+    /// When a saga accepted at `now` must have finished going forward.
+    pub fn deadline_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        later(now, self.deadline)
+    }
+
+    /// When compensation begun at `now` gives up (the saga is then dead-lettered).
+    pub fn compensation_deadline_from(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        later(now, self.compensation_budget)
+    }
+
     /// The order saga: reserve → pay (the reservation's total) → ship → confirm.
     pub fn order_saga(config: &OrchestratorConfig) -> anyhow::Result<Self> {
         let urls = &config.participants;
@@ -114,6 +126,14 @@ impl SagaDefinition {
         definition.validate()?;
         Ok(definition)
     }
+}
+
+/// `now + duration`, saturating at the end of time (a budget of "forever" must not overflow).
+fn later(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(duration)
+        .ok()
+        .and_then(|d| now.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 fn to_value<T: serde::Serialize>(body: &T) -> Result<Value, String> {

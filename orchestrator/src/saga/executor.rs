@@ -301,8 +301,7 @@ impl Executor {
         events.push(self.event("saga", None, None, "compensating", Some(reason.clone())));
         saga.status = SagaStatus::Compensating;
         saga.failure_reason = Some(reason);
-        let budget = chrono::Duration::from_std(self.definition.compensation_budget).unwrap_or(chrono::Duration::MAX);
-        saga.compensation_deadline_at = now.checked_add_signed(budget);
+        saga.compensation_deadline_at = Some(self.definition.compensation_deadline_from(now));
         saga.next_run_at = now;
         self.save(saga, true, &events).await
     }

@@ -95,7 +95,6 @@ impl Saga {
         // Postgres keeps microseconds: the same precision here makes the POST answer and every
         // later GET show the same times.
         let now = now.trunc_subsecs(6);
-        let deadline = chrono::Duration::from_std(definition.deadline).unwrap_or(chrono::Duration::MAX);
         Self {
             order_id,
             request,
@@ -105,7 +104,7 @@ impl Saga {
             outputs: Outputs::new(),
             failure_reason: None,
             version: 0,
-            deadline_at: now.checked_add_signed(deadline).unwrap_or(DateTime::<Utc>::MAX_UTC),
+            deadline_at: definition.deadline_from(now),
             compensation_deadline_at: None,
             next_run_at: now,
             created_at: now,

@@ -10,15 +10,15 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::PgPool;
 use tokio::process::Child;
 
 use crate::{
     bench::{self, Mode, RunResult, Targets},
-    launch::Launch,
+    launch::{free_port, Launch},
     postgres::{TempPostgres, TempPostgresOptions},
     process::{send_signal, Signal},
-    provision::provision,
+    provision::{provision, superuser_pool},
     services::{self, EnvContext, LauncherEnv, SUITE},
 };
 
@@ -55,7 +55,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     })
     .await?;
     let provisioned = provision(&pg.admin_url(), "saga").await?;
-    let admin = superuser_pool(&pg.admin_url(), "saga").await?;
+    let admin = superuser_pool(&pg.admin_url(), "saga", 2).await?;
     sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
 
     let logs = tempdir()?;
@@ -184,16 +184,6 @@ async fn print_statements(admin: &PgPool, orders: i64) -> anyhow::Result<()> {
         println!("    {:>6.2}  {role:<12} {query}", calls as f64 / orders.max(1) as f64);
     }
     Ok(())
-}
-
-async fn superuser_pool(admin_url: &str, database: &str) -> anyhow::Result<PgPool> {
-    let mut url = reqwest::Url::parse(admin_url).context("admin URL")?;
-    url.set_path(&format!("/{database}"));
-    Ok(PgPoolOptions::new().max_connections(2).connect(url.as_str()).await?)
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
 fn tempdir() -> anyhow::Result<PathBuf> {

@@ -6,6 +6,6 @@ pub mod up;
 pub mod with_postgres;
 
 mod database;
-mod prometheus;
+pub mod prometheus;
 mod signals;
 mod summary;

@@ -48,20 +48,28 @@ fn rules_path() -> Option<PathBuf> {
         .and_then(|p| p.canonicalize().ok())
 }
 
-/// The scrape configuration for the suite in `state`.
-pub fn config(state: &SuiteState, rules: Option<&Path>) -> String {
-    let mut text = String::from("global:\n  scrape_interval: 5s\n  evaluation_interval: 5s\n");
+/// A Prometheus configuration scraping `targets` (job name, loopback port) every `interval`
+/// (e.g. `5s`), evaluating `rules` as often. The job names the service; the HTTP metrics carry
+/// their own `service` label, so none is added here.
+pub fn scrape_config<'a>(
+    interval: &str,
+    rules: Option<&Path>,
+    targets: impl IntoIterator<Item = (&'a str, u16)>,
+) -> String {
+    let mut text = format!("global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n");
     if let Some(rules) = rules {
         text.push_str(&format!("rule_files:\n  - {}\n", rules.display()));
     }
     text.push_str("scrape_configs:\n");
-    for (name, service) in &state.services {
-        text.push_str(&format!(
-            "  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
-            service.port
-        ));
+    for (name, port) in targets {
+        text.push_str(&format!("  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"));
     }
     text
+}
+
+/// The scrape configuration for the suite in `state`.
+fn config(state: &SuiteState, rules: Option<&Path>) -> String {
+    scrape_config("5s", rules, state.services.iter().map(|(name, service)| (name.as_str(), service.port)))
 }
 
 impl LocalPrometheus {

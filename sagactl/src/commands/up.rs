@@ -262,12 +262,7 @@ async fn stop_services(state: &SuiteState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A port nothing listens on right now (the OS picks it), so the test does not clash with a
-    /// suite running on the default ports.
-    fn free_port() -> anyhow::Result<u16> {
-        Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
-    }
+    use crate::launch::free_port;
 
     /// A binary directory holding empty files named like `binaries`, and a launcher pointing at
     /// it with every port moved off its default.

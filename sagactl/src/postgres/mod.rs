@@ -16,7 +16,9 @@ use anyhow::{bail, Context as _};
 pub use bin::find_pg_bin;
 use os_user::ClusterUser;
 use scratch::{make_private_dir, ScratchDir};
-use server::{free_port, Layout, Server, StartError};
+use server::{Layout, Server, StartError};
+
+use crate::launch::free_port;
 
 use crate::text::random_hex;
 

@@ -155,13 +155,6 @@ fn is_bind_failure(log: &str) -> bool {
     log.contains("could not bind") || log.contains("could not create any TCP/IP sockets")
 }
 
-/// A port that was free a moment ago; the server may still lose a race for it (see
-/// `PORT_ATTEMPTS`).
-pub(super) fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr().context("cannot read the probe port")?.port())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
