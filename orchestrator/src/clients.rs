@@ -8,57 +8,14 @@
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use saga_shared::api::RecordState;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::saga::definition::StepDefinition;
-
-/// What came of a `PUT` or `DELETE`.
-#[derive(Debug)]
-pub enum CallOutcome {
-    /// 2xx: done (or already done); the body is the participant's record.
-    Done(Value),
-    /// 4xx: refused for good; retrying the same request cannot help.
-    Refused {
-        /// The status.
-        status: u16,
-        /// The problem's detail (or title, or body).
-        detail: String,
-    },
-    /// 5xx, timeout, lost or refused connection: a retry may succeed.
-    Transient {
-        /// Whether the call may have taken effect (everything but a refused connection).
-        ambiguous: bool,
-        /// Metric label: `timeout` or `transient`.
-        label: &'static str,
-        /// What happened.
-        detail: String,
-    },
-}
-
-impl CallOutcome {
-    /// The `result` label of attempt metrics: `ok`, `permanent`, `transient` or `timeout`.
-    pub fn label(&self) -> &'static str {
-        match self {
-            Self::Done(_) => "ok",
-            Self::Refused { .. } => "permanent",
-            Self::Transient { label, .. } => label,
-        }
-    }
-}
-
-/// What a participant says about an order's step when asked (reconciliation).
-#[derive(Debug)]
-pub enum Inspection {
-    /// The step happened and stands; its record.
-    Happened(Value),
-    /// The step was compensated (or tombstoned).
-    Compensated,
-    /// The participant has no record: it did not happen (yet).
-    Absent,
-    /// The participant could not be asked.
-    Unreachable(String),
-}
+use crate::saga::{
+    definition::StepDefinition,
+    outcome::{CallFailure, CallOutcome, Inspection},
+};
 
 /// The shared client.
 #[derive(Debug, Clone)]
@@ -97,17 +54,14 @@ impl ParticipantClient {
     pub async fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> Inspection {
         let request = self.http.get(Self::url(step, order_id)).timeout(step.timeout);
         match Self::outcome(request.send().await).await {
-            CallOutcome::Done(record) => {
-                let stands = record.get("status").and_then(Value::as_str) == Some(step.participant.done_status);
-                if stands {
-                    Inspection::Happened(record)
-                } else {
-                    Inspection::Compensated
-                }
-            }
+            CallOutcome::Done(record) => match (step.participant.record_state)(&record) {
+                Ok(RecordState::Done) => Inspection::Happened(record),
+                Ok(RecordState::Compensated) => Inspection::Compensated,
+                Err(err) => Inspection::Unreachable(err),
+            },
             CallOutcome::Refused { status: 404, .. } => Inspection::Absent,
             CallOutcome::Refused { status, detail } => Inspection::Unreachable(format!("{status}: {detail}")),
-            CallOutcome::Transient { detail, .. } => Inspection::Unreachable(detail),
+            CallOutcome::Failed { detail, .. } => Inspection::Unreachable(detail),
         }
     }
 
@@ -133,19 +87,20 @@ impl ParticipantClient {
         } else {
             // A 5xx (or 408/429) may come after the participant committed (a timeout during
             // commit answers 503): treat it as possibly done.
-            CallOutcome::Transient { ambiguous: true, label: "transient", detail: problem_detail(status, &body) }
+            CallOutcome::Failed { failure: CallFailure::Unanswered, detail: problem_detail(status, &body) }
         }
     }
 
     fn transport_error(err: &reqwest::Error) -> CallOutcome {
-        if err.is_timeout() {
-            CallOutcome::Transient { ambiguous: true, label: "timeout", detail: "timed out".to_owned() }
+        let (failure, detail) = if err.is_timeout() {
+            (CallFailure::TimedOut, "timed out".to_owned())
         } else if err.is_connect() {
-            // Nothing reached the participant: the step certainly did not happen.
-            CallOutcome::Transient { ambiguous: false, label: "transient", detail: format!("connection failed: {err}") }
+            // Nothing reached the participant: this attempt did not happen.
+            (CallFailure::NotDelivered, format!("connection failed: {err}"))
         } else {
-            CallOutcome::Transient { ambiguous: true, label: "transient", detail: format!("connection lost: {err}") }
-        }
+            (CallFailure::Unanswered, format!("connection lost: {err}"))
+        };
+        CallOutcome::Failed { failure, detail }
     }
 }
 

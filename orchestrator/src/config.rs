@@ -64,12 +64,16 @@ pub struct OrchestratorConfig {
     pub gauge_refresh: Duration,
     /// Per-step settings, by step name.
     pub steps: Vec<(&'static str, StepSettings)>,
+    /// `OPERATOR_TOKEN`, else `ADMIN_TOKEN`: the bearer token of `POST /orders/{id}/retry` and
+    /// `/cancel`. Without either, nobody may act (403).
+    pub operator_token: Option<String>,
 }
 
 impl OrchestratorConfig {
     /// Reads and validates the configuration for the steps named `step_names`.
     pub fn from_env(env: &Env, step_names: &[&'static str]) -> anyhow::Result<Self> {
         let service = ServiceConfig::from_env(env, "orchestrator", DEFAULT_PORT)?;
+        let operator_token = env.get("OPERATOR_TOKEN").map(str::to_owned).or_else(|| service.admin_token.clone());
         let url = |name: &str, port: u16| {
             env.get(name)
                 .map(|u| u.trim_end_matches('/').to_owned())
@@ -102,6 +106,7 @@ impl OrchestratorConfig {
             recovery_batch: env.parse_or("RECOVERY_BATCH", 200)?,
             stuck_after: env.millis_or("STUCK_AFTER_MS", 60_000)?,
             gauge_refresh: env.millis_or("GAUGE_REFRESH_MS", 2_000)?,
+            operator_token,
             steps,
         };
         config.validate()?;
@@ -121,6 +126,9 @@ impl OrchestratorConfig {
                     step.timeout
                 );
             }
+        }
+        if self.operator_token.as_ref().is_some_and(|t| t.len() < 8) {
+            anyhow::bail!("OPERATOR_TOKEN must be at least 8 characters long");
         }
         if self.recovery_batch < 1 || self.recovery_interval.is_zero() || self.gauge_refresh.is_zero() {
             anyhow::bail!("RECOVERY_BATCH, RECOVERY_INTERVAL_MS and GAUGE_REFRESH_MS must be positive");
@@ -185,6 +193,17 @@ mod tests {
     fn a_lease_shorter_than_two_step_timeouts_is_refused() {
         let env = Env::from_pairs([("LEASE_MS", "3000"), ("STEP_TIMEOUT_MS", "2000")]);
         assert!(OrchestratorConfig::from_env(&env, &STEPS).is_err());
+    }
+
+    #[test]
+    fn the_operator_token_defaults_to_the_admin_token_and_must_not_be_short() {
+        let config = OrchestratorConfig::from_env(&Env::from_pairs([("ADMIN_TOKEN", "admin-token")]), &STEPS).unwrap();
+        assert_eq!(config.operator_token.as_deref(), Some("admin-token"));
+        let env = Env::from_pairs([("ADMIN_TOKEN", "admin-token"), ("OPERATOR_TOKEN", "operator-token")]);
+        let config = OrchestratorConfig::from_env(&env, &STEPS).unwrap();
+        assert_eq!(config.operator_token.as_deref(), Some("operator-token"));
+        assert!(OrchestratorConfig::from_env(&Env::default(), &STEPS).unwrap().operator_token.is_none());
+        assert!(OrchestratorConfig::from_env(&Env::from_pairs([("OPERATOR_TOKEN", "short")]), &STEPS).is_err());
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub async fn run() -> anyhow::Result<()> {
         config.instance_id.clone(),
         config.lease,
     ));
-    let state = routes::AppState { pool: pool.clone(), executor: Arc::clone(&executor) };
+    let state = routes::AppState {
+        pool: pool.clone(),
+        executor: Arc::clone(&executor),
+        operator_token: config.operator_token.clone(),
+    };
     let application = Application::build(&config.service, routes::spec(state), pool.clone(), metrics).await?;
 
     let recovery = tokio::spawn(recovery::run_recovery(

@@ -11,9 +11,11 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use chrono::Utc;
 use saga_shared::{
-    api::{OperatorAction, OrderRequest, OrderView, SagaEvent, SagaStatus, StepStatus, StepView},
+    api::{
+        EventKind, EventOutcome, OperatorAction as OperatorActionBody, OrderRequest, OrderView, SagaEvent, SagaStatus,
+        StepStatus, StepView,
+    },
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
     AppError, AppJson, AppPath, AppQuery, Problem,
@@ -26,9 +28,9 @@ use uuid::Uuid;
 use crate::{
     metric_definitions as m,
     saga::{
-        definition::StepKind,
-        executor::{Executor, BUDGET_NOTE},
-        log::{self, Event, Inserted},
+        executor::Executor,
+        log::{self, Inserted},
+        machine::{self, Clock, Input, OperatorAction, OperatorCommand, Persist},
         state::Saga,
     },
 };
@@ -40,15 +42,32 @@ pub struct AppState {
     pub pool: PgPool,
     /// Runs the sagas.
     pub executor: Arc<Executor>,
+    /// The bearer token operator actions need (`None`: nobody may act).
+    pub operator_token: Option<String>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
     paths(create_order, list_orders, get_order, order_events, retry_order, cancel_order),
-    components(schemas(OrderRequest, OrderView, StepView, SagaEvent, SagaStatus, StepStatus, OperatorAction, Problem)),
+    components(schemas(
+        OrderRequest, OrderView, StepView, SagaEvent, SagaStatus, StepStatus, EventKind, EventOutcome,
+        OperatorActionBody, Problem
+    )),
+    modifiers(&OperatorSecurity),
     tags((name = "orders", description = "Orders and their sagas"))
 )]
 struct ApiDoc;
+
+/// Declares the operator token's bearer scheme in the document.
+struct OperatorSecurity;
+
+impl utoipa::Modify for OperatorSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("operator_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
 
 /// The orchestrator's business routes and their OpenAPI document.
 pub fn spec(state: AppState) -> ServiceSpec {
@@ -107,14 +126,14 @@ async fn create_order(
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
     let executor = &app.executor;
-    let saga = Saga::new(Uuid::now_v7(), order, executor.definition(), Utc::now());
+    let (saga, started) = machine::start(executor.definition(), Uuid::now_v7(), order, Clock::system());
     let lease = executor.lease();
-    match log::insert(&app.pool, &saga, key.as_deref(), lease.owner, lease.duration).await? {
+    match log::insert(&app.pool, &saga, &started, key.as_deref(), lease.owner, lease.duration).await? {
         Inserted::Created => {
             metrics::counter!(m::STARTED_TOTAL).increment(1);
             tracing::info!(order_id = %saga.order_id, saga_id = %saga.order_id, "order accepted");
             let view = saga.view();
-            executor.spawn(saga);
+            executor.spawn(saga, Input::Run);
             Ok(accepted(&view))
         }
         Inserted::Existing(existing) if existing.request == saga.request => Ok(accepted(&existing.view())),
@@ -230,145 +249,109 @@ async fn order_events(
     Ok(AppJson(events))
 }
 
-/// The operator and reason of an action; the body is optional.
-fn operator_action(body: &Bytes) -> Result<(String, Option<String>), AppError> {
-    if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(("operator".to_owned(), None));
-    }
-    let action: OperatorAction = saga_shared::json::parse_object(body).map_err(AppError::Client)?;
-    let operator = action.operator.map_or_else(|| "operator".to_owned(), |o| o.as_str().to_owned());
-    Ok((operator, action.reason.map(|r| r.as_str().to_owned())))
-}
-
-fn conflict(detail: String) -> AppError {
-    AppError::problem(StatusCode::CONFLICT, "invalid-state", "Not possible in the saga's current state", detail)
-}
-
-/// Writes an operator's change to a saga (fenced; retried a few times if the executor writes
-/// in between), then drives the saga here.
-async fn operator_write(
+/// The operator action a request asks for: authorized by the bearer token, then who and why
+/// from the optional body.
+fn operator_action(
     app: &AppState,
-    order_id: Uuid,
-    change: impl Fn(&mut Saga) -> Result<Option<Vec<Event>>, AppError>,
-) -> Result<OrderView, AppError> {
+    headers: &HeaderMap,
+    body: &Bytes,
+    command: OperatorCommand,
+) -> Result<OperatorAction, AppError> {
+    saga_shared::auth::require_bearer(headers, app.operator_token.as_deref())?;
+    let action: OperatorActionBody = if body.iter().all(u8::is_ascii_whitespace) {
+        OperatorActionBody::default()
+    } else {
+        saga_shared::json::parse_object(body).map_err(AppError::Client)?
+    };
+    Ok(OperatorAction {
+        command,
+        operator: action.operator.map_or_else(|| "operator".to_owned(), String::from),
+        reason: action.reason.map(String::from),
+    })
+}
+
+/// Decides an operator's action on the saga as the log holds it and writes it (fenced;
+/// retried a few times if a driver writes in between), then drives the saga here.
+async fn operate(app: &AppState, order_id: Uuid, action: OperatorAction) -> Result<OrderView, AppError> {
+    let executor = &app.executor;
     for _ in 0..5 {
         let mut saga = load(app, order_id).await?;
-        let Some(events) = change(&mut saga)? else {
-            return Ok(saga.view()); // nothing to change
-        };
-        if log::save(&app.pool, &mut saga, app.executor.lease(), true, &events).await? {
-            let view = saga.view();
-            app.executor.spawn(saga);
-            return Ok(view);
+        let transition =
+            machine::operate(executor.definition(), &mut saga, &action, Clock::system()).map_err(|refusal| {
+                AppError::problem(
+                    StatusCode::CONFLICT,
+                    "invalid-state",
+                    "Not possible in the saga's current state",
+                    refusal.to_string(),
+                )
+            })?;
+        match transition.persist {
+            Persist::Nothing => return Ok(saga.view()),
+            Persist::Events => {
+                log::append(&app.pool, order_id, &transition.events, executor.instance()).await?;
+                return Ok(saga.view());
+            }
+            Persist::Saga { progressed } => {
+                if log::save(&app.pool, &mut saga, executor.lease(), progressed, &transition.events).await? {
+                    tracing::info!(%order_id, saga_id = %order_id, operator = %action.operator, ?action.command, "operator action");
+                    executor.finished(&saga, &transition);
+                    let view = saga.view();
+                    executor.spawn(saga, Input::Run);
+                    return Ok(view);
+                }
+            }
         }
     }
     Err(AppError::Unavailable(format!("saga {order_id} kept changing; try again")))
 }
 
-/// Resumes a `failed` saga: compensation (or a retriable step) is tried again with a new budget.
+/// Resumes a `failed` saga: compensation (or a step past the pivot) is tried again with a new
+/// budget. Needs the operator token.
 #[utoipa::path(post, path = "/orders/{order_id}/retry", tag = "orders",
     params(("order_id" = Uuid, Path, description = "The order")),
-    request_body(content = Option<OperatorAction>, description = "Optional: who acts and why"),
+    request_body(content = Option<OperatorActionBody>, description = "Optional: who acts and why"),
+    security(("operator_token" = [])),
     responses(
         (status = 202, description = "Resumed", body = OrderView),
+        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The saga is not failed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         ReadErrors,
     ))]
 async fn retry_order(
     State(app): State<AppState>,
+    headers: HeaderMap,
     AppPath(order_id): AppPath<Uuid>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let (operator, reason) = operator_action(&body)?;
-    let view = operator_write(&app, order_id, |saga| {
-        if saga.status != SagaStatus::Failed {
-            return Err(conflict(format!("only a failed saga can be retried; this one is {}", saga.status.as_str())));
-        }
-        let index = saga.step_index.min(saga.steps.len().saturating_sub(1));
-        let stuck_forward = app.executor.definition().steps.get(index).is_some_and(|s| s.kind == StepKind::Retriable)
-            && saga.steps[index].status != StepStatus::Succeeded;
-        if stuck_forward {
-            saga.status = SagaStatus::Running;
-            saga.steps[index].status = StepStatus::Retrying;
-        } else {
-            saga.status = SagaStatus::Compensating;
-            saga.compensation_deadline_at = Some(app.executor.definition().compensation_deadline_from(Utc::now()));
-        }
-        if let Some(reason) = &mut saga.failure_reason {
-            if let Some(cause) = reason.split(BUDGET_NOTE).next() {
-                *reason = cause.to_owned();
-            }
-        }
-        saga.next_run_at = Utc::now();
-        Ok(Some(vec![Event {
-            kind: "operator",
-            step: None,
-            attempt: None,
-            outcome: "retry".to_owned(),
-            detail: reason.clone(),
-            actor: operator.clone(),
-        }]))
-    })
-    .await?;
+    let action = operator_action(&app, &headers, &body, OperatorCommand::Retry)?;
+    let view = operate(&app, order_id, action).await?;
     Ok((StatusCode::ACCEPTED, AppJson(view)).into_response())
 }
 
 /// Compensates a saga on purpose. The step in progress may have happened, so it is undone too.
-/// Cancelling a saga that is already compensating or compensated changes nothing.
+/// Cancelling a saga that is already compensating or compensated changes nothing (the request
+/// is still recorded). Needs the operator token.
 #[utoipa::path(post, path = "/orders/{order_id}/cancel", tag = "orders",
     params(("order_id" = Uuid, Path, description = "The order")),
-    request_body(content = Option<OperatorAction>, description = "Optional: who acts and why"),
+    request_body(content = Option<OperatorActionBody>, description = "Optional: who acts and why"),
+    security(("operator_token" = [])),
     responses(
         (status = 202, description = "Compensating", body = OrderView),
-        (status = 409, description = "Completed or failed: cannot be cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Completed, failed, or past its pivot: cannot be cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
         ReadErrors,
     ))]
 async fn cancel_order(
     State(app): State<AppState>,
+    headers: HeaderMap,
     AppPath(order_id): AppPath<Uuid>,
     body: Bytes,
 ) -> Result<Response, AppError> {
-    let (operator, reason) = operator_action(&body)?;
-    let view = operator_write(&app, order_id, |saga| match saga.status {
-        SagaStatus::Completed => Err(conflict("the order is completed; it cannot be cancelled".to_owned())),
-        SagaStatus::Failed => Err(conflict("the saga failed; use POST /orders/{id}/retry".to_owned())),
-        SagaStatus::Compensating | SagaStatus::Compensated => Ok(None),
-        SagaStatus::Pending | SagaStatus::Running => {
-            if let Some(step) = saga.steps.get_mut(saga.step_index) {
-                if matches!(step.status, StepStatus::Pending | StepStatus::Retrying | StepStatus::Unknown) {
-                    // An attempt may be in flight right now: treat it as possibly done.
-                    step.status = StepStatus::Unknown;
-                    step.ambiguous = true;
-                }
-            }
-            let why =
-                format!("cancelled by {operator}{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default());
-            saga.status = SagaStatus::Compensating;
-            saga.failure_reason = Some(why.clone());
-            saga.compensation_deadline_at = Some(app.executor.definition().compensation_deadline_from(Utc::now()));
-            saga.next_run_at = Utc::now();
-            Ok(Some(vec![
-                Event {
-                    kind: "operator",
-                    step: None,
-                    attempt: None,
-                    outcome: "cancel".to_owned(),
-                    detail: reason.clone(),
-                    actor: operator.clone(),
-                },
-                Event {
-                    kind: "saga",
-                    step: None,
-                    attempt: None,
-                    outcome: "compensating".to_owned(),
-                    detail: Some(why),
-                    actor: operator.clone(),
-                },
-            ]))
-        }
-    })
-    .await?;
+    let action = operator_action(&app, &headers, &body, OperatorCommand::Cancel)?;
+    let view = operate(&app, order_id, action).await?;
     Ok((StatusCode::ACCEPTED, AppJson(view)).into_response())
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use axum::{
     extract::{Request, State},
-    http::{header, HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method, StatusCode},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
@@ -182,7 +182,7 @@ pub(crate) async fn get_faults(
     State(state): State<AdminState>,
     headers: HeaderMap,
 ) -> Result<AppJson<FaultConfig>, AppError> {
-    authorize(&headers, &state.token)?;
+    crate::auth::require_bearer(&headers, Some(&state.token))?;
     Ok(AppJson(state.faults.current()))
 }
 
@@ -205,32 +205,12 @@ pub(crate) async fn put_faults(
     body: Result<AppJson<FaultConfig>, Problem>,
 ) -> Result<AppJson<FaultConfig>, AppError> {
     // Authorize before looking at the body, so an anonymous caller learns nothing else.
-    authorize(&headers, &state.token)?;
+    crate::auth::require_bearer(&headers, Some(&state.token))?;
     let AppJson(config) = body.map_err(AppError::Client)?;
     config.validate().map_err(AppError::validation)?;
     tracing::warn!(?config, "fault settings changed through the admin API");
     state.faults.replace(config.clone());
     Ok(AppJson(config))
-}
-
-fn authorize(headers: &HeaderMap, token: &str) -> Result<(), AppError> {
-    let presented =
-        headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
-    match presented {
-        None => Err(AppError::problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authentication required",
-            "send Authorization: Bearer <ADMIN_TOKEN>",
-        )),
-        Some(given) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-        Some(_) => Err(AppError::problem(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "wrong admin token")),
-    }
-}
-
-/// Compares without an early exit, so timing does not reveal how much of the token matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
@@ -258,12 +238,5 @@ mod tests {
     fn out_of_range_rates_are_refused() {
         let env = Env::from_pairs([("FAULT_ERROR_RATE", "1.5")]);
         assert!(FaultConfig::from_env(&env).is_err());
-    }
-
-    #[test]
-    fn token_comparison_needs_the_exact_token() {
-        assert!(constant_time_eq(b"secret-token", b"secret-token"));
-        assert!(!constant_time_eq(b"secret-token", b"secret-tokeN"));
-        assert!(!constant_time_eq(b"secret", b"secret-token"));
     }
 }

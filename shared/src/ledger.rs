@@ -12,6 +12,8 @@
 
 use serde_json::Value;
 use sqlx::PgConnection;
+
+use crate::api::RecordState;
 use uuid::Uuid;
 
 /// The step's table, qualified by the schema search path (a constant of the service, never input).
@@ -62,12 +64,12 @@ pub async fn claim_action(
     .bind(request)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(match (state.as_str(), same_request, response) {
-        ("compensated", _, _) => ActionClaim::Compensated,
-        (_, false, _) => ActionClaim::Mismatch,
-        (_, true, Some(response)) => ActionClaim::Replay(response),
+    Ok(match (parse_state(state)?, same_request, response) {
+        (RecordState::Compensated, _, _) => ActionClaim::Compensated,
+        (RecordState::Done, false, _) => ActionClaim::Mismatch,
+        (RecordState::Done, true, Some(response)) => ActionClaim::Replay(response),
         // A done row always has a response (it is written before commit); be explicit anyway.
-        (_, true, None) => ActionClaim::Mismatch,
+        (RecordState::Done, true, None) => ActionClaim::Mismatch,
     })
 }
 
@@ -123,10 +125,15 @@ pub async fn claim_compensation(
             .bind(order_id)
             .fetch_one(&mut *conn)
             .await?;
-    Ok(match (state.as_str(), request) {
-        ("done", Some(request)) => CompensationClaim::Undo { request },
+    Ok(match (parse_state(state)?, request) {
+        (RecordState::Done, Some(request)) => CompensationClaim::Undo { request },
         _ => CompensationClaim::AlreadyCompensated,
     })
+}
+
+/// The `state` column read back (its check constraint allows only these two).
+fn parse_state(state: String) -> Result<RecordState, sqlx::Error> {
+    RecordState::try_from(state).map_err(|e| sqlx::Error::Decode(e.into()))
 }
 
 /// Marks a claimed `Undo` as compensated, in the same transaction as the undo.

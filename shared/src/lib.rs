@@ -4,6 +4,7 @@
 //! `run_until_stopped`; the modules below are the pieces of that life cycle.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;

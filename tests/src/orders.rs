@@ -101,10 +101,29 @@ impl Suite {
 }
 
 impl Suite {
-    /// `POST /orders/{id}/{action}` (`retry` or `cancel`), with an optional operator body.
+    /// `POST /orders/{id}/{action}` (`retry` or `cancel`) with the operator token, and an
+    /// optional operator body.
     pub async fn operator_action(&self, order_id: Uuid, action: &str, body: Option<&Value>) -> Answer {
+        self.operator_action_as(order_id, action, Some(crate::ADMIN_TOKEN), body).await
+    }
+
+    /// Like [`Suite::operator_action`], with `token` as the bearer token (`None`: no header).
+    pub async fn operator_action_as(
+        &self,
+        order_id: Uuid,
+        action: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
         let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}/{action}"));
-        self.http.send(Method::POST, &url, body).await.expect("operator action")
+        let mut request = self.http.inner().request(Method::POST, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        crate::Http::answer(request.send().await.expect("operator action")).await.expect("answer")
     }
 
     /// Polls until step `index` of the order has `status` (read from the saga log).

@@ -167,3 +167,47 @@ async fn a_replica_stopped_with_sigterm_releases_its_sagas_for_another_at_once()
     .unwrap();
     assert!(resumed > 0, "B resumed released sagas, long before A's 60 s leases could expire");
 }
+
+/// The case issue 7 found in a chaos run: shipping commits, the orchestrator dies before it
+/// hears back (so its log never records the call), and shipping then refuses connections while
+/// the resumed saga retries. A refused connection proves nothing about the call that landed
+/// before the crash: the shipment must be cancelled when the saga compensates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_that_landed_before_the_orchestrator_died_is_compensated_though_its_participant_then_refuses_connections(
+) {
+    let mut suite = Suite::start(&Service::SUITE).await;
+    let initial = suite.snapshot().await;
+    // Shipping commits every shipment but never answers: the call is in flight until the
+    // orchestrator's step timeout, long enough to kill the orchestrator in between.
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "drop_response_rate": 1.0 })).await;
+    let order_id = suite.accepted_order(&saga_tests::happy_order()).await;
+    let shipment_url = suite.url(Service::Shipping, &format!("/shipments/{order_id}"));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while suite.http.get(&shipment_url).await.status != 200 {
+        assert!(Instant::now() < deadline, "the shipment was never created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    suite.kill(Service::Orchestrator).await;
+    suite.kill(Service::Shipping).await;
+
+    suite.spawn(Service::Orchestrator, &[]).await;
+    // The new instance claims the saga once the lease expires and retries until its attempts
+    // run out against a shipping service that refuses connections.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let order = suite.order(order_id).await;
+        if order["steps"][2]["attempts"].as_u64() >= Some(4) && order["status"] != "running" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "retries never ran out: {order}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    suite.spawn(Service::Shipping, &[]).await;
+    let order = suite.wait_terminal(order_id, Duration::from_secs(30)).await;
+
+    assert_eq!(order["status"], "compensated", "{order}");
+    let shipment = suite.http.get(&shipment_url).await;
+    assert_eq!(shipment.body["status"], "cancelled", "the shipment that landed is undone: {}", shipment.body);
+    let report = suite.audit(&initial).await;
+    assert!(report.violations.is_empty(), "invariants broken: {:#?}", report.violations);
+}

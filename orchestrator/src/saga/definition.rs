@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use saga_shared::api::{NotificationRequest, OrderRequest, PaymentRequest, ReservationRequest, ShipmentRequest};
+use saga_shared::api::{
+    Notification, NotificationRequest, OrderRequest, Payment, PaymentRequest, RecordState, Reservation,
+    ReservationRequest, Shipment, ShipmentRequest, StepRecord,
+};
 use serde_json::{Map, Value};
 
 use super::retry::RetryPolicy;
@@ -30,10 +33,13 @@ pub struct Participant {
     pub base_url: String,
     /// Resource collection (`reservations`, `payments`, …).
     pub resource: &'static str,
-    /// The `status` of the resource once the step is done (`reserved`, `captured`, …), used by
-    /// reconciliation to tell "done" from "compensated".
-    pub done_status: &'static str,
+    /// Reads the participant's record (its `GET` answer) as done or compensated, for
+    /// reconciliation.
+    pub record_state: RecordReader,
 }
+
+/// Tells from a participant's record whether its step stands or was compensated.
+pub type RecordReader = fn(&Value) -> Result<RecordState, String>;
 
 /// Builds a step's request body from the order and earlier steps' outputs.
 pub type RequestBuilder = fn(&OrderRequest, &Outputs) -> Result<Value, String>;
@@ -74,6 +80,9 @@ pub const ORDER_STEPS: [&str; 4] = ["reserve_inventory", "process_payment", "cre
 impl SagaDefinition {
     /// Checks that no compensatable step follows a retriable one (the pivot comes once).
     pub fn validate(&self) -> anyhow::Result<()> {
+        if self.steps.is_empty() {
+            anyhow::bail!("a saga needs at least one step");
+        }
         let mut past_pivot = false;
         for step in &self.steps {
             match step.kind {
@@ -100,24 +109,34 @@ impl SagaDefinition {
     /// The order saga: reserve → pay (the reservation's total) → ship → confirm.
     pub fn order_saga(config: &OrchestratorConfig) -> anyhow::Result<Self> {
         let urls = &config.participants;
-        let step =
-            |name: &'static str, base_url: &str, resource, done_status, request| -> anyhow::Result<StepDefinition> {
-                let settings = config.step(name)?;
-                Ok(StepDefinition {
-                    name,
-                    participant: Participant { base_url: base_url.to_owned(), resource, done_status },
-                    kind: settings.kind,
-                    timeout: settings.timeout,
-                    retry: settings.retry,
-                    request,
-                })
-            };
+        let step = |name: &'static str,
+                    base_url: &str,
+                    resource,
+                    record_state: RecordReader,
+                    request: RequestBuilder|
+         -> anyhow::Result<StepDefinition> {
+            let settings = config.step(name)?;
+            Ok(StepDefinition {
+                name,
+                participant: Participant { base_url: base_url.to_owned(), resource, record_state },
+                kind: settings.kind,
+                timeout: settings.timeout,
+                retry: settings.retry,
+                request,
+            })
+        };
         let definition = Self {
             steps: vec![
-                step(ORDER_STEPS[0], &urls.inventory, "reservations", "reserved", reservation_request)?,
-                step(ORDER_STEPS[1], &urls.payment, "payments", "captured", payment_request)?,
-                step(ORDER_STEPS[2], &urls.shipping, "shipments", "created", shipment_request)?,
-                step(ORDER_STEPS[3], &urls.notification, "notifications", "sent", notification_request)?,
+                step(ORDER_STEPS[0], &urls.inventory, "reservations", Reservation::state_of, reservation_request)?,
+                step(ORDER_STEPS[1], &urls.payment, "payments", Payment::state_of, payment_request)?,
+                step(ORDER_STEPS[2], &urls.shipping, "shipments", Shipment::state_of, shipment_request)?,
+                step(
+                    ORDER_STEPS[3],
+                    &urls.notification,
+                    "notifications",
+                    Notification::state_of,
+                    notification_request,
+                )?,
             ],
             deadline: config.saga_deadline,
             compensation_budget: config.compensation_budget,
@@ -129,7 +148,7 @@ impl SagaDefinition {
 }
 
 /// `now + duration`, saturating at the end of time (a budget of "forever" must not overflow).
-fn later(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
+pub(crate) fn later(now: DateTime<Utc>, duration: Duration) -> DateTime<Utc> {
     chrono::Duration::from_std(duration)
         .ok()
         .and_then(|d| now.checked_add_signed(d))

@@ -7,41 +7,30 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use saga_shared::api::{OrderRequest, SagaEvent, SagaStatus};
+use saga_shared::api::{EventKind, EventOutcome, OrderRequest, SagaEvent, SagaStatus};
 use sqlx::{types::Json, PgPool};
 use uuid::Uuid;
 
-use super::{definition::Outputs, state::Saga, state::StepState};
+use super::{
+    definition::Outputs,
+    machine::{Actor, NewEvent},
+    state::{Saga, StepState},
+};
 
-/// One timeline entry to append.
-#[derive(Debug, Clone)]
-pub struct Event {
-    /// `saga`, `action`, `compensation`, `reconcile` or `operator`.
-    pub kind: &'static str,
-    /// The step concerned.
-    pub step: Option<String>,
-    /// The attempt number.
-    pub attempt: Option<i32>,
-    /// What came of it.
-    pub outcome: String,
-    /// Details.
-    pub detail: Option<String>,
-    /// Who caused it.
-    pub actor: String,
-}
-
-const SAGA_COLUMNS: &str = "order_id, request, status, step_index, steps, outputs, failure_reason, version, \
-     deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at";
+const SAGA_COLUMNS: &str = "order_id, request, status, step_index, steps, outputs, failure_reason, dead_letter, \
+     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at";
 
 #[derive(Debug, sqlx::FromRow)]
 struct SagaRow {
     order_id: Uuid,
     request: Json<OrderRequest>,
-    status: String,
+    #[sqlx(try_from = "String")]
+    status: SagaStatus,
     step_index: i32,
     steps: Json<Vec<StepState>>,
     outputs: Json<Outputs>,
     failure_reason: Option<String>,
+    dead_letter: Option<String>,
     version: i64,
     deadline_at: DateTime<Utc>,
     compensation_deadline_at: Option<DateTime<Utc>>,
@@ -53,16 +42,15 @@ struct SagaRow {
 impl TryFrom<SagaRow> for Saga {
     type Error = sqlx::Error;
     fn try_from(row: SagaRow) -> Result<Self, Self::Error> {
-        let status = SagaStatus::parse(&row.status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown saga status {:?}", row.status).into()))?;
         Ok(Saga {
             order_id: row.order_id,
             request: row.request.0,
-            status,
+            status: row.status,
             step_index: usize::try_from(row.step_index).map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
             steps: row.steps.0,
             outputs: row.outputs.0,
             failure_reason: row.failure_reason,
+            dead_letter: row.dead_letter,
             version: row.version,
             deadline_at: row.deadline_at,
             compensation_deadline_at: row.compensation_deadline_at,
@@ -86,10 +74,11 @@ pub enum Inserted {
     Existing(Box<Saga>),
 }
 
-/// Writes a new saga (and its `started` event), owned by `owner` for one lease.
+/// Writes a new saga and its `started` event, owned by `owner` for one lease.
 pub async fn insert(
     pool: &PgPool,
     saga: &Saga,
+    started: &NewEvent,
     idempotency_key: Option<&str>,
     owner: &str,
     lease: Duration,
@@ -98,12 +87,12 @@ pub async fn insert(
         r#"with ins as (
                insert into sagas (order_id, idempotency_key, request, status, steps, owner, lease_expires_at,
                                   deadline_at, next_run_at, created_at, updated_at, progressed_at)
-               values ($1, $2, $3, 'pending', $4, $5, now() + $6 * interval '1 millisecond', $7, $8, $8, $8, $8)
+               values ($1, $2, $3, $9, $4, $5, now() + $6 * interval '1 millisecond', $7, $8, $8, $8, $8)
                on conflict (idempotency_key) do nothing
                returning order_id),
            ev as (
                insert into saga_events (order_id, kind, outcome, actor)
-               select order_id, 'saga', 'started', $5 from ins)
+               select order_id, $10, $11, $5 from ins)
            select order_id from ins"#,
     )
     .bind(saga.order_id)
@@ -114,6 +103,9 @@ pub async fn insert(
     .bind(millis(lease))
     .bind(saga.deadline_at)
     .bind(saga.created_at)
+    .bind(saga.status.as_str())
+    .bind(started.kind.as_str())
+    .bind(started.outcome.as_str())
     .fetch_optional(pool)
     .await?;
     if created.is_some() {
@@ -136,27 +128,52 @@ pub struct Lease<'a> {
     pub duration: Duration,
 }
 
-/// Writes the saga's state and appends `events`, if the row is still at `saga.version`.
-/// Returns false when fenced out (someone else wrote since). On success `saga.version` and
-/// `saga.updated_at` are the written ones.
+/// Event columns for `unnest`, with each event's actor resolved (`Actor::Instance` is `instance`).
+struct EventColumns<'a> {
+    kinds: Vec<&'static str>,
+    steps: Vec<Option<&'static str>>,
+    attempts: Vec<Option<i32>>,
+    outcomes: Vec<&'static str>,
+    details: Vec<Option<&'a str>>,
+    actors: Vec<&'a str>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn new(events: &'a [NewEvent], instance: &'a str) -> Self {
+        Self {
+            kinds: events.iter().map(|e| e.kind.as_str()).collect(),
+            steps: events.iter().map(|e| e.step).collect(),
+            attempts: events.iter().map(|e| e.attempt.and_then(|a| i32::try_from(a).ok())).collect(),
+            outcomes: events.iter().map(|e| e.outcome.as_str()).collect(),
+            details: events.iter().map(|e| e.detail.as_deref()).collect(),
+            actors: events
+                .iter()
+                .map(|e| match &e.actor {
+                    Actor::Instance => instance,
+                    Actor::Operator(name) => name.as_str(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes the saga's state and appends `events`, if the row is still at `saga.version`; the
+/// saga stays owned by `lease.owner`, who is the actor of the instance's events. Returns false
+/// when fenced out (someone else wrote since). On success `saga.version` and `saga.updated_at`
+/// are the written ones.
 pub async fn save(
     pool: &PgPool,
     saga: &mut Saga,
     lease: Lease<'_>,
     progressed: bool,
-    events: &[Event],
+    events: &[NewEvent],
 ) -> Result<bool, sqlx::Error> {
-    let kinds: Vec<&str> = events.iter().map(|e| e.kind).collect();
-    let steps: Vec<Option<&str>> = events.iter().map(|e| e.step.as_deref()).collect();
-    let attempts: Vec<Option<i32>> = events.iter().map(|e| e.attempt).collect();
-    let outcomes: Vec<&str> = events.iter().map(|e| e.outcome.as_str()).collect();
-    let details: Vec<Option<&str>> = events.iter().map(|e| e.detail.as_deref()).collect();
-    let actors: Vec<&str> = events.iter().map(|e| e.actor.as_str()).collect();
+    let columns = EventColumns::new(events, lease.owner);
     let written: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
         r#"with upd as (
                update sagas set
                    status = $3, step_index = $4, steps = $5, outputs = $6, failure_reason = $7,
-                   compensation_deadline_at = $8, next_run_at = $9,
+                   compensation_deadline_at = $8, next_run_at = $9, dead_letter = $19,
                    owner = case when $3 in ('completed', 'compensated', 'failed') then null else $12 end,
                    lease_expires_at = case when $3 in ('completed', 'compensated', 'failed') then null
                                            else greatest(now(), $9) + $10 * interval '1 millisecond' end,
@@ -187,12 +204,13 @@ pub async fn save(
     .bind(millis(lease.duration))
     .bind(progressed)
     .bind(lease.owner)
-    .bind(&kinds)
-    .bind(&steps)
-    .bind(&attempts)
-    .bind(&outcomes)
-    .bind(&details)
-    .bind(&actors)
+    .bind(&columns.kinds)
+    .bind(&columns.steps)
+    .bind(&columns.attempts)
+    .bind(&columns.outcomes)
+    .bind(&columns.details)
+    .bind(&columns.actors)
+    .bind(saga.dead_letter.as_deref())
     .fetch_optional(pool)
     .await?;
     Ok(match written {
@@ -205,10 +223,51 @@ pub async fn save(
     })
 }
 
-/// Claims up to `limit` sagas that have work due and no live owner (never claimed, lease expired),
-/// records the claim in their timelines, and returns them owned by `owner`.
-pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) -> Result<Vec<Saga>, sqlx::Error> {
-    let rows: Vec<SagaRow> = sqlx::query_as(&format!(
+/// Appends `events` to the timeline of `order_id` without touching the saga (an operator's
+/// request that changes nothing is still on record). `instance` is the actor of instance events.
+pub async fn append(pool: &PgPool, order_id: Uuid, events: &[NewEvent], instance: &str) -> Result<(), sqlx::Error> {
+    let columns = EventColumns::new(events, instance);
+    sqlx::query(
+        r#"insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
+           select $1, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
+           from unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
+                with ordinality as e(kind, step, attempt, outcome, detail, actor, n)
+           order by e.n"#,
+    )
+    .bind(order_id)
+    .bind(&columns.kinds)
+    .bind(&columns.steps)
+    .bind(&columns.attempts)
+    .bind(&columns.outcomes)
+    .bind(&columns.details)
+    .bind(&columns.actors)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// A saga taken over by [`claim_due`], and whose lease it was.
+#[derive(Debug)]
+pub struct Claimed {
+    /// The saga, owned by the claimant at `saga.version`.
+    pub saga: Saga,
+    /// The instance whose lease expired; `None` when the saga had been released.
+    pub previous_owner: Option<String>,
+}
+
+#[derive(Debug, sqlx::FromRow)]
+struct ClaimedRow {
+    #[sqlx(flatten)]
+    saga: SagaRow,
+    previous_owner: Option<String>,
+}
+
+/// Claims up to `limit` sagas that have work due and no live owner (released, or lease
+/// expired) and returns them owned by `owner`. The claim is recorded in each timeline by the
+/// state machine's `Resumed` transition, with the driver's first write.
+pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+    let columns = SAGA_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+    let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
         r#"with due as (
                select order_id, owner as previous_owner from sagas
                where status in ('pending', 'running', 'compensating')
@@ -216,26 +275,18 @@ pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) 
                  and (owner is null or lease_expires_at < now())
                order by next_run_at
                limit $3
-               for update skip locked),
-           claimed as (
-               update sagas s set owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond',
-                                  version = s.version + 1
-               from due where s.order_id = due.order_id
-               returning s.*),
-           ev as (
-               insert into saga_events (order_id, kind, outcome, detail, actor)
-               select due.order_id, 'saga', 'claimed',
-                      case when due.previous_owner is null then 'unowned saga resumed'
-                           else 'lease of ' || due.previous_owner || ' expired' end, $1
-               from due)
-           select {SAGA_COLUMNS} from claimed"#
+               for update skip locked)
+           update sagas s set owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond',
+                              version = s.version + 1
+           from due where s.order_id = due.order_id
+           returning {columns}, due.previous_owner"#
     ))
     .bind(owner)
     .bind(millis(lease))
     .bind(limit)
     .fetch_all(pool)
     .await?;
-    rows.into_iter().map(Saga::try_from).collect()
+    rows.into_iter().map(|row| Ok(Claimed { saga: row.saga.try_into()?, previous_owner: row.previous_owner })).collect()
 }
 
 /// Gives up ownership (on shutdown), so another instance can resume the saga at once.
@@ -276,10 +327,12 @@ pub async fn list(pool: &PgPool, status: Option<SagaStatus>, limit: i64) -> Resu
 struct EventRow {
     id: i64,
     at: DateTime<Utc>,
-    kind: String,
+    #[sqlx(try_from = "String")]
+    kind: EventKind,
     step: Option<String>,
     attempt: Option<i32>,
-    outcome: String,
+    #[sqlx(try_from = "String")]
+    outcome: EventOutcome,
     detail: Option<String>,
     actor: String,
 }
@@ -312,7 +365,8 @@ pub async fn events(pool: &PgPool, order_id: Uuid) -> Result<Vec<SagaEvent>, sql
 #[derive(Debug, sqlx::FromRow)]
 pub struct InFlight {
     /// Saga status.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: SagaStatus,
     /// Current step index.
     pub step_index: i32,
     /// Sagas in this group.

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use saga_shared::api::SagaStatus;
 use sqlx::PgPool;
 
-use super::{executor::Executor, log};
+use super::{executor::Executor, log, machine::Input};
 use crate::metric_definitions as m;
 
 /// Claims due, unowned sagas every `interval` (jittered ±20 % so replicas do not align) until
@@ -20,8 +20,8 @@ pub async fn run_recovery(executor: Arc<Executor>, pool: PgPool, interval: Durat
                     tracing::info!(count = sagas.len(), "claimed sagas for recovery");
                 }
                 let full = sagas.len() as i64 == batch;
-                for saga in sagas {
-                    executor.spawn(saga);
+                for claimed in sagas {
+                    executor.spawn(claimed.saga, Input::Resumed { previous_owner: claimed.previous_owner });
                 }
                 if full {
                     continue; // more may be waiting: claim the next batch at once
@@ -67,8 +67,8 @@ async fn refresh_gauges(pool: &PgPool, step_names: &[&'static str], stuck_after:
     }
     for row in rows {
         // A pending saga is one whose first move is under way: it counts as running.
-        let status = match SagaStatus::parse(&row.status) {
-            Some(SagaStatus::Compensating) => "compensating",
+        let status = match row.status {
+            SagaStatus::Compensating => "compensating",
             _ => "running",
         };
         let step = usize::try_from(row.step_index)

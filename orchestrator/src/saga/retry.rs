@@ -44,9 +44,10 @@ impl RetryPolicy {
         self.initial_backoff.saturating_mul(1 << doublings).min(self.max_backoff)
     }
 
-    /// The delay before the next attempt: uniform in `[0, cap]` (full jitter).
-    pub fn backoff(&self, attempts_made: u32) -> Duration {
-        self.backoff_cap(attempts_made).mul_f64(rand::random::<f64>())
+    /// The delay before the next attempt: `jitter` (a uniform draw from `[0, 1]`, which the
+    /// caller supplies so this stays a pure function) times the cap: full jitter.
+    pub fn backoff(&self, attempts_made: u32, jitter: f64) -> Duration {
+        self.backoff_cap(attempts_made).mul_f64(jitter.clamp(0.0, 1.0))
     }
 }
 
@@ -72,9 +73,10 @@ mod tests {
     #[test]
     fn jittered_delays_stay_within_zero_and_the_cap() {
         for n in 1..=10 {
-            for _ in 0..100 {
-                assert!(policy().backoff(n) <= policy().backoff_cap(n));
-            }
+            assert_eq!(policy().backoff(n, 0.0), Duration::ZERO);
+            assert_eq!(policy().backoff(n, 1.0), policy().backoff_cap(n));
+            assert_eq!(policy().backoff(n, 0.5), policy().backoff_cap(n) / 2);
+            assert_eq!(policy().backoff(n, 7.0), policy().backoff_cap(n), "out-of-range jitter is clamped");
         }
     }
 

@@ -5,7 +5,7 @@ use saga_shared::api::{OrderRequest, OrderView, SagaStatus, StepStatus, StepView
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::definition::{Outputs, SagaDefinition, StepKind};
+use super::definition::{Outputs, SagaDefinition};
 
 /// One step's state, stored as an element of `sagas.steps` (jsonb).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,8 +19,11 @@ pub struct StepState {
     /// Compensation attempts made.
     #[serde(default)]
     pub compensation_attempts: u32,
-    /// Whether any attempt's outcome was unknown: then it may have happened even if a later
-    /// attempt failed, and compensation must include it (its `DELETE` also tombstones a late `PUT`).
+    /// Whether any call of this step may have landed without the log learning its outcome: an
+    /// attempt that timed out or lost its answer, or a call in flight when the saga was resumed
+    /// or cancelled. Then the step may have happened whatever later attempts say, and
+    /// compensation must include it (its `DELETE` also tombstones a late `PUT`). Never cleared:
+    /// only the tombstone makes "it will never happen" true.
     #[serde(default)]
     pub ambiguous: bool,
     /// The last error seen.
@@ -45,16 +48,6 @@ impl StepState {
             finished_at: None,
         }
     }
-
-    /// Whether compensation must undo this step: it succeeded, or may have.
-    pub fn needs_compensation(&self, kind: StepKind) -> bool {
-        kind == StepKind::Compensatable
-            && match self.status {
-                StepStatus::Succeeded | StepStatus::Unknown | StepStatus::Compensating => true,
-                StepStatus::Failed | StepStatus::Retrying => self.ambiguous,
-                StepStatus::Pending | StepStatus::Compensated => false,
-            }
-    }
 }
 
 /// A saga between two writes. `version` is the row's version this copy was read or written at:
@@ -73,8 +66,11 @@ pub struct Saga {
     pub steps: Vec<StepState>,
     /// Outputs of succeeded steps.
     pub outputs: Outputs,
-    /// Why it compensated or failed.
+    /// Why it stopped going forward (the cause of its compensation, or the refusal that
+    /// stopped it past the pivot).
     pub failure_reason: Option<String>,
+    /// Why it waits for an operator, while `failed` (cleared by a retry).
+    pub dead_letter: Option<String>,
     /// Fencing token.
     pub version: i64,
     /// Forward deadline.
@@ -103,12 +99,21 @@ impl Saga {
             steps: definition.steps.iter().map(|s| StepState::new(s.name)).collect(),
             outputs: Outputs::new(),
             failure_reason: None,
+            dead_letter: None,
             version: 0,
             deadline_at: definition.deadline_from(now),
             compensation_deadline_at: None,
             next_run_at: now,
             created_at: now,
             updated_at: now,
+        }
+    }
+
+    /// The cause, and why an operator must act if the saga is dead-lettered.
+    pub fn failure_summary(&self) -> Option<String> {
+        match (&self.failure_reason, &self.dead_letter) {
+            (Some(cause), Some(note)) => Some(format!("{cause}; {note}")),
+            (cause, note) => cause.clone().or_else(|| note.clone()),
         }
     }
 
@@ -130,7 +135,7 @@ impl Saga {
                     finished_at: s.finished_at,
                 })
                 .collect(),
-            failure_reason: self.failure_reason.clone(),
+            failure_reason: self.failure_summary(),
             created_at: self.created_at,
             updated_at: self.updated_at,
         }

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use saga_shared::{
-    api::{Product, Reservation, ReservationRequest},
+    api::{Product, RecordState, Reservation, ReservationRequest, ReservationStatus},
     ledger::StepTable,
 };
 use serde_json::Value;
@@ -68,7 +68,8 @@ pub async fn return_stock(conn: &mut PgConnection, lines: &[(String, i64)]) -> R
 #[derive(Debug, sqlx::FromRow)]
 struct ReservationRow {
     order_id: Uuid,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: RecordState,
     tombstone: bool,
     request: Option<Value>,
     total_cents: Option<i64>,
@@ -93,7 +94,7 @@ pub async fn fetch_reservation(conn: &mut PgConnection, order_id: Uuid) -> Resul
             .unwrap_or_default();
         Reservation {
             order_id: row.order_id,
-            status: if row.state == "done" { "reserved" } else { "released" }.to_owned(),
+            status: ReservationStatus::from(row.state),
             tombstone: row.tombstone,
             items,
             total_cents: row.total_cents.unwrap_or(0),

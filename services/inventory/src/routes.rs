@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
-    api::{Item, Product, Reservation, ReservationRequest, Sku},
+    api::{Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
     step::{self, OutcomeCounter},
@@ -25,7 +25,7 @@ const RELEASES: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
 #[derive(OpenApi)]
 #[openapi(
     paths(reserve, release, get_reservation, get_product, list_products),
-    components(schemas(ReservationRequest, Reservation, Item, Product, Problem)),
+    components(schemas(ReservationRequest, Reservation, ReservationStatus, Item, Product, Problem)),
     tags((name = "inventory", description = "Stock reservations per order"))
 )]
 struct ApiDoc;
@@ -71,7 +71,7 @@ async fn reserve(
         tracing::info!(total_cents, "reserved");
         let reservation = Reservation {
             order_id,
-            status: "reserved".to_owned(),
+            status: ReservationStatus::Reserved,
             tombstone: false,
             items: body.items.as_slice().to_vec(),
             total_cents,

@@ -1,7 +1,10 @@
 //! Notification's SQL: small functions on a connection; the caller owns the transaction.
 
 use chrono::{DateTime, Utc};
-use saga_shared::{api::Notification, ledger::StepTable};
+use saga_shared::{
+    api::{Notification, NotificationStatus, RecordState},
+    ledger::StepTable,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -25,7 +28,8 @@ pub async fn record_cancellation_notice(
 #[derive(Debug, sqlx::FromRow)]
 struct NotificationRow {
     order_id: Uuid,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: RecordState,
     tombstone: bool,
     customer_id: Option<String>,
     confirmation: Option<String>,
@@ -45,7 +49,7 @@ pub async fn fetch_notification(conn: &mut PgConnection, order_id: Uuid) -> Resu
     .await?;
     Ok(row.map(|row| Notification {
         order_id: row.order_id,
-        status: if row.state == "done" { "sent" } else { "cancelled" }.to_owned(),
+        status: NotificationStatus::from(row.state),
         tombstone: row.tombstone,
         customer_id: row.customer_id,
         confirmation: row.confirmation,

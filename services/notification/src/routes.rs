@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
-    api::{Notification, NotificationRequest},
+    api::{Notification, NotificationRequest, NotificationStatus},
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
     step::{self, OutcomeCounter},
@@ -23,7 +23,7 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 #[derive(OpenApi)]
 #[openapi(
     paths(send_confirmation, send_cancellation, get_notification),
-    components(schemas(NotificationRequest, Notification, Problem)),
+    components(schemas(NotificationRequest, Notification, NotificationStatus, Problem)),
     tags((name = "notification", description = "Order confirmations and cancellation notices"))
 )]
 struct ApiDoc;
@@ -56,7 +56,7 @@ async fn send_confirmation(
         tracing::info!(customer_id = %body.customer_id, "confirmation sent");
         let notification = Notification {
             order_id,
-            status: "sent".to_owned(),
+            status: NotificationStatus::Sent,
             tombstone: false,
             customer_id: Some(body.customer_id.to_string()),
             confirmation: Some(format!("Dear {}, your order {order_id} is confirmed.", body.customer_id)),

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use saga_shared::{
-    api::{Account, Payment},
+    api::{Account, Payment, PaymentStatus, RecordState},
     ledger::StepTable,
 };
 use sqlx::PgConnection;
@@ -57,7 +57,8 @@ pub async fn fetch_account(conn: &mut PgConnection, customer_id: &str) -> Result
 #[derive(Debug, sqlx::FromRow)]
 struct PaymentRow {
     order_id: Uuid,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: RecordState,
     tombstone: bool,
     customer_id: Option<String>,
     amount_cents: Option<i64>,
@@ -76,7 +77,7 @@ pub async fn fetch_payment(conn: &mut PgConnection, order_id: Uuid) -> Result<Op
     .await?;
     Ok(row.map(|row| Payment {
         order_id: row.order_id,
-        status: if row.state == "done" { "captured" } else { "refunded" }.to_owned(),
+        status: PaymentStatus::from(row.state),
         tombstone: row.tombstone,
         customer_id: row.customer_id,
         amount_cents: row.amount_cents,

@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
-    api::{Account, CustomerId, Payment, PaymentRequest},
+    api::{Account, CustomerId, Payment, PaymentRequest, PaymentStatus},
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
     step::{self, OutcomeCounter},
@@ -23,7 +23,7 @@ const REFUNDS: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
 #[derive(OpenApi)]
 #[openapi(
     paths(capture, refund, get_payment, get_account),
-    components(schemas(PaymentRequest, Payment, Account, Problem)),
+    components(schemas(PaymentRequest, Payment, PaymentStatus, Account, Problem)),
     tags((name = "payment", description = "Payments per order"))
 )]
 struct ApiDoc;
@@ -63,7 +63,7 @@ async fn capture(
         tracing::info!(customer, amount, "captured");
         let payment = Payment {
             order_id,
-            status: "captured".to_owned(),
+            status: PaymentStatus::Captured,
             tombstone: false,
             customer_id: Some(customer.to_owned()),
             amount_cents: Some(amount),

@@ -1,7 +1,10 @@
 //! Shipping's SQL: small functions on a connection; the caller owns the transaction.
 
 use chrono::{DateTime, Utc};
-use saga_shared::{api::Shipment, ledger::StepTable};
+use saga_shared::{
+    api::{RecordState, Shipment, ShipmentStatus},
+    ledger::StepTable,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -19,7 +22,8 @@ pub async fn undeliverable_reason(conn: &mut PgConnection, country: &str) -> Res
 #[derive(Debug, sqlx::FromRow)]
 struct ShipmentRow {
     order_id: Uuid,
-    state: String,
+    #[sqlx(try_from = "String")]
+    state: RecordState,
     tombstone: bool,
     tracking_number: Option<String>,
     country: Option<String>,
@@ -38,7 +42,7 @@ pub async fn fetch_shipment(conn: &mut PgConnection, order_id: Uuid) -> Result<O
     .await?;
     Ok(row.map(|row| Shipment {
         order_id: row.order_id,
-        status: if row.state == "done" { "created" } else { "cancelled" }.to_owned(),
+        status: ShipmentStatus::from(row.state),
         tombstone: row.tombstone,
         tracking_number: row.tracking_number,
         country: row.country,

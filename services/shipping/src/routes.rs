@@ -2,7 +2,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use saga_shared::{
-    api::{Address, Shipment, ShipmentRequest},
+    api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
     step::{self, OutcomeCounter},
@@ -23,7 +23,7 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 #[derive(OpenApi)]
 #[openapi(
     paths(create_shipment, cancel_shipment, get_shipment),
-    components(schemas(ShipmentRequest, Address, Shipment, Problem)),
+    components(schemas(ShipmentRequest, Address, Shipment, ShipmentStatus, Problem)),
     tags((name = "shipping", description = "Shipments per order"))
 )]
 struct ApiDoc;
@@ -72,7 +72,7 @@ async fn create_shipment(
         tracing::info!(country, "shipment created");
         let shipment = Shipment {
             order_id,
-            status: "created".to_owned(),
+            status: ShipmentStatus::Created,
             tombstone: false,
             tracking_number: Some(tracking_number(order_id)),
             country: Some(country.to_owned()),

@@ -4,9 +4,14 @@
 //! bad values are refused at the edge with 422 and never reach SQL.
 
 mod orders;
+mod records;
 mod types;
+mod wire_enum;
 
-pub use orders::{OperatorAction, OrderRequest, OrderView, SagaEvent, SagaStatus, StepStatus, StepView};
+pub use orders::{
+    EventKind, EventOutcome, OperatorAction, OrderRequest, OrderView, SagaEvent, SagaStatus, StepStatus, StepView,
+};
+pub use records::{NotificationStatus, PaymentStatus, RecordState, ReservationStatus, ShipmentStatus, StepRecord};
 
 pub use types::{AmountCents, CountryCode, CustomerId, Items, Quantity, Sku, Text};
 
@@ -39,7 +44,7 @@ pub struct Reservation {
     /// The order this reservation belongs to.
     pub order_id: Uuid,
     /// `reserved`, or `released` once compensated.
-    pub status: String,
+    pub status: ReservationStatus,
     /// True when the release came before any reservation (a tombstone that refuses a late `PUT`).
     pub tombstone: bool,
     /// The reserved lines (empty for a tombstone).
@@ -83,7 +88,7 @@ pub struct Payment {
     /// The order paid for.
     pub order_id: Uuid,
     /// `captured`, or `refunded` once compensated.
-    pub status: String,
+    pub status: PaymentStatus,
     /// True when the refund came before any capture (a tombstone that refuses a late `PUT`).
     pub tombstone: bool,
     /// The paying customer (absent for a tombstone).
@@ -137,7 +142,7 @@ pub struct Shipment {
     /// The order shipped.
     pub order_id: Uuid,
     /// `created`, or `cancelled` once compensated.
-    pub status: String,
+    pub status: ShipmentStatus,
     /// True when the cancellation came before any shipment (a tombstone that refuses a late `PUT`).
     pub tombstone: bool,
     /// Carrier tracking number (absent for a tombstone).
@@ -164,7 +169,7 @@ pub struct Notification {
     /// The order notified about.
     pub order_id: Uuid,
     /// `sent` (confirmation sent), or `cancelled` once compensated.
-    pub status: String,
+    pub status: NotificationStatus,
     /// True when the cancellation came before any confirmation (no notice is then needed).
     pub tombstone: bool,
     /// The customer notified (absent for a tombstone).

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Address, CustomerId, Items, Text};
+use super::{wire_enum::wire_enum, Address, CustomerId, Items, Text};
 
 /// `POST /orders`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -19,73 +19,58 @@ pub struct OrderRequest {
     pub shipping_address: Address,
 }
 
-/// Where a saga is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SagaStatus {
-    /// Accepted, no step finished yet.
-    Pending,
-    /// Going forward through the steps.
-    Running,
-    /// Every step succeeded.
-    Completed,
-    /// Undoing the steps that succeeded (or may have), newest first.
-    Compensating,
-    /// Every step that succeeded (or may have) is undone.
-    Compensated,
-    /// Compensation exhausted its budget (or a step after the pivot failed for good): an operator
-    /// must act (`POST /orders/{id}/retry`).
-    Failed,
+wire_enum! {
+    /// Where a saga is.
+    pub enum SagaStatus {
+        /// Accepted, no step finished yet.
+        Pending = "pending",
+        /// Going forward through the steps.
+        Running = "running",
+        /// Every step succeeded.
+        Completed = "completed",
+        /// Undoing the steps that succeeded (or may have), newest first.
+        Compensating = "compensating",
+        /// Every step that succeeded (or may have) is undone.
+        Compensated = "compensated",
+        /// Compensation exhausted its budget (or a step after the pivot failed for good): an
+        /// operator must act (`POST /orders/{id}/retry`).
+        Failed = "failed",
+    }
 }
 
 impl SagaStatus {
-    /// Every status, for validation and metric label spaces.
-    pub const ALL: [SagaStatus; 6] =
-        [Self::Pending, Self::Running, Self::Completed, Self::Compensating, Self::Compensated, Self::Failed];
-
-    /// The status as written in the API and the database.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pending => "pending",
-            Self::Running => "running",
-            Self::Completed => "completed",
-            Self::Compensating => "compensating",
-            Self::Compensated => "compensated",
-            Self::Failed => "failed",
-        }
-    }
-
-    /// Parses the database/API spelling.
-    pub fn parse(s: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == s)
-    }
-
     /// Whether the saga has nothing left to do on its own.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Compensated | Self::Failed)
     }
+
+    /// Whether the saga is still going forward through its steps.
+    pub fn is_forward(self) -> bool {
+        matches!(self, Self::Pending | Self::Running)
+    }
 }
 
-/// Where one step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum StepStatus {
-    /// Not attempted yet (or never, once the saga ended).
-    Pending,
-    /// Not done yet, and known not to be: an attempt failed without reaching the participant, or
-    /// reconciliation found no record. Another attempt follows after a backoff.
-    Retrying,
-    /// An attempt's outcome is unknown (timeout, lost connection, 5xx): it may have happened.
-    /// The participant is asked before anything else is decided.
-    Unknown,
-    /// The participant did it.
-    Succeeded,
-    /// The participant refused it for good (4xx), or retries ran out.
-    Failed,
-    /// Its compensation is being attempted.
-    Compensating,
-    /// Its compensation succeeded.
-    Compensated,
+wire_enum! {
+    /// Where one step is.
+    pub enum StepStatus {
+        /// Not attempted yet (or never, once the saga ended).
+        Pending = "pending",
+        /// Not done yet as far as the log knows: an attempt failed without reaching the
+        /// participant, or reconciliation found no record. Another attempt follows a backoff.
+        Retrying = "retrying",
+        /// It may have happened: an attempt's outcome is unknown (timeout, lost connection, 5xx),
+        /// or the saga was resumed from a log that never recorded the call in flight. The
+        /// participant is asked before anything else is decided.
+        Unknown = "unknown",
+        /// The participant did it.
+        Succeeded = "succeeded",
+        /// The participant refused it for good (4xx), or retries ran out.
+        Failed = "failed",
+        /// Its compensation is being attempted.
+        Compensating = "compensating",
+        /// Its compensation succeeded.
+        Compensated = "compensated",
+    }
 }
 
 /// One step of an order's saga.
@@ -131,18 +116,75 @@ pub struct SagaEvent {
     pub id: i64,
     /// When it happened.
     pub at: DateTime<Utc>,
-    /// `saga`, `action`, `compensation`, `reconcile` or `operator`.
-    pub kind: String,
+    /// What the entry is about: the saga, an action or compensation call, a reconciliation or
+    /// an operator's action.
+    pub kind: EventKind,
     /// The step concerned, if any.
     pub step: Option<String>,
     /// The attempt number, for attempts.
     pub attempt: Option<i32>,
-    /// What came of it (`ok`, `permanent`, `transient`, `timeout`, `happened`, `not_found`, …).
-    pub outcome: String,
+    /// What came of it.
+    pub outcome: EventOutcome,
     /// Details: the error, the reason given by an operator, …
     pub detail: Option<String>,
     /// The orchestrator instance, or the operator named in the request.
     pub actor: String,
+}
+
+wire_enum! {
+    /// What a timeline entry is about.
+    pub enum EventKind {
+        /// The saga as a whole: started, claimed, compensating, completed, compensated, failed.
+        Saga = "saga",
+        /// A step's action call (`PUT`).
+        Action = "action",
+        /// A step's compensation call (`DELETE`).
+        Compensation = "compensation",
+        /// A reconciliation: the participant asked (`GET`) whether a step happened.
+        Reconcile = "reconcile",
+        /// An operator's action: retry or cancel.
+        Operator = "operator",
+    }
+}
+
+wire_enum! {
+    /// What came of a timeline entry. Which outcomes go with which kind:
+    /// `saga`: started, claimed, compensating, completed, compensated, failed;
+    /// `action`/`compensation`: ok, permanent, transient, timeout;
+    /// `reconcile`: happened, compensated, not_found, unreachable; `operator`: retry, cancel.
+    pub enum EventOutcome {
+        /// The order was accepted and its saga written.
+        Started = "started",
+        /// An instance took the saga over (a lease expired, or it was released).
+        Claimed = "claimed",
+        /// The saga began undoing its steps.
+        Compensating = "compensating",
+        /// Every step succeeded.
+        Completed = "completed",
+        /// Every step that may have happened is undone; for `reconcile`, the participant's
+        /// record says compensated.
+        Compensated = "compensated",
+        /// The saga needs an operator.
+        Failed = "failed",
+        /// The call succeeded.
+        Ok = "ok",
+        /// The participant refused for good (4xx).
+        Permanent = "permanent",
+        /// No usable answer (5xx, lost or refused connection); a retry may succeed.
+        Transient = "transient",
+        /// No answer within the step's timeout: it may have happened.
+        Timeout = "timeout",
+        /// Reconciliation: the step happened.
+        Happened = "happened",
+        /// Reconciliation: the participant has no record of the step.
+        NotFound = "not_found",
+        /// Reconciliation: the participant could not be asked.
+        Unreachable = "unreachable",
+        /// An operator resumed a failed saga.
+        Retry = "retry",
+        /// An operator cancelled the saga.
+        Cancel = "cancel",
+    }
 }
 
 /// Body of `POST /orders/{id}/retry` and `/cancel` (optional): who acts and why.

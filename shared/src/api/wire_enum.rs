@@ -1,0 +1,81 @@
+//! `wire_enum!`: a closed set of statuses or kinds with one spelling, shared by the JSON API,
+//! the database columns and the metric labels, so no service compares free-form strings.
+
+/// Declares a `Copy` enum whose variants each have one wire spelling: serde, `as_str`, `parse`,
+/// `Display`, `TryFrom<String>` (for `#[sqlx(try_from = "String")]` columns) and the OpenAPI
+/// schema all use it.
+macro_rules! wire_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$variant_meta:meta])* $variant:ident = $text:literal, )+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        pub enum $name {
+            $( $(#[$variant_meta])* #[serde(rename = $text)] $variant, )+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [Self] = &[$(Self::$variant),+];
+
+            /// The one spelling of this value (API, database, metric label).
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+
+            /// Reads the spelling back; `None` for anything else.
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some(Self::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = String;
+            fn try_from(text: String) -> Result<Self, Self::Error> {
+                Self::parse(&text).ok_or_else(|| format!("{text:?} is not a valid {}", stringify!($name)))
+            }
+        }
+    };
+}
+
+pub(crate) use wire_enum;
+
+#[cfg(test)]
+mod tests {
+    wire_enum! {
+        /// A test enum.
+        pub enum Colour {
+            /// Red.
+            Red = "red",
+            /// Dark blue.
+            DarkBlue = "dark_blue",
+        }
+    }
+
+    #[test]
+    fn every_value_round_trips_through_its_one_spelling() -> Result<(), String> {
+        for &colour in Colour::ALL {
+            assert_eq!(Colour::parse(colour.as_str()), Some(colour));
+            assert_eq!(Colour::try_from(colour.to_string())?, colour);
+            let json = serde_json::to_value(colour).map_err(|e| e.to_string())?;
+            assert_eq!(json, serde_json::Value::String(colour.as_str().to_owned()));
+        }
+        assert_eq!(Colour::parse("Red"), None);
+        assert!(Colour::try_from("blue".to_owned()).is_err());
+        Ok(())
+    }
+}
