@@ -36,19 +36,42 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     Ok(handle)
 }
 
-/// Middleware recording the request counter and latency histogram for `service`.
+/// The `status` label of a request whose caller hung up before it was answered (nginx's 499,
+/// "client closed request"): a caller's own timeout against a hanging or slow service.
+pub const STATUS_CLIENT_CLOSED: &str = "499";
+
+/// Middleware recording the request counter and latency histogram for `service`. It sits
+/// outside the request timeout, so requests the server times out are counted with the status
+/// they were answered with, and a request dropped unanswered (its caller hung up) is counted as
+/// [`STATUS_CLIENT_CLOSED`] when its future is dropped.
 pub async fn track_http(State(service): State<&'static str>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let method = request.method().as_str().to_owned();
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let mut tracked = Tracked { service, method: request.method().as_str().to_owned(), route, started: Instant::now(), status: None };
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(HTTP_REQUESTS_TOTAL, "service" => service, "method" => method.clone(),
-        "route" => route.clone(), "status" => status)
-    .increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "service" => service, "method" => method,
-        "route" => route)
-    .record(started.elapsed().as_secs_f64());
+    tracked.status = Some(response.status().as_u16());
     response
+}
+
+/// One request being measured; recorded when dropped, answered or not.
+struct Tracked {
+    service: &'static str,
+    method: String,
+    route: String,
+    started: Instant,
+    /// The answer's status; `None` while unanswered.
+    status: Option<u16>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        let status = self.status.map_or_else(|| STATUS_CLIENT_CLOSED.to_owned(), |s| s.to_string());
+        let (service, method, route) = (self.service, std::mem::take(&mut self.method), std::mem::take(&mut self.route));
+        metrics::counter!(HTTP_REQUESTS_TOTAL, "service" => service, "method" => method.clone(),
+            "route" => route.clone(), "status" => status)
+        .increment(1);
+        metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, "service" => service, "method" => method,
+            "route" => route)
+        .record(self.started.elapsed().as_secs_f64());
+    }
 }

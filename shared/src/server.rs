@@ -91,13 +91,14 @@ impl Application {
             .route("/openapi.json", get(move || async move { Json(document) }))
             .fallback(crate::error::not_found_fallback)
             .method_not_allowed_fallback(crate::error::method_not_allowed_fallback)
-            .layer(middleware::from_fn_with_state(spec.name, http_metrics::track_http))
             .layer(
-                // Outermost first: request id → trace span → timeout → body limit.
+                // Outermost first: request id → trace span → metrics → timeout → body limit.
+                // Metrics sit outside the timeout so that timed-out requests are counted too.
                 ServiceBuilder::new()
                     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
                     .layer(TraceLayer::new_for_http().make_span_with(request_span(spec.name)))
+                    .layer(middleware::from_fn_with_state(spec.name, http_metrics::track_http))
                     .layer(HandleErrorLayer::new(|err: BoxError| async move { timeout_problem(&err) }))
                     .layer(tower::timeout::TimeoutLayer::new(config.request_timeout))
                     .layer(DefaultBodyLimit::max(config.body_limit_bytes)),

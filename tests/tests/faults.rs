@@ -136,3 +136,38 @@ async fn faults_can_be_switched_on_at_start_up_by_environment_variables() {
         .unwrap();
     assert_eq!(Http::answer(current).await.unwrap().body["error_rate"], 1.0);
 }
+
+/// The metrics middleware sits outside the request timeout: a request the server times out is
+/// counted with its 503, and one whose caller hung up first is counted as 499.
+#[tokio::test]
+async fn requests_that_time_out_or_are_abandoned_are_counted() {
+    let suite = Suite::start_with_env(&[Inventory], &[(Inventory, "REQUEST_TIMEOUT_MS", "300")]).await;
+    suite.set_faults(Inventory, &json!({ "hang": true })).await;
+    let impatient = Http::new(Duration::from_millis(100));
+
+    let timed_out = suite.http.put(&order_url(&suite), &reservation()).await;
+    let abandoned = impatient.send(Method::PUT, &order_url(&suite), Some(&reservation())).await;
+
+    assert_eq!(timed_out.assert_problem(503), "/problems/timeout");
+    assert!(abandoned.is_err_and(|e| e.is_timeout()));
+    let route = "route=\"/reservations/{order_id}\"";
+    let counted = |metrics: &str, status: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with("http_requests_total{")
+                && l.contains("method=\"PUT\"")
+                && l.contains(route)
+                && l.contains(&format!("status=\"{status}\""))
+                && l.ends_with(" 1")
+        })
+    };
+    // The abandoned request is recorded once the server notices the closed connection.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = suite.http.inner().get(suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
+        if counted(&metrics, "503") && counted(&metrics, "499") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed-out and abandoned requests not both counted:\n{metrics}");
+}
