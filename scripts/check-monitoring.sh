@@ -19,28 +19,8 @@ warn() { printf 'check-monitoring: %s\n' "$*" >&2; }
 
 # ------------------------------------------------------------------------------------------------
 # tools
-APT_UPDATED=0
-apt_install() {
-    if [ "$(id -u)" -ne 0 ]; then
-        warn "cannot install $* (not root): install it and run again"
-        return 1
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    if [ "$APT_UPDATED" -eq 0 ]; then
-        apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null || { warn "apt-get update failed"; return 1; }
-        APT_UPDATED=1
-    fi
-    say "installing $* (apt)"
-    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "$@" >/dev/null ||
-        { warn "apt-get install $* failed"; return 1; }
-}
-
-pip_install() {
-    say "installing $* (pip)"
-    python3 -m pip install --quiet --disable-pip-version-check "$@" 2>/dev/null ||
-        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$@" ||
-        { warn "pip install $* failed"; return 1; }
-}
+# shellcheck source=lib/install.sh
+. "$ROOT/scripts/lib/install.sh"
 
 say "--- tools"
 command -v python3 >/dev/null || apt_install python3 python3-pip
