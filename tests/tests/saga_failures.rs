@@ -243,3 +243,24 @@ async fn unknown_orders_are_404_problems() {
     let retry = suite.operator_action(id, "retry", None).await;
     assert_eq!(retry.status, 404);
 }
+
+#[tokio::test]
+async fn operator_actions_need_the_operator_token_401_without_one_403_with_a_wrong_one() {
+    let suite = Suite::start(&Service::SUITE).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 800 })).await;
+    let order_id = suite.accepted_order(&happy_order()).await;
+    suite.wait_for_step(order_id, 1, "succeeded").await;
+    let body = json!({ "operator": "mallory", "reason": "no reason" });
+
+    let anonymous = suite.operator_action_as(order_id, "cancel", None, Some(&body)).await;
+    let wrong = suite.operator_action_as(order_id, "cancel", Some("not-the-operator-token"), Some(&body)).await;
+    let retry = suite.operator_action_as(order_id, "retry", None, None).await;
+
+    assert_eq!(anonymous.assert_problem(401), "/problems/unauthorized");
+    assert_eq!(wrong.assert_problem(403), "/problems/forbidden");
+    assert_eq!(retry.assert_problem(401), "/problems/unauthorized");
+    // Nothing happened: the saga completes, and the timeline has no operator action.
+    let order = suite.wait_terminal(order_id, WAIT).await;
+    assert_eq!(order["status"], "completed", "{order}");
+    assert!(!suite.events(order_id).await.iter().any(|e| e["kind"] == "operator"));
+}
