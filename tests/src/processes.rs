@@ -1,14 +1,18 @@
 //! The services under test, each a real child process of the test on a free loopback port.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     path::{Path, PathBuf},
-    process::{ExitStatus, Stdio},
-    time::{Duration, Instant},
+    process::ExitStatus,
+    time::Duration,
 };
 
+use sagactl::{
+    launch::Launch,
+    services::{self, EnvContext, LauncherEnv},
+};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 use crate::{client::Http, TestDb};
 
@@ -67,7 +71,7 @@ impl Service {
 
 /// Orchestrator settings for tests: short timeouts, leases and backoffs so failures and recovery
 /// play out in seconds. A test can override any of them.
-const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
+pub(crate) const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
     ("STEP_TIMEOUT_MS", "1000"),
     ("STEP_INITIAL_BACKOFF_MS", "50"),
     ("STEP_MAX_BACKOFF_MS", "300"),
@@ -83,9 +87,16 @@ const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
 /// The admin token every test service is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// A service process; killed when dropped (with its test).
 #[derive(Debug)]
 struct Running {
     child: Child,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
 }
 
 /// A test's database and the services running on it. Dropping it kills the services.
@@ -137,61 +148,31 @@ impl Suite {
     }
 
     /// Starts `service` (again, on the same port if it ran before) and waits until it is ready.
+    /// It is started the way `sagactl up` starts it (the same environment builder and launcher),
+    /// with the test settings on top.
     pub async fn spawn(&mut self, service: Service, extra_env: &[(&str, &str)]) {
+        let spec = services::spec(service.name()).expect("a service of the suite");
         let port = self.port(service);
         let log_path = self.log_dir.join(format!("{}.log", service.log_name()));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
-        let log_err = log.try_clone().expect("log file");
-        let mut command = Command::new(bin_dir().join(service.name()));
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned()))
-            .env("HOST", "127.0.0.1")
-            .env("PORT", port.to_string())
-            .env("DATABASE_URL", self.db.provisioned.service_url(service.name()))
-            .env("LOG_FORMAT", "pretty")
-            .env("ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("SHUTDOWN_GRACE_MS", "3000");
+        let ports: BTreeMap<&'static str, u16> = Service::SUITE.iter().map(|&s| (s.name(), self.port(s))).collect();
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned());
+        let launcher = LauncherEnv::from_pairs([("RUST_LOG".to_owned(), rust_log)]);
+        let ctx = EnvContext { ports: &ports, provisioned: &self.db.provisioned, admin_token: ADMIN_TOKEN, launcher: &launcher };
+        let mut env = services::service_env(spec, &ctx);
+        env.insert("PORT".to_owned(), port.to_string());
+        env.insert("SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned());
         if service.is_orchestrator() {
-            command
-                .env("ORCHESTRATOR_ID", service.log_name())
-                .env("INVENTORY_URL", self.url(Service::Inventory, ""))
-                .env("PAYMENT_URL", self.url(Service::Payment, ""))
-                .env("SHIPPING_URL", self.url(Service::Shipping, ""))
-                .env("NOTIFICATION_URL", self.url(Service::Notification, ""))
-                .envs(ORCHESTRATOR_TEST_ENV);
+            env.insert("ORCHESTRATOR_ID".to_owned(), service.log_name().to_owned());
+            env.extend(ORCHESTRATOR_TEST_ENV.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
         }
-        command.envs(extra_env.iter().copied()).stdin(Stdio::null()).stdout(log).stderr(log_err).kill_on_drop(true);
-        let child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "cannot start {} from {}: {e} (run `cargo build --workspace` first)",
-                service.name(),
-                bin_dir().display()
-            )
-        });
+        env.extend(extra_env.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
+        let binary = bin_dir().join(spec.binary);
+        let launch = Launch { name: service.log_name(), binary: &binary, env: &env, log_path: &log_path, port };
+        let mut child = launch.spawn().unwrap_or_else(|e| panic!("{e:#} (run `cargo build --workspace` first)"));
+        let ready = launch.wait_ready(&mut child).await;
         self.running.insert(service, Running { child });
-        self.wait_ready(service, &log_path).await;
-    }
-
-    async fn wait_ready(&mut self, service: Service, log_path: &Path) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let url = self.url(service, "/readyz");
-        let probe = Http::new(Duration::from_secs(1));
-        loop {
-            if let Ok(answer) = probe.send(reqwest::Method::GET, &url, None).await {
-                if answer.status == 200 {
-                    return;
-                }
-            }
-            let running = self.running.get_mut(&service).expect("spawned");
-            if let Ok(Some(status)) = running.child.try_wait() {
-                panic!("{} exited ({status}) before it was ready:\n{}", service.name(), tail(log_path));
-            }
-            if Instant::now() > deadline {
-                panic!("{} not ready within 30 s:\n{}", service.name(), tail(log_path));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Err(err) = ready {
+            panic!("{err:#}");
         }
     }
 
@@ -245,11 +226,11 @@ fn target_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
 }
 
-fn bin_dir() -> PathBuf {
+pub(crate) fn bin_dir() -> PathBuf {
     std::env::var_os("SAGA_BIN_DIR").map(PathBuf::from).unwrap_or_else(target_dir)
 }
 
-fn tail(path: &Path) -> String {
+pub(crate) fn tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(40)..].join("\n")
