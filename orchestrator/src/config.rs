@@ -127,8 +127,8 @@ impl OrchestratorConfig {
                 );
             }
         }
-        if self.operator_token.as_ref().is_some_and(|t| t.len() < 8) {
-            anyhow::bail!("OPERATOR_TOKEN must be at least 8 characters long");
+        if let Some(token) = &self.operator_token {
+            saga_shared::config::validate_token("OPERATOR_TOKEN", token)?;
         }
         if self.recovery_batch < 1 || self.recovery_interval.is_zero() || self.gauge_refresh.is_zero() {
             anyhow::bail!("RECOVERY_BATCH, RECOVERY_INTERVAL_MS and GAUGE_REFRESH_MS must be positive");

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context as _};
 
+use saga_shared::config::{validate_token, Env};
+
 use crate::provision::Provisioned;
 use crate::text::random_hex;
 
@@ -67,28 +69,27 @@ pub fn spec(name: &str) -> anyhow::Result<&'static ServiceSpec> {
     })
 }
 
-/// A snapshot of the launcher's environment, taken once, so everything below is a pure function
-/// of it (and testable without touching the real environment).
+/// The launcher's environment, read with the same rules as every service's
+/// ([`saga_shared::config::Env`]: a snapshot taken once, empty counts as unset, values parsed
+/// with the variable's name in the error), plus what only the launcher reads.
 #[derive(Debug, Clone, Default)]
 pub struct LauncherEnv {
-    vars: BTreeMap<String, String>,
+    env: Env,
 }
 
 impl LauncherEnv {
     /// The process environment; variables that are not UTF-8 are ignored.
     pub fn from_process() -> Self {
-        Self::from_pairs(
-            std::env::vars_os().filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?))),
-        )
+        Self { env: Env::from_process() }
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Self {
-        Self { vars: pairs.into_iter().collect() }
+        Self { env: Env::from_pairs(pairs) }
     }
 
     /// A variable's value; empty counts as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.env.get(key)
     }
 
     /// Where the service binaries are: `SAGA_BIN_DIR`, else next to the running `sagactl`
@@ -104,12 +105,9 @@ impl LauncherEnv {
     /// `<NAME>_PORT`, else the table's default.
     pub fn port(&self, spec: &ServiceSpec) -> anyhow::Result<u16> {
         let key = format!("{}_PORT", spec.name.to_uppercase());
-        match self.get(&key) {
-            None => Ok(spec.default_port),
-            Some(raw) => match raw.parse::<u16>() {
-                Ok(port) if port != 0 => Ok(port),
-                _ => bail!("{key}={raw:?} is not a port number (1-65535)"),
-            },
+        match self.env.parse_or::<u16>(&key, spec.default_port)? {
+            0 => bail!("{key} must be a port number from 1 to 65535"),
+            port => Ok(port),
         }
     }
 
@@ -130,28 +128,19 @@ impl LauncherEnv {
     /// at one participant from the launcher's command line.
     pub fn fault_env(&self, service: &str) -> BTreeMap<String, String> {
         let prefix = format!("{}_", service.to_uppercase());
-        self.vars
+        self.env
             .iter()
             .filter_map(|(key, value)| {
                 let rest = key.strip_prefix(&prefix)?;
-                rest.starts_with("FAULT_").then(|| (rest.to_owned(), value.clone()))
+                rest.starts_with("FAULT_").then(|| (rest.to_owned(), value.to_owned()))
             })
             .collect()
     }
 }
 
-/// Shortest `ADMIN_TOKEN` the services accept; they refuse to start with a shorter one.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 8;
-
-/// Fails for a token every service would refuse at start-up. Counts bytes, as the services do.
+/// Fails for a token every service would refuse at start-up (the services' own rule).
 pub fn validate_admin_token(token: &str) -> anyhow::Result<()> {
-    if token.len() < MIN_ADMIN_TOKEN_LEN {
-        bail!(
-            "ADMIN_TOKEN is {} characters long, but the services require at least {MIN_ADMIN_TOKEN_LEN}",
-            token.len()
-        );
-    }
-    Ok(())
+    validate_token("ADMIN_TOKEN", token)
 }
 
 /// True for variables that configure faults (`FAULT_*`, `<SERVICE>_FAULT_*`). They are removed

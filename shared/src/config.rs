@@ -14,14 +14,21 @@ use crate::faults::FaultConfig;
 pub struct Env(HashMap<String, String>);
 
 impl Env {
-    /// The process environment.
+    /// The process environment. Variables that are not UTF-8 are left out (`std::env::vars`
+    /// would panic on them), since none of ours can be.
     pub fn from_process() -> Self {
-        Self(std::env::vars().collect())
+        let vars = std::env::vars_os().filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)));
+        Self(vars.collect())
     }
 
-    /// An environment made of the given pairs (for tests).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())).collect())
+    /// An environment made of the given pairs (for tests, and for launchers composing one).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    /// Every variable that is set (empty ones included), in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
     /// The raw value, if set and not empty.
@@ -57,6 +64,18 @@ impl Env {
     pub fn millis_or(&self, name: &str, default_ms: u64) -> anyhow::Result<Duration> {
         Ok(Duration::from_millis(self.parse_or(name, default_ms)?))
     }
+}
+
+/// Shortest bearer token (`ADMIN_TOKEN`, `OPERATOR_TOKEN`) a service accepts.
+pub const MIN_TOKEN_LEN: usize = 8;
+
+/// Refuses a token shorter than [`MIN_TOKEN_LEN`] bytes, naming the variable it came from. The
+/// services check their tokens with it at start-up, and the launcher before it starts them.
+pub fn validate_token(variable: &str, token: &str) -> anyhow::Result<()> {
+    if token.len() < MIN_TOKEN_LEN {
+        bail!("{variable} must be at least {MIN_TOKEN_LEN} characters long (it has {})", token.len());
+    }
+    Ok(())
 }
 
 /// How logs are written.
@@ -117,9 +136,7 @@ impl ServiceConfig {
             .unwrap_or_else(|| format!("postgres://{service}:{service}-secret@127.0.0.1:5432/saga"));
         let admin_token = env.get("ADMIN_TOKEN").map(str::to_owned);
         if let Some(token) = &admin_token {
-            if token.len() < 8 {
-                bail!("ADMIN_TOKEN must be at least 8 characters long");
-            }
+            validate_token("ADMIN_TOKEN", token)?;
         }
         let config = Self {
             host: env.parse_or("HOST", IpAddr::from([127, 0, 0, 1]))?,
