@@ -13,6 +13,9 @@ macro_rules! wire_enum {
     ) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        // utoipa does not see the variants' `rename` through this macro, only this: every
+        // spelling must be its variant's name in snake_case (a test checks the schema).
+        #[serde(rename_all = "snake_case")]
         pub enum $name {
             $( $(#[$variant_meta])* #[serde(rename = $text)] $variant, )+
         }
@@ -64,6 +67,37 @@ mod tests {
             /// Dark blue.
             DarkBlue = "dark_blue",
         }
+    }
+
+    /// The values the OpenAPI schema of `T` allows.
+    fn schema_values<T: utoipa::PartialSchema>() -> Vec<String> {
+        let schema = serde_json::to_value(T::schema()).unwrap_or_default();
+        let values = schema["enum"].as_array().cloned().unwrap_or_default();
+        values.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+    }
+
+    /// The OpenAPI document promises exactly the spellings the JSON carries.
+    #[test]
+    fn every_schema_lists_the_wire_spellings() {
+        macro_rules! check {
+            ($($name:ty),+) => {$(
+                let wire: Vec<String> = <$name>::ALL.iter().map(|v| v.as_str().to_owned()).collect();
+                assert_eq!(schema_values::<$name>(), wire, "{}", stringify!($name));
+            )+};
+        }
+        use crate::api::*;
+        check!(
+            Colour,
+            RecordState,
+            ReservationStatus,
+            PaymentStatus,
+            ShipmentStatus,
+            NotificationStatus,
+            SagaStatus,
+            StepStatus,
+            EventKind,
+            EventOutcome
+        );
     }
 
     #[test]
