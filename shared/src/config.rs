@@ -17,7 +17,8 @@ impl Env {
     /// The process environment. Variables that are not UTF-8 are left out (`std::env::vars`
     /// would panic on them), since none of ours can be.
     pub fn from_process() -> Self {
-        let vars = std::env::vars_os().filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)));
+        let vars =
+            std::env::vars_os().filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)));
         Self(vars.collect())
     }
 

@@ -47,7 +47,8 @@ pub const STATUS_CLIENT_CLOSED: &str = "499";
 pub async fn track_http(State(service): State<&'static str>, request: Request, next: Next) -> Response {
     let route =
         request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let mut tracked = Tracked { service, method: request.method().as_str().to_owned(), route, started: Instant::now(), status: None };
+    let mut tracked =
+        Tracked { service, method: request.method().as_str().to_owned(), route, started: Instant::now(), status: None };
     let response = next.run(request).await;
     tracked.status = Some(response.status().as_u16());
     response
@@ -66,7 +67,8 @@ struct Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         let status = self.status.map_or_else(|| STATUS_CLIENT_CLOSED.to_owned(), |s| s.to_string());
-        let (service, method, route) = (self.service, std::mem::take(&mut self.method), std::mem::take(&mut self.route));
+        let (service, method, route) =
+            (self.service, std::mem::take(&mut self.method), std::mem::take(&mut self.route));
         metrics::counter!(HTTP_REQUESTS_TOTAL, "service" => service, "method" => method.clone(),
             "route" => route.clone(), "status" => status)
         .increment(1);

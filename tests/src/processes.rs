@@ -157,7 +157,12 @@ impl Suite {
         let ports: BTreeMap<&'static str, u16> = Service::SUITE.iter().map(|&s| (s.name(), self.port(s))).collect();
         let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned());
         let launcher = LauncherEnv::from_pairs([("RUST_LOG".to_owned(), rust_log)]);
-        let ctx = EnvContext { ports: &ports, provisioned: &self.db.provisioned, admin_token: ADMIN_TOKEN, launcher: &launcher };
+        let ctx = EnvContext {
+            ports: &ports,
+            provisioned: &self.db.provisioned,
+            admin_token: ADMIN_TOKEN,
+            launcher: &launcher,
+        };
         let mut env = services::service_env(spec, &ctx);
         env.insert("PORT".to_owned(), port.to_string());
         env.insert("SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned());
