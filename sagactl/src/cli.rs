@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{bench, control, up, with_postgres};
+use crate::commands::{audit, bench, chaos, control, load, up, with_postgres};
 use crate::services::LauncherEnv;
 use crate::state::StateDir;
 
@@ -22,10 +22,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Start Postgres (unless DATABASE_URL names an existing server to use as admin), provision
-    /// the database, start every service and wait; Ctrl-C or SIGTERM stops it all.
-    Up,
-    /// Start a stopped or killed service again with the environment it had. `<SVC>_FAULT_*`
-    /// variables in this command's environment replace its faults.
+    /// the database, start every service and wait; Ctrl-C or SIGTERM stops it all. Postgres
+    /// dying does not: `start postgres` brings it back and the services carry on.
+    Up(up::UpArgs),
+    /// Start a stopped or killed service (or `postgres`) again with the environment it had.
+    /// `<SVC>_FAULT_*` variables in this command's environment replace its faults.
     Start {
         service: String,
         /// Start without any FAULT_* settings.
@@ -33,15 +34,17 @@ pub enum Command {
         no_faults: bool,
     },
     /// Stop a service (SIGTERM, then SIGKILL after 10 s) and start it again, as for `start`.
+    /// `postgres` gets a fast shutdown and comes back on the same port and data.
     Restart {
         service: String,
         /// Start without any FAULT_* settings.
         #[arg(long)]
         no_faults: bool,
     },
-    /// Stop a service gracefully (SIGTERM, then SIGKILL after 10 s).
+    /// Stop a service gracefully (SIGTERM, then SIGKILL after 10 s); `postgres` with a fast
+    /// shutdown.
     Stop { service: String },
-    /// Kill a service with SIGKILL, as a crash would.
+    /// Kill a service with SIGKILL, as a crash would; `postgres` with every backend.
     Kill { service: String },
     /// Show each service's process and /healthz answer; exits non-zero if any is down.
     Status,
@@ -55,33 +58,43 @@ pub enum Command {
     /// Benchmark the suite on a Postgres of its own (fsync on): orders per second, latency from
     /// POST to the saga's end, database statements per order; and the same chain called directly.
     Bench(bench::BenchArgs),
+    /// Against a running suite: kill and restart its processes (Postgres included) at random,
+    /// from a seed, for a bounded time; optionally switch faults on and off. Logs every action.
+    Chaos(chaos::ChaosArgs),
+    /// Against a running suite: place orders (closed loop or at a rate, some failing on
+    /// purpose) and report throughput, latency from POST to the saga's end and every outcome.
+    Load(load::LoadArgs),
+    /// Against a running suite: check the invariants (every saga terminal, effects agreeing with
+    /// outcomes, stock and money conserved since a `--snapshot`); exits non-zero on a violation.
+    Audit(audit::AuditArgs),
 }
 
 /// Runs one command; the exit code is the command's own for `with-postgres` and `status`.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let launcher = LauncherEnv::from_process();
     match cli.command {
-        Command::Up => up::up(&StateDir::from_env()?, &launcher).await,
+        Command::Up(args) => up::up(&StateDir::from_env()?, &launcher, args).await,
         Command::Start { service, no_faults } => {
-            control::start(&StateDir::from_env()?, &launcher, &service, no_faults).await?;
-            Ok(ExitCode::SUCCESS)
+            report(control::start(&StateDir::from_env()?, &launcher, &service, no_faults).await?)
         }
         Command::Restart { service, no_faults } => {
-            control::restart(&StateDir::from_env()?, &launcher, &service, no_faults).await?;
-            Ok(ExitCode::SUCCESS)
+            report(control::restart(&StateDir::from_env()?, &launcher, &service, no_faults).await?)
         }
-        Command::Stop { service } => {
-            control::stop(&StateDir::from_env()?, &service).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Kill { service } => {
-            control::kill(&StateDir::from_env()?, &service).await?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Stop { service } => report(control::stop(&StateDir::from_env()?, &service).await?),
+        Command::Kill { service } => report(control::kill(&StateDir::from_env()?, &service).await?),
         Command::Status => control::status(&StateDir::from_env()?).await,
         Command::WithPostgres { command } => with_postgres::with_postgres(&command).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Chaos(args) => chaos::run(&StateDir::from_env()?, &launcher, args).await,
+        Command::Load(args) => load::run(args).await,
+        Command::Audit(args) => audit::run(args).await,
     }
+}
+
+/// Prints what a control command did.
+fn report(done: String) -> anyhow::Result<ExitCode> {
+    crate::outln!("{done}");
+    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]

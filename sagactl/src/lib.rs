@@ -4,11 +4,14 @@
 //! The library half exists so the end-to-end test crate can reuse exactly what the launcher does
 //! ([`postgres::TempPostgres`], [`provision::provision`]) instead of re-implementing it.
 
+pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod invocation;
 pub mod launch;
+pub mod load;
+pub mod output;
 pub mod postgres;
 pub mod process;
 pub mod provision;

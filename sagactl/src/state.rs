@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::invocation::sagactl_command;
 use crate::launch::Launch;
+use crate::postgres::ServerSpec;
 use crate::process::{is_alive, runs_binary};
 
 /// The running suite.
@@ -30,10 +31,22 @@ pub struct SuiteState {
 /// The database server the suite uses.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PostgresState {
-    /// PID of the throwaway server; `None` when `DATABASE_URL` named an existing one.
+    /// PID of the postmaster sagactl runs; `None` when `DATABASE_URL` named an existing server,
+    /// or after `sagactl kill|stop postgres`.
     pub pid: Option<u32>,
     pub port: u16,
     pub admin_url: String,
+    /// How to start the server again (`sagactl start postgres`); `None` for an external one.
+    #[serde(default)]
+    pub server: Option<ServerSpec>,
+}
+
+impl PostgresState {
+    /// The recorded postmaster's PID if it still runs (not a reused PID).
+    pub fn running_pid(&self) -> Option<u32> {
+        let server = self.server.as_ref()?;
+        self.pid.filter(|&pid| server.is_running(pid))
+    }
 }
 
 /// One service process and everything needed to start it again identically.
@@ -200,7 +213,7 @@ mod tests {
             launcher_pid: 1,
             database: "saga".into(),
             admin_token: "t".into(),
-            postgres: PostgresState { pid: Some(2), port: 5432, admin_url: "postgres://x".into() },
+            postgres: PostgresState { pid: Some(2), port: 5432, admin_url: "postgres://x".into(), server: None },
             services: BTreeMap::from([(
                 "payment".to_owned(),
                 ServiceState {

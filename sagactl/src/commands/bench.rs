@@ -14,8 +14,9 @@ use sqlx::PgPool;
 use tokio::process::Child;
 
 use crate::{
-    bench::{self, Mode, RunResult, Targets},
+    bench::{row_cells, BenchRun},
     launch::{free_port, Launch},
+    load::{progress::progress_bar, Keys, Kind, Targets},
     postgres::{TempPostgres, TempPostgresOptions},
     process::{send_signal, Signal},
     provision::{provision, superuser_pool},
@@ -40,6 +41,9 @@ pub struct BenchArgs {
     /// Also print each statement's calls per order (where the round trips go).
     #[arg(long)]
     pub statements: bool,
+    /// How orders spread over the load SKUs and customers (`hot`: every order the same SKU).
+    #[arg(long, value_enum, default_value_t = Keys::Hot)]
+    pub keys: Keys,
 }
 
 /// Runs the benchmark and prints a table.
@@ -52,6 +56,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
             "shared_preload_libraries=pg_stat_statements".to_owned(),
             "pg_stat_statements.track=top".to_owned(),
         ],
+        ..TempPostgresOptions::default()
     })
     .await?;
     let provisioned = provision(&pg.admin_url(), "saga").await?;
@@ -83,33 +88,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         participants: [url("inventory"), url("payment"), url("shipping"), url("notification")],
     };
 
-    println!(
+    crate::outln!(
         "sagactl bench: Postgres {} (fsync on, synchronous_commit on), {} CPUs, logs in {}",
         pg.port(),
         num_cpus(),
         logs.display()
     );
-    println!(
+    crate::outln!(
         "| mode | clients | orders/s | p50 ms | p95 ms | p99 ms | not completed | statements per order (by role) |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    let modes: &[Mode] = if args.saga_only { &[Mode::Saga] } else { &[Mode::Direct, Mode::Saga] };
+    crate::outln!("|---|---|---|---|---|---|---|---|");
+    let kinds: &[Kind] = if args.saga_only { &[Kind::Saga] } else { &[Kind::Direct, Kind::Saga] };
+    // A run with transport errors or sagas that never ended still prints its row, and the
+    // benchmark then exits non-zero: its figures are not to be trusted.
+    let mut clean = true;
     let outcome = async {
         for &clients in &args.clients {
-            for &mode in modes {
+            for &kind in kinds {
                 sqlx::query("select pg_stat_statements_reset()").execute(&admin).await?;
                 let before = orders_in_db(&admin).await?;
-                let result = bench::run(
-                    &targets,
-                    mode,
+                let run = BenchRun {
+                    kind,
                     clients,
-                    Duration::from_secs(args.warmup_secs),
-                    Duration::from_secs(args.measure_secs),
-                )
-                .await?;
+                    keys: args.keys,
+                    warmup: Duration::from_secs(args.warmup_secs),
+                    measure: Duration::from_secs(args.measure_secs),
+                };
+                let progress = progress_bar(args.warmup_secs + args.measure_secs, false, true);
+                let report = run.run(&targets, &progress).await;
+                progress.finish_and_clear();
+                let report = report?;
+                clean &= report.ok;
                 let orders = orders_in_db(&admin).await? - before;
                 let statements = statements_by_role(&admin, orders).await?;
-                print_row(&result, &statements);
+                crate::outln!("{} {statements} |", row_cells(&run, &report));
                 if args.statements {
                     print_statements(&admin, orders).await?;
                 }
@@ -129,23 +141,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     drop(pg);
     outcome?;
+    if !clean {
+        eprintln!("sagactl bench: some orders failed with transport errors or 5xx, or their sagas never ended");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
-}
-
-fn print_row(result: &RunResult, statements: &str) {
-    let mode = match result.mode {
-        Mode::Saga => "saga",
-        Mode::Direct => "direct",
-    };
-    println!(
-        "| {mode} | {} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {statements} |",
-        result.clients,
-        result.throughput(),
-        result.percentile_ms(0.50),
-        result.percentile_ms(0.95),
-        result.percentile_ms(0.99),
-        result.not_completed,
-    );
 }
 
 /// Reservations made so far: one per order in either mode.
@@ -181,7 +181,7 @@ async fn print_statements(admin: &PgPool, orders: i64) -> anyhow::Result<()> {
     .fetch_all(admin)
     .await?;
     for (role, calls, query) in rows {
-        println!("    {:>6.2}  {role:<12} {query}", calls as f64 / orders.max(1) as f64);
+        crate::outln!("    {:>6.2}  {role:<12} {query}", calls as f64 / orders.max(1) as f64);
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 
+use super::postgres_process::{self, POSTGRES};
 use crate::invocation::sagactl_command;
 use crate::launch::{probe_client, wait_port_free};
 use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
@@ -19,14 +20,21 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a just-stopped service's port to be released before starting it again.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// Stops `service` gracefully (SIGTERM, SIGKILL after the grace period).
-pub async fn stop(dir: &StateDir, service: &str) -> anyhow::Result<()> {
+/// Stops `service` gracefully (SIGTERM, SIGKILL after the grace period). Each command returns
+/// what it did, in a line or two for the user (or the chaos log).
+pub async fn stop(dir: &StateDir, service: &str) -> anyhow::Result<String> {
+    if service == POSTGRES {
+        return postgres_process::stop(dir).await;
+    }
     let (_lock, mut state) = open(dir, service).await?;
     stop_locked(dir, &mut state, service).await
 }
 
 /// SIGKILLs `service`, as a crash would: no drain, no clean shutdown.
-pub async fn kill(dir: &StateDir, service: &str) -> anyhow::Result<()> {
+pub async fn kill(dir: &StateDir, service: &str) -> anyhow::Result<String> {
+    if service == POSTGRES {
+        return postgres_process::kill(dir).await;
+    }
     let (_lock, mut state) = open(dir, service).await?;
     let entry = entry_mut(&mut state, service)?;
     let Some(pid) = running_pid(entry) else {
@@ -39,12 +47,14 @@ pub async fn kill(dir: &StateDir, service: &str) -> anyhow::Result<()> {
     }
     entry.pid = None;
     dir.save(&state)?;
-    println!("killed {service} (pid {pid})");
-    Ok(())
+    Ok(format!("killed {service} (pid {pid})"))
 }
 
 /// Starts a stopped service with its recorded environment.
-pub async fn start(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
+pub async fn start(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<String> {
+    if service == POSTGRES {
+        return postgres_process::start(dir).await;
+    }
     let (lock, state) = open(dir, service).await?;
     let svc = entry(&state, service)?;
     if let Some(pid) = running_pid(svc) {
@@ -55,15 +65,19 @@ pub async fn start(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_fau
 }
 
 /// Stops, then starts `service` with its recorded environment.
-pub async fn restart(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<()> {
+pub async fn restart(dir: &StateDir, launcher: &LauncherEnv, service: &str, no_faults: bool) -> anyhow::Result<String> {
+    if service == POSTGRES {
+        return postgres_process::restart(dir).await;
+    }
     let (lock, mut state) = open(dir, service).await?;
     let svc = entry(&state, service)?;
     // Before stopping it: a service that cannot come back should keep running.
     check_admin_token(svc, launcher).with_context(|| format!("cannot restart {service}"))?;
-    if running_pid(svc).is_some() {
-        stop_locked(dir, &mut state, service).await?;
-    }
-    start_locked(dir, lock, state, launcher, service, no_faults).await
+    let stopped = match running_pid(svc) {
+        Some(_) => stop_locked(dir, &mut state, service).await? + "\n",
+        None => String::new(),
+    };
+    Ok(stopped + &start_locked(dir, lock, state, launcher, service, no_faults).await?)
 }
 
 /// Prints every service's process and health; fails (exit 1) if any is down.
@@ -73,18 +87,16 @@ pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
     let mut all_up = true;
 
     let launcher = if state.launcher_alive() { "running" } else { "GONE (state may be stale)" };
-    println!("sagactl up: pid {} {launcher}; database {}", state.launcher_pid, state.database);
-    match state.postgres.pid {
-        Some(pid) if is_alive(pid) => {
-            println!("postgres:   pid {pid} alive, port {}", state.postgres.port)
-        }
-        Some(pid) => {
+    crate::outln!("sagactl up: pid {} {launcher}; database {}", state.launcher_pid, state.database);
+    match (&state.postgres.server, state.postgres.running_pid()) {
+        (Some(_), Some(pid)) => crate::outln!("postgres:   pid {pid} alive, port {}", state.postgres.port),
+        (Some(_), None) => {
             all_up = false;
-            println!("postgres:   pid {pid} DEAD");
+            crate::outln!("postgres:   down (start it with `{} start postgres`)", sagactl_command());
         }
-        None => println!("postgres:   external, port {}", state.postgres.port),
+        (None, _) => crate::outln!("postgres:   external, port {}", state.postgres.port),
     }
-    println!("\n{:<14} {:<8} {:<8} {:<22} URL", "SERVICE", "PID", "PROCESS", "HEALTHZ");
+    crate::outln!("\n{:<14} {:<8} {:<8} {:<22} URL", "SERVICE", "PID", "PROCESS", "HEALTHZ");
     // Table order (participants, then orchestrator), as `up` prints it.
     let services = SUITE.iter().filter_map(|spec| Some((spec.name, state.services.get(spec.name)?)));
     for (name, svc) in services {
@@ -95,7 +107,7 @@ pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
             Err(_) => "no answer".to_owned(),
         };
         all_up &= process == "alive" && health.starts_with("200");
-        println!("{name:<14} {pid:<8} {process:<8} {health:<22} {}", svc.url);
+        crate::outln!("{name:<14} {pid:<8} {process:<8} {health:<22} {}", svc.url);
     }
     Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -146,7 +158,7 @@ fn running_pid(entry: &ServiceState) -> Option<u32> {
     entry.pid.filter(|&pid| is_alive(pid) && runs_binary(pid, &entry.binary))
 }
 
-async fn stop_locked(dir: &StateDir, state: &mut SuiteState, service: &str) -> anyhow::Result<()> {
+async fn stop_locked(dir: &StateDir, state: &mut SuiteState, service: &str) -> anyhow::Result<String> {
     let entry = entry_mut(state, service)?;
     let Some(pid) = running_pid(entry) else {
         bail!("{service} is not running");
@@ -154,13 +166,12 @@ async fn stop_locked(dir: &StateDir, state: &mut SuiteState, service: &str) -> a
     let endings = terminate_all(&[pid], STOP_GRACE).await;
     entry.pid = None;
     dir.save(state)?;
-    match endings.first() {
+    Ok(match endings.first() {
         Some((_, Ending::Killed)) => {
-            println!("{service} (pid {pid}) ignored SIGTERM for {}s; killed it", STOP_GRACE.as_secs())
+            format!("{service} (pid {pid}) ignored SIGTERM for {}s; killed it", STOP_GRACE.as_secs())
         }
-        _ => println!("stopped {service} (pid {pid})"),
-    }
-    Ok(())
+        _ => format!("stopped {service} (pid {pid})"),
+    })
 }
 
 /// Spawns the service detached, records its PID, releases the lock, then waits for readiness
@@ -172,7 +183,7 @@ async fn start_locked(
     launcher: &LauncherEnv,
     service: &str,
     no_faults: bool,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<String> {
     let entry = entry_mut(&mut state, service)?;
     if !wait_port_free(entry.port, PORT_FREE_TIMEOUT).await {
         bail!("port {} of {service} is in use by another process", entry.port);
@@ -204,8 +215,7 @@ async fn start_locked(
         .map(|(key, value)| format!("{key}={value}"))
         .collect();
     let faults = if faults.is_empty() { "no faults".to_owned() } else { faults.join(" ") };
-    println!("started {service} (pid {pid}, {faults}); log: {}", svc.log_path.display());
-    Ok(())
+    Ok(format!("started {service} (pid {pid}, {faults}); log: {}", svc.log_path.display()))
 }
 
 #[cfg(test)]

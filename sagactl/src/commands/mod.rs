@@ -1,7 +1,11 @@
 //! One module per subcommand group of the `sagactl` binary.
 
+pub mod audit;
 pub mod bench;
+pub mod chaos;
 pub mod control;
+pub mod load;
+pub mod postgres_process;
 pub mod up;
 pub mod with_postgres;
 

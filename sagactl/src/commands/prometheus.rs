@@ -30,9 +30,14 @@ pub struct LocalPrometheus {
     pub rules: Option<PathBuf>,
 }
 
+/// Whether the user switched Prometheus off (`PROMETHEUS=` set but empty).
+pub fn disabled() -> bool {
+    std::env::var_os("PROMETHEUS").is_some_and(|path| path.is_empty())
+}
+
 /// The Prometheus binary: `$PROMETHEUS`, else `prometheus` on PATH.
 pub fn find() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PROMETHEUS") {
+    if let Some(path) = std::env::var_os("PROMETHEUS").filter(|path| !path.is_empty()) {
         return Some(PathBuf::from(path));
     }
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join("prometheus")).find(|p| p.is_file())
@@ -150,7 +155,7 @@ mod tests {
             launcher_pid: 1,
             database: "saga".into(),
             admin_token: "x".repeat(8),
-            postgres: PostgresState { pid: None, port: 5432, admin_url: String::new() },
+            postgres: PostgresState { pid: None, port: 5432, admin_url: String::new(), server: None },
             services: BTreeMap::from([
                 ("payment".to_owned(), service(18082)),
                 ("orchestrator".to_owned(), service(18080)),

@@ -7,30 +7,31 @@ use crate::state::SuiteState;
 use crate::text::shell_quote;
 
 pub(super) fn print_summary(state: &SuiteState, plan: &[Planned], db: &Database, token_generated: bool) {
-    println!("\nThe saga suite is up.\n");
-    println!("{:<14} {:<24} {:<8} LOG", "SERVICE", "URL", "PID");
+    crate::outln!("\nThe saga suite is up.\n");
+    crate::outln!("{:<14} {:<24} {:<8} LOG", "SERVICE", "URL", "PID");
     // Plan order (participants, then orchestrator) reads better than alphabetical.
     for (name, svc) in plan.iter().filter_map(|p| Some((p.spec.name, state.services.get(p.spec.name)?))) {
         let pid = svc.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
-        println!("{name:<14} {:<24} {pid:<8} {}", svc.url, svc.log_path.display());
+        crate::outln!("{name:<14} {:<24} {pid:<8} {}", svc.url, svc.log_path.display());
     }
-    println!();
+    crate::outln!();
     match db {
-        Database::Temporary(pg) => println!(
-            "Postgres     {} (temporary: pid {}, files in {}, deleted on exit)",
+        Database::Temporary(pg) => crate::outln!(
+            "Postgres     {} (pid {}, files in {}, {})",
             pg.admin_url(),
             pg.pid(),
-            pg.root_dir().display()
+            pg.root_dir().display(),
+            if pg.is_kept() { "kept after exit" } else { "temporary: deleted on exit" }
         ),
         Database::External { admin_url, .. } => {
-            println!("Postgres     {} (from DATABASE_URL)", mask_password(admin_url))
+            crate::outln!("Postgres     {} (from DATABASE_URL)", mask_password(admin_url))
         }
     }
-    println!("Database     {} (one role and schema per service)", state.database);
+    crate::outln!("Database     {} (one role and schema per service)", state.database);
     let origin = if token_generated { "generated; set ADMIN_TOKEN to choose one" } else { "from ADMIN_TOKEN" };
-    println!("Admin token  {} ({origin})", state.admin_token);
+    crate::outln!("Admin token  {} ({origin})", state.admin_token);
 
-    print!("{}", hints(state, &sagactl_command()));
+    crate::outln!("{}", hints(state, &sagactl_command()).trim_end_matches('\n'));
 }
 
 /// An order the demo data can fulfil (the participants seed `WIDGET-1`).
@@ -65,6 +66,8 @@ fn hints(state: &SuiteState, sagactl: &str) -> String {
         (format!("{sagactl} kill payment"), "# SIGKILL, like a crash"),
         (format!("{sagactl} restart payment"), "# same environment, same log"),
         (format!("PAYMENT_FAULT_LATENCY_MS=200 {sagactl} restart payment"), ""),
+        (format!("{sagactl} kill postgres"), "# the services answer 503 until it is back"),
+        (format!("{sagactl} start postgres"), "# same port, same data"),
     ];
     lines.extend(aligned_comments(&commands));
     if let Some(svc) = state.services.get("payment") {
@@ -133,7 +136,7 @@ mod tests {
             launcher_pid: 1,
             database: "saga".into(),
             admin_token: "admin-token".into(),
-            postgres: PostgresState { pid: None, port: 5432, admin_url: "postgres://x".into() },
+            postgres: PostgresState { pid: None, port: 5432, admin_url: "postgres://x".into(), server: None },
             services: services.iter().map(|&(name, port)| (name.to_owned(), service(name, port))).collect(),
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context as _};
 
-use super::database::{postgres_died, Database};
+use super::database::{watch_postgres, Database};
 use super::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
@@ -22,8 +22,19 @@ use crate::state::{ServiceState, StateDir, SuiteState};
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs `up` until a stop signal (exit 0) or the database dying (exit 1).
-pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCode> {
+/// What `sagactl up` takes besides the environment.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct UpArgs {
+    /// Keep the Postgres cluster in this directory (created on first use, reused by later runs,
+    /// never deleted) instead of a temporary one. The `postgres` user must be able to reach it
+    /// when sagactl runs as root (e.g. a directory under /tmp).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+/// Runs `up` until a stop signal. Postgres dying does not stop it: the services wait for the
+/// database, and `sagactl start postgres` brings it back on the same port and data.
+pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow::Result<ExitCode> {
     refuse_if_running(dir)?;
     // Everything that can be checked without side effects is checked before Postgres starts.
     let (admin_token, token_generated) = launcher.admin_token()?;
@@ -34,7 +45,7 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCo
     dir.create()?;
 
     let mut db = None;
-    let startup = start_suite(dir, launcher, &plan, &database, &admin_token, &mut db);
+    let startup = start_suite(dir, launcher, &plan, &database, &admin_token, args.data_dir, &mut db);
     let started = tokio::select! {
         result = startup => result,
         name = signals.recv() => Err(anyhow!("interrupted by {name} during start-up")),
@@ -53,26 +64,24 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv) -> anyhow::Result<ExitCo
     print_summary(&state, &plan, running_db, token_generated);
     let prometheus = start_prometheus(dir, launcher, &state).await;
 
-    let code = tokio::select! {
-        name = signals.recv() => {
-            eprintln!("sagactl: {name} received; stopping the suite");
-            ExitCode::SUCCESS
-        }
-        () = postgres_died(running_db) => {
-            eprintln!("sagactl: Postgres exited unexpectedly; stopping the suite");
-            ExitCode::FAILURE
-        }
-    };
+    tokio::select! {
+        name = signals.recv() => eprintln!("sagactl: {name} received; stopping the suite"),
+        () = watch_postgres(dir, running_db) => {}
+    }
     if let Some(prometheus) = prometheus {
         prometheus.stop().await;
     }
     shut_down(dir, db).await;
-    Ok(code)
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Starts a local Prometheus when one is installed (`PROMETHEUS_PORT`, default 9090); a missing
 /// or failing Prometheus never stops the suite, it is only reported.
 async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteState) -> Option<LocalPrometheus> {
+    if prometheus::disabled() {
+        eprintln!("sagactl: not starting Prometheus (PROMETHEUS is set to nothing)");
+        return None;
+    }
     let Some(binary) = prometheus::find() else {
         eprintln!("sagactl: {}", prometheus::INSTALL_HINT);
         return None;
@@ -96,7 +105,10 @@ async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteS
                 || "no alert rules found (run from the repository root or set SAGA_ALERT_RULES)".to_owned(),
                 |r| format!("alert rules {}", r.display()),
             );
-            println!("Prometheus    {}  ({rules}; try the query `saga_in_flight` or open /alerts)", prometheus.url);
+            crate::outln!(
+                "Prometheus    {}  ({rules}; try the query `saga_in_flight` or open /alerts)",
+                prometheus.url
+            );
             Some(prometheus)
         }
         Err(err) => {
@@ -170,9 +182,10 @@ async fn start_suite(
     plan: &[Planned],
     database: &str,
     admin_token: &str,
+    data_dir: Option<PathBuf>,
     db_slot: &mut Option<Database>,
 ) -> anyhow::Result<SuiteState> {
-    let db = db_slot.insert(Database::start(launcher).await?);
+    let db = db_slot.insert(Database::start(launcher, data_dir).await?);
     let provisioned: Provisioned =
         provision(&db.admin_url(), database).await.with_context(|| format!("cannot provision database {database}"))?;
     let mut state = SuiteState {
@@ -228,9 +241,8 @@ async fn shut_down(dir: &StateDir, db: Option<Database>) {
         Ok(None) => {}
         Err(err) => eprintln!("sagactl: warning: {err:#}; services may be left running"),
     }
-    if let Some(Database::Temporary(pg)) = db {
-        eprintln!("sagactl: stopping Postgres (pid {})", pg.pid());
-        drop(pg);
+    if let Some(db) = db {
+        db.stop(dir).await;
     }
     if let Err(err) = dir.remove() {
         eprintln!("sagactl: warning: {err:#}");

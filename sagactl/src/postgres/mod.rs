@@ -1,5 +1,6 @@
-//! A throwaway Postgres cluster built from the machine's own binaries: `initdb` into a fresh
-//! directory under /tmp, a server on a free loopback port, and everything removed on drop.
+//! A Postgres cluster built from the machine's own binaries: `initdb` into a fresh directory under
+//! /tmp (or a directory the user keeps), a server on a free loopback port, and everything
+//! removed on drop unless the directory is kept.
 
 mod bin;
 mod os_user;
@@ -16,7 +17,8 @@ use anyhow::{bail, Context as _};
 pub use bin::find_pg_bin;
 use os_user::ClusterUser;
 use scratch::{make_private_dir, ScratchDir};
-use server::{Layout, Server, StartError};
+pub use server::{restart_server, stop_server, ServerSpec};
+use server::{wait_ready, Server, StartError};
 
 use crate::launch::free_port;
 
@@ -24,8 +26,10 @@ use crate::text::random_hex;
 
 /// Another process can grab the port between our probe and the server's bind; retry that often.
 const PORT_ATTEMPTS: usize = 5;
+/// In a kept directory: the superuser password, readable by its owner only.
+const PASSWORD_FILE: &str = "superuser.password";
 
-/// How the throwaway cluster is configured.
+/// How the cluster is configured.
 #[derive(Debug, Clone)]
 pub struct TempPostgresOptions {
     /// Trade durability for speed (`fsync`, `synchronous_commit`, `full_page_writes` off): for
@@ -36,24 +40,40 @@ pub struct TempPostgresOptions {
     /// Extra `name=value` server settings (e.g. `shared_preload_libraries=pg_stat_statements`
     /// for the benchmark's round-trip count).
     pub settings: Vec<String>,
+    /// Keep the cluster in this directory: created (with `initdb`) on first use, reused after,
+    /// never deleted. `None`: a temporary directory, deleted on drop.
+    pub keep_in: Option<PathBuf>,
 }
 
 impl Default for TempPostgresOptions {
     fn default() -> Self {
-        Self { fast: false, max_connections: 200, settings: Vec::new() }
+        Self { fast: false, max_connections: 200, settings: Vec::new(), keep_in: None }
     }
 }
 
-/// A running throwaway cluster. Dropping it stops the server and deletes its files.
+impl TempPostgresOptions {
+    /// Every `-c` setting the server gets.
+    fn server_settings(&self) -> Vec<String> {
+        let mut settings = vec![format!("max_connections={}", self.max_connections)];
+        settings.extend(self.settings.iter().cloned());
+        if self.fast {
+            settings.extend(["fsync=off", "synchronous_commit=off", "full_page_writes=off"].map(str::to_owned));
+        }
+        settings
+    }
+}
+
+/// A running cluster. Dropping it stops the server it started and, unless the directory is
+/// kept, deletes its files.
 pub struct TempPostgres {
     /// Declared before `scratch`: fields drop in order, so the server is stopped before its
     /// directory is deleted.
     server: Server,
-    port: u16,
+    spec: ServerSpec,
     password: String,
-    data_dir: PathBuf,
-    log_path: PathBuf,
-    scratch: ScratchDir,
+    root: PathBuf,
+    /// `None` when the directory is kept.
+    scratch: Option<ScratchDir>,
 }
 
 impl fmt::Debug for TempPostgres {
@@ -61,36 +81,59 @@ impl fmt::Debug for TempPostgres {
         // Hand-written so the superuser password never ends up in a log.
         f.debug_struct("TempPostgres")
             .field("pid", &self.server.pid())
-            .field("port", &self.port)
-            .field("data_dir", &self.data_dir)
-            .field("log_path", &self.log_path)
+            .field("spec", &self.spec)
+            .field("kept", &self.scratch.is_none())
             .finish_non_exhaustive()
     }
 }
 
 impl TempPostgres {
-    /// Creates and starts a cluster; returns once it accepts password-authenticated connections.
+    /// Creates (or, in a kept directory, reuses) a cluster and starts it; returns once it accepts
+    /// password-authenticated connections.
     pub async fn start(opts: TempPostgresOptions) -> anyhow::Result<TempPostgres> {
         let bin_dir = find_pg_bin()?;
         let (initdb, postgres) = bin::server_binaries(&bin_dir)?;
         let user = ClusterUser::detect()?;
-        let scratch = ScratchDir::create(&user)?;
-        let data_dir = scratch.path.join("data");
-        let socket_dir = scratch.path.join("socket");
-        let log_path = scratch.path.join("postgres.log");
-        let password = random_hex(16);
+        let (root, scratch) = match &opts.keep_in {
+            Some(dir) => (kept_dir(dir, &user)?, None),
+            None => {
+                let scratch = ScratchDir::create(&user)?;
+                (scratch.path.clone(), Some(scratch))
+            }
+        };
+        let data_dir = root.join("data");
+        let socket_dir = root.join("socket");
+        let log_path = root.join("postgres.log");
+        let password = if data_dir.join("PG_VERSION").is_file() {
+            read_password(&root)?
+        } else {
+            let password = random_hex(16);
+            init_cluster(&user, &initdb, &root, &data_dir, &password, opts.fast).await?;
+            if scratch.is_none() {
+                write_private(&root.join(PASSWORD_FILE), &password)?;
+            }
+            password
+        };
+        if !socket_dir.is_dir() {
+            make_private_dir(&socket_dir, &user)?;
+        }
 
-        init_cluster(&user, &initdb, &scratch.path, &data_dir, &password, opts.fast).await?;
-        make_private_dir(&socket_dir, &user)?;
-
-        let layout =
-            Layout { user, postgres: &postgres, data_dir: &data_dir, socket_dir: &socket_dir, log_path: &log_path };
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_port()?;
-            let mut server = layout.spawn(port, &opts)?;
-            match server.wait_ready(port, &password, &log_path).await {
-                Ok(()) => return Ok(TempPostgres { server, port, password, data_dir, log_path, scratch }),
+            let spec = ServerSpec {
+                binary: postgres.clone(),
+                data_dir: data_dir.clone(),
+                socket_dir: socket_dir.clone(),
+                log_path: log_path.clone(),
+                port: free_port()?,
+                settings: opts.server_settings(),
+            };
+            let mut server = Server { child: spec.spawn(true)? };
+            match wait_ready(&mut server.child, &admin_url(&password, spec.port), &log_path).await {
+                Ok(()) => return Ok(TempPostgres { server, spec, password, root, scratch }),
                 Err(StartError::PortTaken) => continue,
+                Err(StartError::Leftovers) => {
+                    bail!("another Postgres still uses {}; stop it first", data_dir.display())
+                }
                 Err(StartError::Failed(err)) => return Err(err),
             }
         }
@@ -99,35 +142,77 @@ impl TempPostgres {
 
     /// Superuser URL: `postgres://postgres:<password>@127.0.0.1:<port>/postgres`.
     pub fn admin_url(&self) -> String {
-        format!("postgres://postgres:{}@127.0.0.1:{}/postgres", self.password, self.port)
+        admin_url(&self.password, self.spec.port)
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.spec.port
     }
 
-    /// PID of the postmaster itself (not of a wrapper), so it can be signalled directly.
+    /// PID of the postmaster this process started (not of a wrapper), so it can be signalled
+    /// directly. After a kill and a start from elsewhere the server runs under another PID.
     pub fn pid(&self) -> u32 {
         self.server.pid()
     }
 
+    /// How to start this server again.
+    pub fn spec(&self) -> &ServerSpec {
+        &self.spec
+    }
+
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.spec.data_dir
     }
 
     pub fn log_path(&self) -> &Path {
-        &self.log_path
+        &self.spec.log_path
     }
 
-    /// The temporary directory holding data, socket and log (deleted on drop).
+    /// The directory holding data, socket and log (deleted on drop unless kept).
     pub fn root_dir(&self) -> &Path {
-        &self.scratch.path
+        &self.root
     }
 
-    /// True once the server process has ended (crashed or was killed from outside).
+    /// Whether the directory outlives this value.
+    pub fn is_kept(&self) -> bool {
+        self.scratch.is_none()
+    }
+
+    /// True once the server process this value started has ended (crashed or was killed from
+    /// outside); also reaps it, so its PID stops looking alive.
     pub fn has_exited(&mut self) -> bool {
         self.server.has_exited()
     }
+}
+
+fn admin_url(password: &str, port: u16) -> String {
+    format!("postgres://postgres:{password}@127.0.0.1:{port}/postgres")
+}
+
+/// The kept directory, created (private, for the cluster user) if missing. Its parents must be
+/// reachable by the cluster user.
+fn kept_dir(dir: &Path, user: &ClusterUser) -> anyhow::Result<PathBuf> {
+    let dir = std::path::absolute(dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
+    if !dir.exists() {
+        make_private_dir(&dir, user)?;
+    } else if !dir.join("data").join("PG_VERSION").is_file() && std::fs::read_dir(&dir)?.next().is_some() {
+        bail!("{} is neither empty nor a cluster sagactl made: choose another --data-dir", dir.display());
+    }
+    Ok(dir)
+}
+
+fn read_password(root: &Path) -> anyhow::Result<String> {
+    let path = root.join(PASSWORD_FILE);
+    let password = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read the cluster's superuser password from {}", path.display()))?;
+    Ok(password.trim().to_owned())
+}
+
+/// Writes `content` to a file only its owner can read.
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+    std::fs::write(path, format!("{content}\n")).with_context(|| format!("cannot write {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("cannot restrict {}", path.display()))
 }
 
 /// `initdb` with a superuser password: trust on the private socket (only root and the cluster
@@ -141,9 +226,7 @@ async fn init_cluster(
     fast: bool,
 ) -> anyhow::Result<()> {
     let pwfile = scratch.join("pwfile");
-    std::fs::write(&pwfile, format!("{password}\n")).with_context(|| format!("cannot write {}", pwfile.display()))?;
-    std::fs::set_permissions(&pwfile, std::fs::Permissions::from_mode(0o600))
-        .with_context(|| format!("cannot restrict {}", pwfile.display()))?;
+    write_private(&pwfile, password)?;
     user.own(&pwfile)?;
 
     let mut cmd = user.command(initdb);
