@@ -70,3 +70,32 @@ async fn orders_under_chaos_that_kills_every_process_postgres_included_all_end_w
     let audit_report = json_of("audit", &audit);
     assert!(audit.status.success(), "the audit found violations: {audit_report:#}\nup:\n{}", up.stderr());
 }
+
+/// A Postgres that chaos itself started again is its child: killed again, it must be reaped, or
+/// its PID stays taken and the next start is refused ("another postmaster is running").
+#[tokio::test]
+async fn chaos_kills_and_restarts_postgres_again_and_again() {
+    let up = UpSuite::start(&[], &[]).await;
+
+    let chaos = up
+        .sagactl(&[
+            "chaos",
+            "--targets",
+            "postgres",
+            "--duration-secs",
+            "8",
+            "--every-ms",
+            "1000",
+            "--down-ms",
+            "100",
+            "--seed",
+            "1",
+            "--json",
+        ])
+        .await;
+
+    let report = json_of("chaos", &chaos);
+    assert!(chaos.status.success(), "{report:#}");
+    assert!(report["kills"]["postgres"].as_u64().unwrap_or(0) >= 3, "{report:#}");
+    assert_eq!(up.order_to_the_end(&saga_tests::happy_order()).await["status"], "completed");
+}

@@ -136,7 +136,15 @@ pub async fn restart_server(spec: &ServerSpec, admin_url: &str) -> anyhow::Resul
     loop {
         let mut child = spec.spawn(false)?;
         match wait_ready(&mut child, admin_url, &spec.log_path).await {
-            Ok(()) => return Ok(child.id()),
+            Ok(()) => {
+                let pid = child.id();
+                // Someone must reap the postmaster when it dies: unreaped, its PID stays taken
+                // and the next start refuses ("another postmaster is running"). A long-lived
+                // caller (chaos) reaps it here; when a short-lived one (`sagactl start`) exits,
+                // the orphan goes to init, which reaps it.
+                std::thread::spawn(move || child.wait());
+                return Ok(pid);
+            }
             Err(StartError::Leftovers) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
