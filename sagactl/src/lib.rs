@@ -14,6 +14,7 @@ pub mod load;
 pub mod output;
 pub mod postgres;
 pub mod process;
+pub mod procstat;
 pub mod provision;
 pub mod services;
 pub mod state;

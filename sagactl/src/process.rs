@@ -54,6 +54,33 @@ fn kill(signal: Signal, target: &str, pid: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The PIDs whose parent is `pid` (read from `/proc`). Postgres backends are the postmaster's
+/// children but put themselves in process groups of their own, so a group signal misses them.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent_of(child) == Some(pid))
+        .collect()
+}
+
+/// The parent PID of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+}
+
+/// SIGKILLs `pid` and its children at once, as a crash of the machine would: the children are
+/// listed first, because once their parent is gone they belong to init.
+pub fn kill_with_children(pid: u32) -> anyhow::Result<()> {
+    let children = children_of(pid);
+    send_signal(pid, Signal::Kill)?;
+    for child in children {
+        send_signal(child, Signal::Kill)?;
+    }
+    Ok(())
+}
+
 /// True while `pid` exists and is not a zombie (an exited child nobody has reaped yet).
 pub fn is_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -150,6 +177,25 @@ mod tests {
         let exe = std::env::current_exe()?;
         assert!(runs_binary(me, &exe));
         assert!(!runs_binary(me, Path::new("/usr/bin/definitely-not-this")));
+        Ok(())
+    }
+
+    #[test]
+    fn a_process_and_its_children_are_killed_together() -> anyhow::Result<()> {
+        let mut parent = std::process::Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children_of(parent.id()).len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let children = children_of(parent.id());
+        assert_eq!(children.len(), 2, "{children:?}");
+        kill_with_children(parent.id())?;
+        parent.wait()?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while children.iter().any(|&c| is_alive(c)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(children.iter().all(|&c| !is_alive(c)), "children left alive");
         Ok(())
     }
 

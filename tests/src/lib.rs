@@ -17,7 +17,7 @@ mod up;
 pub use audit::{AuditReport, Snapshot};
 pub use client::{Answer, Http};
 pub use orders::{happy_order, order_body, TERMINAL};
-pub use processes::{Service, Suite, ADMIN_TOKEN};
+pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN};
 pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};
 
 use sagactl::{

@@ -225,13 +225,14 @@ fn free_port() -> u16 {
 }
 
 /// `target/<profile>`: where cargo put this test executable's sibling binaries.
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/<test-exe>
     exe.parent().and_then(Path::parent).map(Path::to_path_buf).expect("target dir")
 }
 
-pub(crate) fn bin_dir() -> PathBuf {
+/// Where the binaries under test are: `SAGA_BIN_DIR`, else beside the test executable.
+pub fn bin_dir() -> PathBuf {
     std::env::var_os("SAGA_BIN_DIR").map(PathBuf::from).unwrap_or_else(target_dir)
 }
 

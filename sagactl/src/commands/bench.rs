@@ -1,11 +1,12 @@
 //! `sagactl bench`: the suite's benchmark, self-contained and repeatable.
 //!
 //! Starts its own Postgres with production durability (fsync and synchronous_commit on) and
-//! `pg_stat_statements`, the five services, then runs closed-loop clients at each concurrency
-//! level: through the orchestrator (`saga`) and calling the participants directly (`direct`, the
-//! baseline). For each run it prints throughput, latency percentiles and database statements per
-//! order, per service role: top-level statements only (`pg_stat_statements.track=top`), so each
-//! is one client round trip; foreign-key checks and other nested work are not counted.
+//! `pg_stat_statements`, the five services, then runs load at each level (closed loop: clients;
+//! open loop: rates) through the orchestrator (`saga`) and calling the participants directly
+//! (`direct`, the baseline). For each run it prints throughput and latency, and what a saga cost
+//! in the measured window: CPU milliseconds of every process (Postgres, each service, the load
+//! tool), database statements by role (top-level only, `pg_stat_statements.track=top`: each is
+//! one client round trip), transactions and WAL fsyncs; and each process's resident memory.
 
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
@@ -14,11 +15,12 @@ use sqlx::PgPool;
 use tokio::process::Child;
 
 use crate::{
-    bench::{row_cells, BenchRun},
+    bench::{detail_line, row_cells, BenchRun, TABLE_HEADER},
     launch::{free_port, Launch},
-    load::{progress::progress_bar, Keys, Kind, Targets},
+    load::{progress::progress_bar, Keys, Kind, Pacing, Targets},
     postgres::{TempPostgres, TempPostgresOptions},
     process::{send_signal, Signal},
+    procstat::{pid_of, Watched, Watchlist},
     provision::{provision, superuser_pool},
     services::{self, EnvContext, LauncherEnv, SUITE},
 };
@@ -42,9 +44,18 @@ pub struct BenchArgs {
     #[arg(long)]
     pub statements: bool,
     /// How orders spread over the load SKUs and customers (`hot`: every order the same SKU).
-    #[arg(long, value_enum, default_value_t = Keys::Hot)]
+    #[arg(long, value_enum, default_value_t = Keys::Uniform)]
     pub keys: Keys,
+    /// Open-loop rates (orders per second), one run per value, after the closed-loop runs.
+    #[arg(long, value_delimiter = ',')]
+    pub rates: Vec<f64>,
+    /// Print one JSON document with every run's report and costs instead of tables.
+    #[arg(long)]
+    pub json: bool,
 }
+
+/// Open loop: the bound on orders in flight (past it the schedule slips, and the run says so).
+const OPEN_LOOP_MAX_OUTSTANDING: usize = 1000;
 
 /// Runs the benchmark and prints a table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -88,48 +99,68 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         participants: [url("inventory"), url("payment"), url("shipping"), url("notification")],
     };
 
-    crate::outln!(
-        "sagactl bench: Postgres {} (fsync on, synchronous_commit on), {} CPUs, logs in {}",
-        pg.port(),
-        num_cpus(),
-        logs.display()
-    );
-    crate::outln!(
-        "| mode | clients | orders/s | p50 ms | p95 ms | p99 ms | not completed | statements per order (by role) |"
-    );
-    crate::outln!("|---|---|---|---|---|---|---|---|");
+    let mut watched = vec![Watched::Family { name: "postgres".to_owned(), pid: pg.pid() }];
+    for (spec, child) in SUITE.iter().zip(&children) {
+        watched.push(Watched::Process { name: spec.name.to_owned(), pid: pid_of(child, spec.name)? });
+    }
+    let watch = Watchlist::new(watched);
+    let at_rest = watch.memory_mib();
+
+    if !args.json {
+        crate::outln!(
+            "sagactl bench: Postgres {} (fsync on, synchronous_commit on), {} CPUs, keys {:?}, logs in {}",
+            pg.port(),
+            num_cpus(),
+            args.keys,
+            logs.display()
+        );
+        let rest: Vec<String> = at_rest.iter().map(|(name, mib)| format!("{name} {mib:.0}")).collect();
+        crate::outln!("RSS at rest, MiB: {}", rest.join(", "));
+        crate::outln!("{TABLE_HEADER}");
+    }
     let kinds: &[Kind] = if args.saga_only { &[Kind::Saga] } else { &[Kind::Direct, Kind::Saga] };
+    let mut pacings: Vec<Pacing> = args.clients.iter().map(|&concurrency| Pacing::Closed { concurrency }).collect();
+    pacings.extend(args.rates.iter().map(|&rate| Pacing::Open { rate, max_outstanding: OPEN_LOOP_MAX_OUTSTANDING }));
     // A run with transport errors or sagas that never ended still prints its row, and the
     // benchmark then exits non-zero: its figures are not to be trusted.
     let mut clean = true;
+    let mut results = Vec::new();
     let outcome = async {
-        for &clients in &args.clients {
+        for &pacing in &pacings {
             for &kind in kinds {
-                sqlx::query("select pg_stat_statements_reset()").execute(&admin).await?;
-                let before = orders_in_db(&admin).await?;
                 let run = BenchRun {
                     kind,
-                    clients,
+                    pacing,
                     keys: args.keys,
                     warmup: Duration::from_secs(args.warmup_secs),
                     measure: Duration::from_secs(args.measure_secs),
                 };
-                let progress = progress_bar(args.warmup_secs + args.measure_secs, false, true);
-                let report = run.run(&targets, &progress).await;
+                let progress = progress_bar(args.measure_secs, false, !args.json);
+                let result = run.run(&targets, &admin, &watch, &progress).await;
                 progress.finish_and_clear();
-                let report = report?;
-                clean &= report.ok;
-                let orders = orders_in_db(&admin).await? - before;
-                let statements = statements_by_role(&admin, orders).await?;
-                crate::outln!("{} {statements} |", row_cells(&run, &report));
-                if args.statements {
-                    print_statements(&admin, orders).await?;
+                let result = result?;
+                clean &= result.report.ok;
+                if !args.json {
+                    crate::outln!("{}", row_cells(&result));
+                    if args.statements {
+                        print_statements(&admin, result.report.outcomes.completed as i64).await?;
+                    }
                 }
+                results.push(result);
             }
         }
         anyhow::Ok(())
     }
     .await;
+    if args.json {
+        let document = serde_json::json!({ "rss_at_rest_mib": at_rest, "runs": results });
+        crate::outln!("{}", serde_json::to_string_pretty(&document)?);
+    } else {
+        crate::outln!("\nPer process (CPU ms per saga, statements per saga by role, RSS under load):");
+        for result in &results {
+            crate::outln!("{}", detail_line(result));
+        }
+    }
 
     for child in &children {
         if let Some(pid) = child.id() {
@@ -146,27 +177,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reservations made so far: one per order in either mode.
-async fn orders_in_db(admin: &PgPool) -> anyhow::Result<i64> {
-    Ok(sqlx::query_scalar("select count(*) from inventory.reservations").fetch_one(admin).await?)
-}
-
-/// Statements executed per order since the last reset, by the role that ran them.
-async fn statements_by_role(admin: &PgPool, orders: i64) -> anyhow::Result<String> {
-    let rows: Vec<(String, i64)> = sqlx::query_as(
-        r#"select r.rolname, sum(s.calls)::bigint from pg_stat_statements s join pg_roles r on r.oid = s.userid
-           where s.dbid = (select oid from pg_database where datname = current_database())
-             and r.rolname in ('orchestrator', 'inventory', 'payment', 'shipping', 'notification')
-           group by r.rolname order by r.rolname"#,
-    )
-    .fetch_all(admin)
-    .await?;
-    let orders = orders.max(1) as f64;
-    let total: i64 = rows.iter().map(|(_, calls)| calls).sum();
-    let parts: Vec<String> = rows.iter().map(|(role, calls)| format!("{role} {:.1}", *calls as f64 / orders)).collect();
-    Ok(format!("{:.1} = {}", total as f64 / orders, parts.join(", ")))
 }
 
 /// Each statement's calls per order, most frequent first.

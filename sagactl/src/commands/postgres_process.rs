@@ -9,7 +9,7 @@ use anyhow::{bail, Context as _};
 use crate::invocation::sagactl_command;
 use crate::launch::wait_port_free;
 use crate::postgres::{restart_server, stop_server, ServerSpec};
-use crate::process::{signal_group, wait_gone, Signal};
+use crate::process::{kill_with_children, wait_gone};
 use crate::state::{StateDir, StateLock, SuiteState};
 
 /// The name the control commands know Postgres by.
@@ -19,12 +19,12 @@ const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for the port of a server that just died to be released.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// SIGKILLs the postmaster and every backend (its process group), as a crash of the database
-/// machine would: no checkpoint, no clean shutdown; recovery replays the WAL at the next start.
+/// SIGKILLs the postmaster and every backend, as a crash of the database machine would: no
+/// checkpoint, no clean shutdown; recovery replays the WAL at the next start.
 pub async fn kill(dir: &StateDir) -> anyhow::Result<String> {
     let (_lock, mut state, _) = open(dir).await?;
     let pid = running(&state)?;
-    signal_group(pid, Signal::Kill)?;
+    kill_with_children(pid)?;
     if !wait_gone(pid, Duration::from_secs(5)).await {
         bail!("postgres (pid {pid}) is still there 5 s after SIGKILL");
     }

@@ -16,7 +16,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::os_user::ClusterUser;
-use crate::process::{is_alive, send_signal, signal_group, wait_gone, Signal};
+use crate::process::{is_alive, kill_with_children, send_signal, wait_gone, Signal};
 use crate::text::log_tail;
 
 /// How long the server may take to accept its first connection.
@@ -170,7 +170,7 @@ pub async fn stop_server(pid: u32) -> anyhow::Result<bool> {
     if wait_gone(pid, STOP_TIMEOUT).await {
         return Ok(false);
     }
-    signal_group(pid, Signal::Kill)?;
+    kill_with_children(pid)?;
     wait_gone(pid, Duration::from_secs(5)).await;
     Ok(true)
 }
@@ -212,7 +212,7 @@ impl Server {
             self.pid(),
             STOP_TIMEOUT.as_secs()
         );
-        let _ = signal_group(self.pid(), Signal::Kill);
+        let _ = kill_with_children(self.pid());
         let _ = self.child.wait();
     }
 }
