@@ -83,7 +83,7 @@ impl Launch<'_> {
             }
             if let Ok(response) = client.get(&url).send().await {
                 if response.status() == reqwest::StatusCode::OK {
-                    return Ok(());
+                    return self.check_identity(&client, child).await;
                 }
             }
             if Instant::now() >= deadline {
@@ -96,6 +96,33 @@ impl Launch<'_> {
                 );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Ready, but is it ours? Another process may hold the port (one that picked the same free
+    /// port a moment before): `/healthz` says which process answered.
+    async fn check_identity(&self, client: &reqwest::Client, child: &Child) -> anyhow::Result<()> {
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let health: serde_json::Value = client
+            .get(&url)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+            .with_context(|| format!("{} answered /readyz but not {url}", self.name))?
+            .json()
+            .await
+            .with_context(|| format!("{url} did not answer JSON"))?;
+        let answered = health["pid"].as_u64();
+        match (answered, child.id()) {
+            (Some(pid), Some(ours)) if pid == u64::from(ours) => Ok(()),
+            _ => bail!(
+                "port {} answers for another process ({health}), not {} (pid {:?}); end of {}:\n{}",
+                self.port,
+                self.name,
+                child.id(),
+                self.log_path.display(),
+                log_tail(self.log_path, 30)
+            ),
         }
     }
 
@@ -147,6 +174,41 @@ pub async fn wait_port_free(port: u16, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Answers every HTTP request on `listener` with 200 and `body` (a stand-in for a service
+    /// of someone else that holds the port).
+    fn answer_forever(listener: std::net::TcpListener, body: &'static str) {
+        use std::io::{Read as _, Write as _};
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf);
+                let reply = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(reply.as_bytes());
+            }
+        });
+    }
+
+    #[tokio::test]
+    async fn a_port_answered_by_another_process_is_not_taken_for_the_service_being_started() -> anyhow::Result<()> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        answer_forever(listener, r#"{"status":"ok","service":"payment","pid":1}"#);
+        let log_path = std::env::temp_dir().join(format!("sagactl-identity-{}.log", crate::text::random_hex(4)));
+        let env = BTreeMap::new();
+        let binary = Path::new("/bin/sleep");
+        let launch = Launch { name: "payment", binary, env: &env, log_path: &log_path, port };
+        let mut child = Command::new("sleep").arg("30").kill_on_drop(true).spawn()?;
+
+        let err = launch.wait_ready(&mut child).await.err().context("another process's answer was accepted")?;
+
+        assert!(format!("{err:#}").contains("answers for another process"), "{err:#}");
+        let _ = std::fs::remove_file(&log_path);
+        Ok(())
+    }
 
     #[test]
     fn command_line_quotes_values_and_appends_to_the_log() {

@@ -75,7 +75,7 @@ impl Application {
         let mut router = spec
             .routes
             .layer(middleware::from_fn_with_state(faults.clone(), faults::inject))
-            .route("/healthz", get(healthz))
+            .route("/healthz", get(healthz).with_state(spec.name))
             .route("/readyz", get(readyz).with_state(pool))
             .route("/metrics", get(render_metrics).with_state(metrics));
         if let Some(token) = &config.admin_token {
@@ -186,11 +186,23 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Liveness: answers as long as the process serves HTTP.
+/// Liveness: answers as long as the process serves HTTP, saying which process it is (so a
+/// launcher can tell its own child from another process that holds the port).
 #[utoipa::path(get, path = "/healthz", tag = "probes",
-    responses((status = 200, description = "The process is alive", body = Status)))]
-async fn healthz() -> Json<Status> {
-    Json(Status { status: "ok".to_owned() })
+    responses((status = 200, description = "The process is alive", body = Health)))]
+async fn healthz(State(service): State<&'static str>) -> Json<Health> {
+    Json(Health { status: "ok".to_owned(), service: service.to_owned(), pid: std::process::id() })
+}
+
+/// Liveness answer.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+struct Health {
+    /// `ok`.
+    status: String,
+    /// The service's name.
+    service: String,
+    /// The process id of the server.
+    pid: u32,
 }
 
 /// Readiness: the database answers (migrations ran before the listener opened).
@@ -223,7 +235,7 @@ struct Status {
 }
 
 #[derive(OpenApi)]
-#[openapi(paths(healthz, readyz, render_metrics), components(schemas(Problem, Status)))]
+#[openapi(paths(healthz, readyz, render_metrics), components(schemas(Problem, Status, Health)))]
 struct ProbesDoc;
 
 #[derive(OpenApi)]
