@@ -3,7 +3,7 @@
 
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
-use super::{dead_letter, finish, Actor, Command, Record};
+use super::{dead_letter, due_now, finish, Actor, Command, Record};
 use crate::saga::{
     definition::{SagaDefinition, StepKind},
     outcome::CallOutcome,
@@ -31,7 +31,7 @@ pub(super) fn begin(
     saga.status = SagaStatus::Compensating;
     saga.failure_reason = Some(reason);
     saga.compensation_deadline_at = Some(definition.compensation_deadline_from(record.now()));
-    saga.next_run_at = record.now();
+    due_now(saga, record.now());
     record.progressed = true;
     next(definition, saga, record)
 }
@@ -72,7 +72,7 @@ pub(super) fn compensated(definition: &SagaDefinition, saga: &mut Saga, outcome:
             record.push(EventKind::Compensation, Some(step.name), Some(attempt), event_outcome, None, Actor::Instance);
             state.status = StepStatus::Compensated;
             state.finished_at = Some(now);
-            saga.next_run_at = now;
+            due_now(saga, now);
             record.progressed = true;
         }
         CallOutcome::Refused { detail, .. } | CallOutcome::Failed { detail, .. } => {

@@ -5,7 +5,7 @@
 use saga_shared::api::{EventKind, SagaStatus, StepStatus};
 use serde_json::Value;
 
-use super::{backward, dead_letter, finish, Actor, Command, Record};
+use super::{backward, dead_letter, due_now, finish, Actor, Command, Record};
 use crate::saga::{
     definition::{SagaDefinition, StepKind},
     outcome::{CallOutcome, Inspection},
@@ -188,7 +188,7 @@ fn succeeded(definition: &SagaDefinition, saga: &mut Saga, output: Value, record
     state.finished_at = Some(record.now());
     saga.outputs.insert(state.name.clone(), output);
     saga.step_index = index + 1;
-    saga.next_run_at = record.now();
+    due_now(saga, record.now());
     record.progressed = true;
     if saga.step_index == definition.steps.len() {
         finish(saga, SagaStatus::Completed, None, record);
