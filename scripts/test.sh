@@ -17,6 +17,7 @@ echo "--- tools"
 need_command cargo-nextest cargo install --locked cargo-nextest
 need_command schemathesis pip_install 'schemathesis>=4,<5'
 need_command prometheus apt_install prometheus
+need_command chromium apt_install chromium
 
 if [ "${SAGA_TEST_MONITORING:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
     echo "--- monitoring assets"

@@ -4,11 +4,14 @@
 //! reserve inventory → capture payment → create shipment → send confirmation, with per-step
 //! timeouts and retries, reconciliation of unknown outcomes, and compensation of every step that
 //! succeeded (or may have) in reverse order. A recovery loop resumes sagas whose owner died, so
-//! any number of replicas can share one database.
+//! any number of replicas can share one database. `GET /console` is a page to watch and act on
+//! the sagas.
 
 pub mod clients;
 pub mod config;
+mod console;
 mod metric_definitions;
+mod order_list;
 mod routes;
 pub mod saga;
 
@@ -53,7 +56,17 @@ pub async fn run() -> anyhow::Result<()> {
         executor: Arc::clone(&executor),
         operator_token: config.operator_token.clone(),
     };
-    let application = Application::build(&config.service, routes::spec(state), pool.clone(), metrics).await?;
+    let console = console::ConsoleState {
+        pool: pool.clone(),
+        step_names: executor.definition().steps.iter().map(|s| s.name).collect(),
+        stuck_after: config.stuck_after,
+        probes: Arc::new(console::Probes::new(&config.participants)?),
+        instance: config.instance_id.clone(),
+    };
+    let mut spec = routes::spec(state);
+    spec.routes = spec.routes.merge(console::router(console));
+    spec.openapi.merge(console::openapi());
+    let application = Application::build(&config.service, spec, pool.clone(), metrics).await?;
 
     let recovery = tokio::spawn(recovery::run_recovery(
         Arc::clone(&executor),

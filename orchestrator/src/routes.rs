@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     metric_definitions as m,
+    order_list::{self, IdPrefix},
     saga::{
         executor::Executor,
         log::{self, Inserted},
@@ -156,13 +157,27 @@ struct ListQuery {
     /// At most this many (1–500, default 50).
     #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
+    /// Next page: only orders that come after this one in the list (pass the last `order_id` of
+    /// the page before). An id that names no order is a 422.
+    before: Option<Uuid>,
+    /// Search: only orders whose id starts with these hex digits (dashes ignored; more digits
+    /// than an id has match nothing). The pattern is exactly what `order_list::id_prefix` accepts.
+    #[param(pattern = "^[0-9a-fA-F][0-9a-fA-F-]{0,35}$", max_length = 36)]
+    order_id_prefix: Option<String>,
 }
 
-/// Lists orders, newest first.
+/// 400 `invalid-query`: a query parameter that is malformed or out of range.
+pub(crate) fn invalid_query(detail: impl Into<String>) -> AppError {
+    AppError::problem(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string", detail)
+}
+
+/// Lists orders, newest first, a page at a time: filter by status, search by id prefix, and
+/// page with `before` (keyset pagination, so any page costs the same).
 #[utoipa::path(get, path = "/orders", tag = "orders", params(ListQuery),
     responses(
         (status = 200, description = "Orders, newest first", body = Vec<OrderView>),
         (status = 400, description = "Invalid query", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`before` names no order", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Database unavailable", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list_orders(
@@ -171,14 +186,24 @@ async fn list_orders(
 ) -> Result<AppJson<Vec<OrderView>>, AppError> {
     let limit = query.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
-        return Err(AppError::problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "Invalid query string",
-            "limit must be 1-500",
-        ));
+        return Err(invalid_query("limit must be 1-500"));
     }
-    let sagas = log::list(&app.pool, query.status, limit).await?;
+    let prefix = query.order_id_prefix.as_deref().map(order_list::id_prefix).transpose().map_err(invalid_query)?;
+    let before = match query.before {
+        Some(order_id) => Some(
+            log::list_position(&app.pool, order_id)
+                .await?
+                .ok_or_else(|| AppError::validation(format!("before: no order {order_id}")))?,
+        ),
+        None => None,
+    };
+    let id_range = match prefix {
+        Some(IdPrefix::Nothing) => return Ok(AppJson(Vec::new())),
+        Some(IdPrefix::Range(first, last)) => Some((first, last)),
+        None => None,
+    };
+    let filter = log::ListFilter { status: query.status, id_range, before, limit };
+    let sagas = log::list(&app.pool, &filter).await?;
     Ok(AppJson(sagas.iter().map(Saga::view).collect()))
 }
 
@@ -214,12 +239,7 @@ async fn get_order(
 ) -> Result<AppJson<OrderView>, AppError> {
     let wait_ms = query.wait_ms.unwrap_or(0);
     if wait_ms > MAX_WAIT_MS {
-        return Err(AppError::problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "Invalid query string",
-            "wait_ms must be 0-25000",
-        ));
+        return Err(invalid_query("wait_ms must be 0-25000"));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
     loop {

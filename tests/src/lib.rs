@@ -8,14 +8,18 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
 
 mod audit;
+mod browser;
 mod client;
+mod devtools;
 mod orders;
 mod processes;
 pub mod prometheus;
 mod up;
 
 pub use audit::{AuditReport, Snapshot};
+pub use browser::{artifacts_dir, Chromium, Dom, Element};
 pub use client::{Answer, Http};
+pub use devtools::Page;
 pub use orders::{happy_order, order_body, TERMINAL};
 pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN};
 pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};

@@ -310,17 +310,45 @@ pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<Saga>, sqlx::E
     row.map(Saga::try_from).transpose()
 }
 
-/// The newest sagas, optionally of one status.
-pub async fn list(pool: &PgPool, status: Option<SagaStatus>, limit: i64) -> Result<Vec<Saga>, sqlx::Error> {
-    let rows: Vec<SagaRow> = sqlx::query_as(&format!(
-        "select {SAGA_COLUMNS} from sagas where ($1::text is null or status = $1) \
-         order by created_at desc, order_id desc limit $2"
-    ))
-    .bind(status.map(SagaStatus::as_str))
-    .bind(limit)
-    .fetch_all(pool)
-    .await?;
+/// Which sagas a list shows, newest first (ties broken by id, so the order is total).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Only sagas in this status.
+    pub status: Option<SagaStatus>,
+    /// Only sagas whose id lies in this range, both ends included (a search by id prefix).
+    pub id_range: Option<(Uuid, Uuid)>,
+    /// Keyset pagination: only sagas after this position (`created_at`, `order_id`) in the list.
+    pub before: Option<(DateTime<Utc>, Uuid)>,
+    /// At most this many.
+    pub limit: i64,
+}
+
+/// The sagas `filter` selects, newest first. Each combination of filters is its own statement
+/// (no `$1 is null or …`), so each gets a plan on its own index: a page is one short index scan
+/// however deep it is and however many sagas there are.
+pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Saga>, sqlx::Error> {
+    let mut query = sqlx::QueryBuilder::new(format!("select {SAGA_COLUMNS} from sagas where true"));
+    if let Some(status) = filter.status {
+        query.push(" and status = ").push_bind(status.as_str());
+    }
+    if let Some((first, last)) = filter.id_range {
+        query.push(" and order_id between ").push_bind(first).push(" and ").push_bind(last);
+    }
+    if let Some((created_at, order_id)) = filter.before {
+        query.push(" and (created_at, order_id) < (").push_bind(created_at).push(", ").push_bind(order_id).push(")");
+    }
+    query.push(" order by created_at desc, order_id desc limit ").push_bind(filter.limit);
+    let rows: Vec<SagaRow> = query.build_query_as().fetch_all(pool).await?;
     rows.into_iter().map(Saga::try_from).collect()
+}
+
+/// Where `order_id` sits in the list (its `created_at` and id), to page after it; `None` when
+/// there is no such saga.
+pub async fn list_position(pool: &PgPool, order_id: Uuid) -> Result<Option<(DateTime<Utc>, Uuid)>, sqlx::Error> {
+    sqlx::query_as("select created_at, order_id from sagas where order_id = $1")
+        .bind(order_id)
+        .fetch_optional(pool)
+        .await
 }
 
 #[derive(Debug, sqlx::FromRow)]

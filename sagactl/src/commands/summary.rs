@@ -43,6 +43,10 @@ fn hints(state: &SuiteState, sagactl: &str) -> String {
     let url_of = |name: &str| state.services.get(name).map(|svc| svc.url.clone());
     let mut lines = Vec::new();
     let (orchestrator, inventory) = (url_of("orchestrator"), url_of("inventory"));
+    // Right under the Postgres, Database and Admin token lines, in their column.
+    if let Some(orchestrator) = &orchestrator {
+        lines.push(format!("Console      {orchestrator}/console"));
+    }
     if orchestrator.is_some() || inventory.is_some() {
         lines.push("\nTry it:".to_owned());
     }
@@ -151,6 +155,15 @@ mod tests {
         // Without an orchestrator there is nothing to place orders with.
         let text = hints(&suite(&[("inventory", 8081)]), "sagactl");
         assert!(!text.contains("/orders"), "{text}");
+    }
+
+    #[test]
+    fn hints_link_the_console_on_the_orchestrators_port() {
+        let text = hints(&suite(&[("inventory", 8081), ("orchestrator", 18080)]), "sagactl");
+        assert_eq!(text.lines().next(), Some("Console      http://127.0.0.1:18080/console"), "{text}");
+        // No orchestrator, no console.
+        let text = hints(&suite(&[("inventory", 8081)]), "sagactl");
+        assert!(!text.contains("Console"), "{text}");
     }
 
     #[test]

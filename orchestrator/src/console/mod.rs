@@ -1,0 +1,95 @@
+//! The saga console: a page at `GET /console` (plain HTML, CSS and JS embedded in the binary,
+//! no build step) for watching the sagas and acting on them, and the two JSON endpoints it polls
+//! besides the order API: `/console/overview` (figures from the saga log) and
+//! `/console/services` (who answers `/readyz`).
+//!
+//! Everything it shows is read from the database or probed on each request, never kept in this
+//! process, so every replica serves the same console.
+
+mod overview;
+mod services;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    http::{header, HeaderValue},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use saga_shared::{api::SagaStatus, Problem};
+use sqlx::PgPool;
+use utoipa::OpenApi;
+
+pub use services::Probes;
+
+/// What the console's endpoints share.
+#[derive(Debug, Clone)]
+pub struct ConsoleState {
+    /// The saga log.
+    pub pool: PgPool,
+    /// The saga's step names, in order (a saga's step index names one).
+    pub step_names: Arc<[&'static str]>,
+    /// `STUCK_AFTER_MS`: in flight without progress this long counts as stuck.
+    pub stuck_after: Duration,
+    /// Probes the participants' readiness.
+    pub probes: Arc<Probes>,
+    /// This instance's name (`ORCHESTRATOR_ID`), shown as the one that served the page.
+    pub instance: String,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    paths(overview::get_overview, services::get_services),
+    components(schemas(
+        overview::Overview, overview::Rates, overview::InFlightGroup, services::ServicesView,
+        services::ServiceHealth, SagaStatus, Problem
+    )),
+    tags((name = "console", description = "What the saga console (GET /console) polls"))
+)]
+struct ConsoleDoc;
+
+/// The page and its assets, embedded in the binary: path, media type, content.
+const ASSETS: [(&str, &str, &str); 5] = [
+    ("/console", "text/html; charset=utf-8", include_str!("index.html")),
+    ("/console/console.css", "text/css; charset=utf-8", include_str!("console.css")),
+    ("/console/console.js", "text/javascript; charset=utf-8", include_str!("console.js")),
+    ("/console/api.js", "text/javascript; charset=utf-8", include_str!("api.js")),
+    ("/console/format.js", "text/javascript; charset=utf-8", include_str!("format.js")),
+];
+
+/// The console's routes: the page and its assets (left out of the OpenAPI document: they are
+/// not an API) and the JSON endpoints.
+pub fn router(state: ConsoleState) -> Router {
+    let mut router = Router::new()
+        .route("/console/overview", get(overview::get_overview))
+        .route("/console/services", get(services::get_services));
+    for (path, content_type, body) in ASSETS {
+        router = router.route(path, get(move || async move { asset(content_type, body) }));
+    }
+    router.with_state(state)
+}
+
+/// The OpenAPI document of the console's JSON endpoints.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ConsoleDoc::openapi()
+}
+
+/// The page only loads its own script and stylesheet and only talks to this origin: the data it
+/// shows (order ids, errors, operator reasons) can never become markup or script, even if the
+/// page had a bug that put it there.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+     connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+/// An embedded file, with headers that keep the page to itself.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Revalidated on every load, so a new binary's page is never mixed with an old script.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}

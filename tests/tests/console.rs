@@ -1,0 +1,590 @@
+//! The saga console (`GET /console`): its page in a real headless Chromium while a participant
+//! is dead and a saga is stuck in compensation, then after it is back (the DOM it rendered, and a
+//! screenshot in `target/test-artifacts/`); an operator typing the token and acting on a saga in
+//! the page (driven over the DevTools protocol); its JSON endpoints and the order list's paging,
+//! filters and search; bad input; the same figures on every replica; and queries that stay on
+//! indexes with 100,000 sagas in the log.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
+
+use saga_tests::{artifacts_dir, happy_order, order_body, Chromium, Dom, Page, Service, Suite};
+use serde_json::Value;
+use uuid::Uuid;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The console's URL on the (first) orchestrator, with `hash` (`#status=failed`, …).
+fn console_url(suite: &Suite, hash: &str) -> String {
+    suite.url(Service::Orchestrator, &format!("/console{hash}"))
+}
+
+async fn overview(suite: &Suite, query: &str) -> Value {
+    let answer = suite.http.get(&suite.url(Service::Orchestrator, &format!("/console/overview{query}"))).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+async fn services(suite: &Suite, replica: Service) -> Value {
+    let answer = suite.http.get(&suite.url(replica, "/console/services")).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    answer.body
+}
+
+/// `GET /orders` with `query`: the ids listed, in order.
+async fn listed(suite: &Suite, query: &str) -> Vec<String> {
+    let answer = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders{query}"))).await;
+    assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+    answer.body.as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// Polls the overview until `check` holds.
+async fn wait_overview(suite: &Suite, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let figures = overview(suite, "?window_s=300").await;
+        if check(&figures) {
+            return figures;
+        }
+        assert!(Instant::now() < deadline, "{what} never showed in the overview: {figures}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A card's figure (`data-value`).
+fn card(dom: &Dom, id: &str) -> f64 {
+    let value = dom.by_id(id).attr("data-value").unwrap_or_default().to_owned();
+    value.parse().unwrap_or_else(|_| panic!("card #{id} has no figure ({value:?}):\n{}", dom.0))
+}
+
+/// Each service in the page's list, up or not.
+fn services_shown(dom: &Dom) -> HashMap<String, bool> {
+    dom.elements()
+        .into_iter()
+        .filter(|e| e.tag == "li")
+        .filter_map(|e| Some((e.attr("data-service")?.to_owned(), e.attr("data-up")? == "true")))
+        .collect()
+}
+
+/// The list's rows: (order id, status), top to bottom.
+fn sagas_shown(dom: &Dom) -> Vec<(String, String)> {
+    dom.rows("saga-list")
+        .iter()
+        .map(|r| (r.attr("data-order-id").unwrap().to_owned(), r.attr("data-status").unwrap().to_owned()))
+        .collect()
+}
+
+/// The open saga's timeline as `kind:step:outcome`.
+fn timeline_shown(dom: &Dom) -> Vec<String> {
+    dom.rows("timeline")
+        .iter()
+        .map(|r| {
+            let attr = |name: &str| r.attr(name).unwrap_or_default().to_owned();
+            format!("{}:{}:{}", attr("data-kind"), attr("data-step"), attr("data-outcome"))
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_rendered_without_errors(dom: &Dom) {
+    assert!(dom.with("data-state", "ready").iter().any(|e| e.tag == "body"), "the page never rendered:\n{}", dom.0);
+    assert!(dom.by_id("banner").attr("hidden").is_some(), "the page shows an error:\n{}", dom.0);
+}
+
+#[tokio::test]
+async fn the_console_in_a_real_browser_shows_a_dead_participant_a_stuck_saga_and_its_timeline_then_the_recovery() {
+    let chromium = Chromium::find();
+    let mut suite = Suite::start(&Service::SUITE).await;
+    // Arrange: two completed orders; then one stuck in compensation (payment dies after
+    // capturing, shipping then refuses the address; shipping is slowed to leave time for the
+    // kill); then two orders placed while payment is down, which compensate.
+    let completed = [suite.accepted_order(&happy_order()).await, suite.accepted_order(&happy_order()).await];
+    for order in completed {
+        assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "completed");
+    }
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 700 })).await;
+    let stuck = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
+    suite.wait_for_step(stuck, 1, "succeeded").await;
+    suite.kill(Service::Payment).await;
+    let compensated = [suite.accepted_order(&happy_order()).await, suite.accepted_order(&happy_order()).await];
+    for order in compensated {
+        assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "compensated");
+    }
+    suite.wait_for(stuck, &["compensating"], WAIT).await;
+    let figures = wait_overview(&suite, "the stuck saga", |o| o["stuck_total"] == 1).await;
+
+    // The JSON the page reads says it first.
+    assert_eq!(figures["in_flight_total"], 1, "{figures}");
+    assert_eq!(figures["in_flight"][0]["status"], "compensating", "{figures}");
+    assert_eq!(figures["in_flight"][0]["step"], "process_payment", "{figures}");
+    assert_eq!(figures["requires_intervention"], 0, "{figures}");
+    assert_eq!(figures["stuck_after_ms"], 2000, "the orchestrator's STUCK_AFTER_MS: {figures}");
+    assert!(figures["oldest_in_flight_age_seconds"].as_f64().unwrap() >= 2.0, "{figures}");
+    let down: Vec<Value> = services(&suite, Service::Orchestrator).await["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["up"] == false)
+        .cloned()
+        .collect();
+    assert_eq!(down.len(), 1, "{down:?}");
+    assert_eq!((down[0]["name"].as_str(), down[0]["detail"].as_str()), (Some("payment"), Some("cannot connect")));
+
+    // Act and assert in the browser: the overview, the services and the list.
+    let dom = chromium.dump_dom(&console_url(&suite, "#window=300")).await;
+    assert_rendered_without_errors(&dom);
+    let shown = services_shown(&dom);
+    let expected: HashMap<String, bool> = ["orchestrator", "inventory", "payment", "shipping", "notification"]
+        .iter()
+        .map(|&name| (name.to_owned(), name != "payment"))
+        .collect();
+    assert_eq!(shown, expected, "payment is down, the rest up");
+    assert_eq!((card(&dom, "in-flight-total"), card(&dom, "stuck-total")), (1.0, 1.0));
+    assert_eq!(card(&dom, "requires-intervention"), 0.0);
+    assert!(card(&dom, "oldest-age") >= 2.0);
+    assert!(card(&dom, "rate-started") > 0.0 && card(&dom, "rate-completed") > 0.0);
+    assert!(card(&dom, "rate-compensated") > 0.0);
+    assert_eq!(card(&dom, "rate-failed"), 0.0);
+    let in_flight = dom.rows("in-flight");
+    assert_eq!(in_flight.len(), 1, "{in_flight:?}");
+    assert!(in_flight[0].has("data-status", "compensating") && in_flight[0].has("data-step", "process_payment"));
+    assert!(in_flight[0].has("data-count", "1") && in_flight[0].has("data-stuck", "1"));
+    let newest_first: Vec<(String, String)> = [
+        (compensated[1], "compensated"),
+        (compensated[0], "compensated"),
+        (stuck, "compensating"),
+        (completed[1], "completed"),
+        (completed[0], "completed"),
+    ]
+    .iter()
+    .map(|(id, status)| (id.to_string(), (*status).to_owned()))
+    .collect();
+    assert_eq!(sagas_shown(&dom), newest_first);
+
+    // The status filter and the search, from the URL's hash like a shared link.
+    let dom = chromium.dump_dom(&console_url(&suite, "#status=compensating")).await;
+    assert_eq!(sagas_shown(&dom), [(stuck.to_string(), "compensating".to_owned())]);
+    let dom = chromium.dump_dom(&console_url(&suite, &format!("#q={}", completed[0]))).await;
+    assert_eq!(sagas_shown(&dom), [(completed[0].to_string(), "completed".to_owned())]);
+
+    // One saga: its steps, its timeline and which actions it allows.
+    let open_stuck = console_url(&suite, &format!("#order={stuck}&window=300"));
+    let events_before = suite.events(stuck).await.len();
+    let dom = chromium.dump_dom(&open_stuck).await;
+    assert_rendered_without_errors(&dom);
+    let detail = dom.by_id("order-detail");
+    assert!(detail.has("data-order-id", &stuck.to_string()) && detail.has("data-status", "compensating"));
+    assert!(detail.attr("hidden").is_none(), "the saga is shown");
+    let steps: Vec<(String, String)> = dom
+        .rows("steps")
+        .iter()
+        .filter(|r| r.attr("class") != Some("error-row"))
+        .map(|r| (r.attr("data-step").unwrap().to_owned(), r.attr("data-status").unwrap().to_owned()))
+        .collect();
+    let step = |name: &str, status: &str| (name.to_owned(), status.to_owned());
+    assert_eq!(
+        steps,
+        [
+            step("reserve_inventory", "succeeded"),
+            step("process_payment", "compensating"),
+            step("create_shipment", "failed"),
+            step("send_confirmation", "pending"),
+        ]
+    );
+    let timeline = timeline_shown(&dom);
+    for entry in ["saga::started", "action:create_shipment:permanent", "saga::compensating"] {
+        assert!(timeline.iter().any(|e| e == entry), "{entry} missing from {timeline:?}");
+    }
+    assert!(timeline.iter().any(|e| e == "compensation:process_payment:transient"), "{timeline:?}");
+    assert!(timeline.len() >= events_before, "the whole timeline: {} of {events_before}", timeline.len());
+    assert!(dom.by_id("action-retry").attr("disabled").is_some(), "only a failed saga is retried");
+    assert!(dom.by_id("action-cancel").attr("disabled").is_some(), "a compensating saga is not cancelled");
+    let screenshot = artifacts_dir().join("console.png");
+    chromium.screenshot(&open_stuck, &screenshot).await;
+    eprintln!("console screenshot: {}", screenshot.display());
+
+    // Payment is back: the stuck saga finishes, and the console says so.
+    suite.spawn(Service::Payment, &[]).await;
+    assert_eq!(suite.wait_terminal(stuck, WAIT).await["status"], "compensated");
+    wait_overview(&suite, "nothing in flight", |o| o["in_flight_total"] == 0).await;
+    let dom = chromium.dump_dom(&open_stuck).await;
+    assert_rendered_without_errors(&dom);
+    assert!(services_shown(&dom).values().all(|&up| up), "every service is up: {:?}", services_shown(&dom));
+    assert_eq!((card(&dom, "in-flight-total"), card(&dom, "stuck-total")), (0.0, 0.0));
+    assert!(dom.rows("in-flight").is_empty());
+    assert!(dom.by_id("order-detail").has("data-status", "compensated"));
+    assert!(timeline_shown(&dom).iter().any(|e| e == "compensation:process_payment:ok"));
+    assert!(timeline_shown(&dom).iter().any(|e| e == "saga::compensated"));
+    let all = chromium.dump_dom(&console_url(&suite, "")).await;
+    assert!(sagas_shown(&all).iter().all(|(_, status)| status == "completed" || status == "compensated"));
+    chromium.screenshot(&open_stuck, &artifacts_dir().join("console-recovered.png")).await;
+}
+
+/// Fills the console's action form and presses `button` (`action-retry` or `action-cancel`),
+/// then waits for the answer it shows.
+async fn act_in_console(page: &mut Page, button: &str, operator: &str, reason: &str) -> (String, String) {
+    page.eval(&format!(
+        "document.getElementById('action-result').dataset.status = ''; \
+         document.getElementById('action-operator').value = {operator:?}; \
+         document.getElementById('action-reason').value = {reason:?}; \
+         document.getElementById('{button}').click()"
+    ))
+    .await;
+    let result = "document.getElementById('action-result')";
+    page.wait_until("the action's answer", &format!("['ok', 'error'].includes({result}.dataset.status)"), WAIT).await;
+    let answer = page.eval(&format!("[{result}.dataset.status, {result}.textContent]")).await;
+    (answer[0].as_str().unwrap().to_owned(), answer[1].as_str().unwrap().to_owned())
+}
+
+/// Types `token` into the console's token field and keeps it.
+async fn keep_token(page: &mut Page, token: &str) {
+    page.eval(&format!(
+        "document.getElementById('token').value = {token:?}; \
+         document.getElementById('token-form').requestSubmit()"
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn an_operator_retries_a_failed_saga_from_the_console_with_the_token_typed_and_kept_in_the_tab() {
+    let chromium = Chromium::find();
+    let mut suite =
+        Suite::start(&[Service::Inventory, Service::Payment, Service::Shipping, Service::Notification]).await;
+    suite.spawn(Service::Orchestrator, &[("COMPENSATION_BUDGET_MS", "1500")]).await;
+    // A dead-lettered saga (as in saga_failures.rs): dave is declined, and inventory is dead
+    // when his reservation must be released, for longer than the compensation budget.
+    suite.set_faults(Service::Payment, &serde_json::json!({ "latency_ms": 300 })).await;
+    let order_id = suite.accepted_order(&order_body("dave", &[("WIDGET-1", 1)], "FR")).await;
+    suite.wait_for_step(order_id, 0, "succeeded").await;
+    suite.kill(Service::Inventory).await;
+    assert_eq!(suite.wait_terminal(order_id, WAIT).await["status"], "failed");
+    suite.spawn(Service::Inventory, &[]).await;
+
+    let mut page = chromium.open(&console_url(&suite, &format!("#order={order_id}"))).await;
+    let detail = "document.getElementById('order-detail').dataset";
+    page.wait_until("the failed saga", &format!("{detail}.status === 'failed'"), WAIT).await;
+    assert_eq!(page.eval("document.getElementById('requires-intervention').dataset.value").await, "1");
+    assert_eq!(page.eval("document.getElementById('action-retry').disabled").await, false, "retry is offered");
+    assert_eq!(page.eval("document.getElementById('action-cancel').disabled").await, true);
+
+    // No token typed: the page asks for it and sends nothing.
+    let (status, text) = act_in_console(&mut page, "action-retry", "ops-alice", "inventory is back").await;
+    assert_eq!((status.as_str(), text.as_str()), ("error", "Type the operator token above first."));
+    // A wrong token: the orchestrator's 403, explained.
+    keep_token(&mut page, "not-the-operator-token").await;
+    let (status, text) = act_in_console(&mut page, "action-retry", "ops-alice", "inventory is back").await;
+    assert_eq!(status, "error");
+    assert!(text.contains("refused the operator token") && text.contains("403"), "{text}");
+    assert!(!suite.events(order_id).await.iter().any(|e| e["kind"] == "operator"), "nothing was done");
+
+    // The right token: the saga resumes and compensates, and the timeline says who and why.
+    keep_token(&mut page, saga_tests::ADMIN_TOKEN).await;
+    let (status, text) = act_in_console(&mut page, "action-retry", "ops-alice", "inventory is back").await;
+    assert_eq!(status, "ok", "{text}");
+    assert!(text.starts_with("retry accepted"), "{text}");
+    page.wait_until("the saga compensated", &format!("{detail}.status === 'compensated'"), WAIT).await;
+    let operator_rows = "[...document.querySelectorAll('#timeline tr[data-kind=operator]')]";
+    let shown =
+        page.eval(&format!("{operator_rows}.map(r => r.dataset.outcome + ' by ' + r.lastChild.textContent)")).await;
+    assert_eq!(shown, serde_json::json!(["retry by ops-alice"]));
+    let events = suite.events(order_id).await;
+    let retry = events.iter().find(|e| e["kind"] == "operator").unwrap();
+    assert_eq!((retry["actor"].as_str(), retry["detail"].as_str()), (Some("ops-alice"), Some("inventory is back")));
+    // The token lives in this tab's sessionStorage only: not in localStorage, not in the URL.
+    let storage =
+        page.eval("[sessionStorage.getItem('saga-console.operator-token'), localStorage.length, location.href]").await;
+    assert_eq!(storage[0], saga_tests::ADMIN_TOKEN);
+    assert_eq!(storage[1], 0);
+    assert!(!storage[2].as_str().unwrap().contains(saga_tests::ADMIN_TOKEN));
+}
+
+#[tokio::test]
+async fn an_operator_cancels_a_running_saga_from_the_console() {
+    let chromium = Chromium::find();
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    // Shipping takes 5 s (its step may take 10), so the saga is surely still running when the
+    // operator, in a browser, cancels it.
+    let slow_shipping = [("STEP_CREATE_SHIPMENT_TIMEOUT_MS", "10000"), ("LEASE_MS", "25000")];
+    suite.spawn(Service::Orchestrator, &slow_shipping).await;
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 5000 })).await;
+    let mut page = chromium.open(&console_url(&suite, "")).await;
+    page.wait_until("the console", "document.body.dataset.state === 'ready'", WAIT).await;
+    keep_token(&mut page, saga_tests::ADMIN_TOKEN).await;
+    let order_id = suite.accepted_order(&happy_order()).await;
+    suite.wait_for_step(order_id, 1, "succeeded").await;
+
+    page.eval(&format!("location.hash = 'order={order_id}'")).await;
+    let detail = "document.getElementById('order-detail').dataset";
+    page.wait_until("the running saga", &format!("{detail}.status === 'running'"), WAIT).await;
+    let (status, text) = act_in_console(&mut page, "action-cancel", "support-bob", "customer changed their mind").await;
+    suite.set_faults(Service::Shipping, &serde_json::json!({})).await;
+
+    assert_eq!(status, "ok", "{text}");
+    page.wait_until("the saga compensated", &format!("{detail}.status === 'compensated'"), WAIT).await;
+    let events = suite.events(order_id).await;
+    assert!(events.iter().any(|e| e["kind"] == "operator" && e["outcome"] == "cancel" && e["actor"] == "support-bob"));
+}
+
+#[tokio::test]
+async fn orders_are_listed_a_page_at_a_time_with_a_before_cursor_filtered_by_status_and_searched_by_id_prefix() {
+    let suite = Suite::start(&Service::SUITE).await;
+    let mut placed = Vec::new();
+    for n in 0..7 {
+        // Every third order is declined (dave's balance is too low): compensated.
+        let body = if n % 3 == 2 { order_body("dave", &[("WIDGET-1", 1)], "FR") } else { happy_order() };
+        placed.push(suite.accepted_order(&body).await);
+    }
+    for &order in &placed {
+        suite.wait_terminal(order, WAIT).await;
+    }
+    let newest_first: Vec<String> = placed.iter().rev().map(Uuid::to_string).collect();
+
+    // Pages of three, each after the last id of the one before, make up the whole list once.
+    let first = listed(&suite, "?limit=3").await;
+    let second = listed(&suite, &format!("?limit=3&before={}", first[2])).await;
+    let third = listed(&suite, &format!("?limit=3&before={}", second[2])).await;
+    let past_the_end = listed(&suite, &format!("?limit=3&before={}", third[0])).await;
+    assert_eq!([first, second, third.clone()].concat(), newest_first);
+    assert_eq!(third.len(), 1);
+    assert!(past_the_end.is_empty());
+
+    // Filters combine with the cursor.
+    let compensated: Vec<String> = vec![placed[5].to_string(), placed[2].to_string()];
+    assert_eq!(listed(&suite, "?status=compensated").await, compensated);
+    assert_eq!(listed(&suite, &format!("?status=compensated&before={}", placed[6])).await, compensated);
+    assert_eq!(listed(&suite, &format!("?status=compensated&before={}", placed[5])).await, compensated[1..]);
+    assert_eq!(
+        listed(&suite, &format!("?status=completed&limit=2&before={}", placed[4])).await,
+        [placed[3].to_string(), placed[1].to_string()]
+    );
+
+    // Search by id prefix: any beginning of an id, with or without dashes, in any case.
+    let target = placed[3].to_string();
+    assert_eq!(listed(&suite, &format!("?order_id_prefix={target}")).await, [target.as_str()]);
+    let simple = placed[3].simple().to_string().to_uppercase();
+    assert_eq!(listed(&suite, &format!("?order_id_prefix={simple}")).await, [target.as_str()]);
+    for length in [1, 8, 13, 20, 30] {
+        let prefix = &target[..length];
+        let expected: Vec<String> = newest_first.iter().filter(|id| id.starts_with(prefix)).cloned().collect();
+        assert_eq!(listed(&suite, &format!("?order_id_prefix={prefix}")).await, expected, "prefix {prefix}");
+    }
+    assert!(listed(&suite, &format!("?order_id_prefix={simple}0")).await.is_empty(), "longer than an id");
+    let other = if target.starts_with('f') { "0" } else { "f" };
+    assert!(listed(&suite, &format!("?order_id_prefix={other}")).await.is_empty());
+    let searched = format!("?order_id_prefix={}&status=completed", &target[..8]);
+    assert!(listed(&suite, &searched).await.iter().all(|id| id != &placed[2].to_string()));
+}
+
+#[tokio::test]
+async fn bad_list_and_console_queries_are_problem_json_400_or_422() {
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let unknown = Uuid::now_v7();
+    let bad_queries = [
+        "/orders?before=not-a-uuid",
+        "/orders?order_id_prefix=",
+        "/orders?order_id_prefix=xyz",
+        "/orders?order_id_prefix=-0190",
+        "/orders?order_id_prefix=0190%20ab",
+        "/orders?order_id_prefix=0190ab12-3456-7def-8123-456789abcdef0",
+        "/orders?cursor=1",
+        "/console/overview?window_s=0",
+        "/console/overview?window_s=301",
+        "/console/overview?window_s=-1",
+        "/console/overview?window_s=ten",
+        "/console/overview?status=failed",
+    ];
+    for query in bad_queries {
+        let answer = suite.http.get(&suite.url(Service::Orchestrator, query)).await;
+        assert_eq!(answer.assert_problem(400), "/problems/invalid-query", "{query}");
+    }
+    let unknown_cursor = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders?before={unknown}"))).await;
+    assert_eq!(unknown_cursor.assert_problem(422), "/problems/validation");
+    assert!(unknown_cursor.body["detail"].as_str().unwrap().contains(&unknown.to_string()));
+    // A good query on an empty log is an empty list, and empty figures.
+    assert!(listed(&suite, "?order_id_prefix=0190&status=failed&limit=500").await.is_empty());
+    let empty = overview(&suite, "").await;
+    assert_eq!((empty["window_seconds"].as_u64(), empty["in_flight_total"].as_u64()), (Some(10), Some(0)));
+    assert!(empty["oldest_in_flight_age_seconds"].is_null());
+}
+
+#[tokio::test]
+async fn the_page_and_its_assets_come_from_the_binary_with_a_strict_content_security_policy() {
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    for (path, content_type) in [
+        ("/console", "text/html; charset=utf-8"),
+        ("/console/console.js", "text/javascript; charset=utf-8"),
+        ("/console/console.css", "text/css; charset=utf-8"),
+        ("/console/api.js", "text/javascript; charset=utf-8"),
+        ("/console/format.js", "text/javascript; charset=utf-8"),
+    ] {
+        let response = suite.http.inner().get(suite.url(Service::Orchestrator, path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
+        assert_eq!(header("content-type"), content_type, "{path}");
+        assert!(header("content-security-policy").contains("script-src 'self'"), "{path}");
+        assert!(header("content-security-policy").contains("connect-src 'self'"), "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let body = response.text().await.unwrap();
+        assert!(!body.contains("http://") && !body.contains("https://"), "{path} loads nothing from elsewhere");
+    }
+    // The HTML route is not in the OpenAPI document; its JSON endpoints are.
+    let document = suite.http.get(&suite.url(Service::Orchestrator, "/openapi.json")).await.body;
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.contains_key("/console/overview") && paths.contains_key("/console/services"));
+    assert!(!paths.contains_key("/console"));
+    let list_params: Vec<&str> = document["paths"]["/orders"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(list_params, ["status", "limit", "before", "order_id_prefix"]);
+}
+
+#[tokio::test]
+async fn every_replica_serves_the_same_console_figures_from_the_database() {
+    let mut suite = Suite::start(&Service::SUITE).await;
+    suite.spawn(Service::OrchestratorB, &[]).await;
+    for body in [happy_order(), order_body("dave", &[("WIDGET-1", 1)], "FR"), happy_order()] {
+        let order = suite.accepted_order(&body).await;
+        suite.wait_terminal(order, WAIT).await;
+    }
+
+    let read = |replica: Service| {
+        let url = suite.url(replica, "/console/overview?window_s=300");
+        let http = suite.http.clone();
+        async move { http.get(&url).await.body }
+    };
+    let (a, b) = (read(Service::Orchestrator).await, read(Service::OrchestratorB).await);
+
+    for figure in ["rates", "in_flight", "in_flight_total", "stuck_total", "requires_intervention"] {
+        assert_eq!(a[figure], b[figure], "{figure}: {a} vs {b}");
+    }
+    assert_eq!(a["rates"]["completed"].as_f64().unwrap() * 300.0, 2.0, "{a}");
+    assert_eq!(b["rates"]["compensated"].as_f64().unwrap() * 300.0, 1.0, "{b}");
+    let instance = |body: &Value| body["instance"].as_str().unwrap().to_owned();
+    assert_eq!(instance(&services(&suite, Service::Orchestrator).await), "orchestrator");
+    assert_eq!(instance(&services(&suite, Service::OrchestratorB).await), "orchestrator-b");
+    assert!(services(&suite, Service::OrchestratorB).await["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["up"] == true));
+}
+
+/// Sequential scans of `orchestrator.sagas` so far, as the statistics collector has them.
+async fn sequential_scans(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "select seq_scan from pg_stat_user_tables where schemaname = 'orchestrator' and relname = 'sagas'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// Index scans of `index` (of `orchestrator.sagas`) so far.
+async fn index_scans(pool: &sqlx::PgPool, index: &str) -> i64 {
+    sqlx::query_scalar(
+        "select idx_scan from pg_stat_user_indexes where schemaname = 'orchestrator' and indexrelname = $1",
+    )
+    .bind(index)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A backend's statistics reach the collector when it goes idle, but at most once a second,
+/// else up to 10 s later (Postgres' PGSTAT_IDLE_INTERVAL): wait that long for them.
+const STATS_SETTLE: Duration = Duration::from_secs(11);
+
+#[tokio::test]
+async fn with_100000_sagas_in_the_log_the_console_and_list_queries_never_scan_the_whole_table() {
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let db = suite.db.superuser_pool().await.unwrap();
+    // One real saga (no participant runs, so it compensates at once) is the template of the
+    // rest: what the list decodes must be a real request and real steps.
+    let template = suite.accepted_order(&happy_order()).await;
+    suite.wait_terminal(template, WAIT).await;
+    // 100,000 sagas over the last 83 minutes: mostly finished, 1 % in flight (owned by a replica
+    // whose lease outlasts the test, so nobody drives them), 0.1 % failed.
+    sqlx::query(
+        r#"insert into orchestrator.sagas (order_id, request, status, step_index, steps, owner, lease_expires_at,
+                                           deadline_at, next_run_at, created_at, updated_at, progressed_at, finished_at)
+           select md5('saga-' || i)::uuid, t.request, s.status, 1, t.steps,
+                  case when s.status in ('running', 'compensating') then 'another-replica' end,
+                  case when s.status in ('running', 'compensating') then now() + interval '1 hour' end,
+                  now() + interval '1 hour', now() + interval '1 hour', at, at, at,
+                  case when s.status in ('completed', 'compensated', 'failed') then at end
+           from generate_series(1, 100000) i
+           cross join lateral (select now() - i * interval '50 milliseconds' as at) a
+           cross join lateral (select case when i % 1000 = 0 then 'failed'
+                                           when i % 100 = 1 then 'running'
+                                           when i % 100 = 2 then 'compensating'
+                                           when i % 10 = 3 then 'compensated'
+                                           else 'completed' end as status) s
+           cross join (select request, steps from orchestrator.sagas where order_id = $1) t"#,
+    )
+    .bind(template)
+    .execute(&db)
+    .await
+    .unwrap();
+    sqlx::query("analyze orchestrator.sagas").execute(&db).await.unwrap();
+    let expected_order: Vec<String> = sqlx::query_scalar(
+        "select order_id::text from orchestrator.sagas order by created_at desc, order_id desc offset 50000 limit 50",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let cursor: String = sqlx::query_scalar(
+        "select order_id::text from orchestrator.sagas order by created_at desc, order_id desc offset 49999 limit 1",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    tokio::time::sleep(STATS_SETTLE).await;
+    let scans_before = sequential_scans(&db).await;
+    let created_scans_before = index_scans(&db, "sagas_created_id").await;
+    let finished_scans_before = index_scans(&db, "sagas_finished").await;
+
+    let mut timings = Vec::new();
+    let mut timed = |what: &'static str, started: Instant| timings.push(format!("{what}: {:?}", started.elapsed()));
+    let started = Instant::now();
+    let figures = overview(&suite, "?window_s=300").await;
+    timed("overview (5 min window)", started);
+    let started = Instant::now();
+    overview(&suite, "").await;
+    timed("overview (10 s window)", started);
+    let started = Instant::now();
+    assert_eq!(listed(&suite, "?limit=50").await.len(), 50);
+    timed("list, first page", started);
+    let started = Instant::now();
+    let deep = listed(&suite, &format!("?limit=50&before={cursor}")).await;
+    timed("list, page 1,001", started);
+    let started = Instant::now();
+    assert_eq!(listed(&suite, "?status=failed&limit=500").await.len(), 100);
+    timed("list of failed", started);
+    let started = Instant::now();
+    assert_eq!(listed(&suite, &format!("?status=compensated&before={cursor}")).await.len(), 50);
+    timed("list of compensated, deep", started);
+    let started = Instant::now();
+    assert_eq!(listed(&suite, &format!("?order_id_prefix={}", &cursor[..13])).await.first(), Some(&cursor));
+    timed("search by id prefix", started);
+    eprintln!("with 100,000 sagas: {}", timings.join(", "));
+
+    assert_eq!(deep, expected_order, "keyset paging gives the same page as an offset");
+    assert_eq!(figures["requires_intervention"], 100, "{figures}");
+    assert_eq!(figures["in_flight_total"], 2000, "{figures}");
+    // One saga every 50 ms: about 6,000 in the last five minutes (fewer as the test's time passes).
+    let started = figures["rates"]["started"].as_f64().unwrap() * 300.0;
+    assert!((5000.0..=6001.0).contains(&started), "{figures}");
+    // No statement read the whole table (the orchestrator's background ones included), and
+    // the new indexes served the list and the overview (nothing else uses them).
+    tokio::time::sleep(STATS_SETTLE).await;
+    assert_eq!(sequential_scans(&db).await, scans_before, "a query scanned the whole sagas table");
+    assert!(index_scans(&db, "sagas_created_id").await >= created_scans_before + 4, "list and started counts");
+    assert!(index_scans(&db, "sagas_finished").await >= finished_scans_before + 2, "finished counts");
+}
