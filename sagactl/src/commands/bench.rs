@@ -49,9 +49,56 @@ pub struct BenchArgs {
     /// Open-loop rates (orders per second), one run per value, after the closed-loop runs.
     #[arg(long, value_delimiter = ',')]
     pub rates: Vec<f64>,
+    /// Then ramp an open-loop saga load up from 50/s (×1.5 a step) until p99 from POST to the
+    /// saga's end reaches this many milliseconds: the highest rate that stayed under it.
+    #[arg(long, value_name = "MS")]
+    pub ramp_p99_ms: Option<f64>,
     /// Print one JSON document with every run's report and costs instead of tables.
     #[arg(long)]
     pub json: bool,
+}
+
+/// The ramp's first rate, and the factor between two steps.
+const RAMP_START: f64 = 50.0;
+const RAMP_FACTOR: f64 = 1.5;
+
+/// Open-loop saga runs at rising rates while p99 stays under `target_ms` and the schedule
+/// holds; returns the highest rate that did (each run is also added to `results`).
+async fn find_highest_rate(
+    args: &BenchArgs,
+    target_ms: f64,
+    targets: &Targets,
+    admin: &PgPool,
+    watch: &Watchlist,
+    results: &mut Vec<crate::bench::BenchResult>,
+) -> anyhow::Result<Option<f64>> {
+    let mut rate = RAMP_START;
+    let mut highest = None;
+    loop {
+        let run = BenchRun {
+            kind: Kind::Saga,
+            pacing: Pacing::Open { rate, max_outstanding: OPEN_LOOP_MAX_OUTSTANDING },
+            keys: args.keys,
+            warmup: Duration::from_secs(args.warmup_secs),
+            measure: Duration::from_secs(args.measure_secs),
+        };
+        let progress = progress_bar(args.measure_secs, false, !args.json);
+        let result = run.run(targets, admin, watch, &progress).await;
+        progress.finish_and_clear();
+        let result = result?;
+        let report = &result.report;
+        // Late orders mean the rate was not offered at all: that counts as a miss.
+        let held = report.ok && report.late == 0 && report.latency_ms.p99 < target_ms;
+        if !args.json {
+            crate::outln!("{}", row_cells(&result));
+        }
+        results.push(result);
+        if !held {
+            return Ok(highest);
+        }
+        highest = Some(rate);
+        rate *= RAMP_FACTOR;
+    }
 }
 
 /// Open loop: the bound on orders in flight (past it the schedule slips, and the run says so).
@@ -125,6 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     // benchmark then exits non-zero: its figures are not to be trusted.
     let mut clean = true;
     let mut results = Vec::new();
+    let mut ramp: Option<Option<f64>> = None;
     let outcome = async {
         for &pacing in &pacings {
             for &kind in kinds {
@@ -149,16 +197,26 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
                 results.push(result);
             }
         }
+        if let Some(target_ms) = args.ramp_p99_ms {
+            ramp = Some(find_highest_rate(&args, target_ms, &targets, &admin, &watch, &mut results).await?);
+        }
         anyhow::Ok(())
     }
     .await;
     if args.json {
-        let document = serde_json::json!({ "rss_at_rest_mib": at_rest, "runs": results });
+        let document = serde_json::json!({ "rss_at_rest_mib": at_rest, "runs": results, "ramp_highest_rate": ramp });
         crate::outln!("{}", serde_json::to_string_pretty(&document)?);
     } else {
         crate::outln!("\nPer process (CPU ms per saga, statements per saga by role, RSS under load):");
         for result in &results {
             crate::outln!("{}", detail_line(result));
+        }
+        match (ramp, args.ramp_p99_ms) {
+            (Some(Some(rate)), Some(target)) => {
+                crate::outln!("\nHighest open-loop rate with p99 under {target} ms: {rate:.0} sagas/s")
+            }
+            (Some(None), Some(target)) => crate::outln!("\nNo rate tried kept p99 under {target} ms"),
+            _ => {}
         }
     }
 
