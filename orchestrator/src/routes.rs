@@ -250,7 +250,10 @@ async fn get_order(
         if saga.status.is_terminal() || now >= deadline {
             return Ok(AppJson(saga.view()));
         }
-        let _ = tokio::time::timeout((deadline - now).min(WAIT_RECHECK), &mut waiting.receiver).await;
+        // Finished in this process: the view as written, without reading it back.
+        if let Ok(Ok(view)) = tokio::time::timeout((deadline - now).min(WAIT_RECHECK), &mut waiting.receiver).await {
+            return Ok(AppJson(view));
+        }
     }
 }
 

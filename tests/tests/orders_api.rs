@@ -106,6 +106,9 @@ async fn a_long_poll_answers_once_the_saga_has_finished() {
     let not_waited = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders/{immediate}"))).await;
 
     assert_eq!(waited.body["status"], "completed", "{}", waited.body);
+    // The long-poll is answered from the view the executor wrote, not read back: it must be
+    // exactly what the log holds.
+    assert_eq!(waited.body, suite.order(order_id).await, "the long-poll's view is the log's");
     assert_ne!(not_waited.body["status"], "completed", "without wait_ms the answer is immediate");
     suite
         .http

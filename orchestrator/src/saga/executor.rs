@@ -111,7 +111,7 @@ impl Executor {
     /// Reports a saga's terminal transition (written by whoever wrote it: a driver or a route).
     pub fn finished(&self, saga: &Saga, transition: &Transition) {
         let Some(status) = transition.finished else { return };
-        self.waiters.finished(saga.order_id);
+        self.waiters.finished(saga.order_id, || saga.view());
         let elapsed = (Utc::now() - saga.created_at).to_std().unwrap_or_default();
         metrics::counter!(m::FINISHED_TOTAL, "outcome" => status.as_str()).increment(1);
         metrics::histogram!(m::DURATION_SECONDS, "outcome" => status.as_str()).record(elapsed.as_secs_f64());
