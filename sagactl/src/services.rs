@@ -92,6 +92,11 @@ impl LauncherEnv {
         self.env.get(key)
     }
 
+    /// Whether `key` is set, but to nothing (`PROMETHEUS=`: "none, please", not "the default").
+    pub fn is_set_to_nothing(&self, key: &str) -> bool {
+        self.env.iter().any(|(name, value)| name == key && value.trim().is_empty())
+    }
+
     /// Where the service binaries are: `SAGA_BIN_DIR`, else next to the running `sagactl`
     /// (cargo builds every binary of the workspace into the same directory).
     pub fn bin_dir(&self) -> anyhow::Result<PathBuf> {

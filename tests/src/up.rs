@@ -178,12 +178,6 @@ impl UpSuite {
         let _ = child.kill();
         child.wait().ok()
     }
-
-    /// The log of `service` so far (to explain a failure).
-    pub fn log(&self, service: &str) -> String {
-        let path = self.state_dir.join("logs").join(format!("{service}.log"));
-        crate::processes::tail(&path)
-    }
 }
 
 impl Drop for UpSuite {

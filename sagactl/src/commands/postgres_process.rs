@@ -8,7 +8,7 @@ use anyhow::{bail, Context as _};
 
 use crate::invocation::sagactl_command;
 use crate::launch::wait_port_free;
-use crate::postgres::{restart_server, stop_server, ServerSpec};
+use crate::postgres::{restart_server, stop_server};
 use crate::process::{kill_with_children, wait_gone};
 use crate::state::{StateDir, StateLock, SuiteState};
 
@@ -22,7 +22,7 @@ const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(10);
 /// SIGKILLs the postmaster and every backend, as a crash of the database machine would: no
 /// checkpoint, no clean shutdown; recovery replays the WAL at the next start.
 pub async fn kill(dir: &StateDir) -> anyhow::Result<String> {
-    let (_lock, mut state, _) = open(dir).await?;
+    let (_lock, mut state) = open(dir).await?;
     let pid = running(&state)?;
     kill_with_children(pid)?;
     if !wait_gone(pid, Duration::from_secs(5)).await {
@@ -35,13 +35,13 @@ pub async fn kill(dir: &StateDir) -> anyhow::Result<String> {
 
 /// Stops Postgres with a fast shutdown (killed if it ignores it).
 pub async fn stop(dir: &StateDir) -> anyhow::Result<String> {
-    let (_lock, mut state, _) = open(dir).await?;
+    let (_lock, mut state) = open(dir).await?;
     stop_locked(dir, &mut state).await
 }
 
 /// Starts the suite's Postgres again on its port and data.
 pub async fn start(dir: &StateDir) -> anyhow::Result<String> {
-    let (lock, state, _) = open(dir).await?;
+    let (lock, state) = open(dir).await?;
     if let Some(pid) = state.postgres.running_pid() {
         bail!("postgres is already running (pid {pid}); use `{} restart postgres`", sagactl_command());
     }
@@ -50,7 +50,7 @@ pub async fn start(dir: &StateDir) -> anyhow::Result<String> {
 
 /// Stops Postgres if it runs, then starts it again.
 pub async fn restart(dir: &StateDir) -> anyhow::Result<String> {
-    let (lock, mut state, _) = open(dir).await?;
+    let (lock, mut state) = open(dir).await?;
     let stopped = match state.postgres.running_pid() {
         Some(_) => stop_locked(dir, &mut state).await? + "\n",
         None => String::new(),
@@ -59,13 +59,13 @@ pub async fn restart(dir: &StateDir) -> anyhow::Result<String> {
 }
 
 /// Takes the state lock and loads the state, checking that sagactl runs this Postgres.
-async fn open(dir: &StateDir) -> anyhow::Result<(StateLock, SuiteState, ServerSpec)> {
+async fn open(dir: &StateDir) -> anyhow::Result<(StateLock, SuiteState)> {
     let lock = dir.lock(LOCK_TIMEOUT).await?;
     let state = dir.load_running()?;
-    let Some(spec) = state.postgres.server.clone() else {
+    if state.postgres.server.is_none() {
         bail!("this suite uses an external Postgres (DATABASE_URL); sagactl does not run it");
-    };
-    Ok((lock, state, spec))
+    }
+    Ok((lock, state))
 }
 
 fn running(state: &SuiteState) -> anyhow::Result<u32> {

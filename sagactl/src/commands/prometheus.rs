@@ -13,6 +13,7 @@ use tokio::process::{Child, Command};
 
 use crate::{
     process::{send_signal, Signal},
+    services::LauncherEnv,
     state::SuiteState,
 };
 
@@ -31,16 +32,16 @@ pub struct LocalPrometheus {
 }
 
 /// Whether the user switched Prometheus off (`PROMETHEUS=` set but empty).
-pub fn disabled() -> bool {
-    std::env::var_os("PROMETHEUS").is_some_and(|path| path.is_empty())
+pub fn disabled(launcher: &LauncherEnv) -> bool {
+    launcher.is_set_to_nothing("PROMETHEUS")
 }
 
 /// The Prometheus binary: `$PROMETHEUS`, else `prometheus` on PATH.
-pub fn find() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PROMETHEUS").filter(|path| !path.is_empty()) {
+pub fn find(launcher: &LauncherEnv) -> Option<PathBuf> {
+    if let Some(path) = launcher.get("PROMETHEUS") {
         return Some(PathBuf::from(path));
     }
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join("prometheus")).find(|p| p.is_file())
+    std::env::split_paths(launcher.get("PATH")?).map(|dir| dir.join("prometheus")).find(|p| p.is_file())
 }
 
 /// The project's alert rules: `SAGA_ALERT_RULES`, else `prometheus/alerts.yml` under the current

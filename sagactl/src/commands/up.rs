@@ -78,11 +78,11 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow:
 /// Starts a local Prometheus when one is installed (`PROMETHEUS_PORT`, default 9090); a missing
 /// or failing Prometheus never stops the suite, it is only reported.
 async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteState) -> Option<LocalPrometheus> {
-    if prometheus::disabled() {
+    if prometheus::disabled(launcher) {
         eprintln!("sagactl: not starting Prometheus (PROMETHEUS is set to nothing)");
         return None;
     }
-    let Some(binary) = prometheus::find() else {
+    let Some(binary) = prometheus::find(launcher) else {
         eprintln!("sagactl: {}", prometheus::INSTALL_HINT);
         return None;
     };
