@@ -32,6 +32,11 @@ use crate::{
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator");
 
+/// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
+pub fn main() -> std::process::ExitCode {
+    saga_shared::server::block_on_main(run())
+}
+
 /// Runs the orchestrator until SIGTERM/Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::from_process();

@@ -242,6 +242,20 @@ struct ProbesDoc;
 #[openapi(paths(faults::get_faults, faults::put_faults), components(schemas(faults::FaultConfig, faults::FaultScope)))]
 struct AdminDoc;
 
+/// Runs a process's whole life on a multi-threaded runtime and returns its exit code.
+///
+/// Each binary's `main.rs` is a plain `fn main` calling its library's `main()`, which calls this.
+/// An `async fn main` (`#[tokio::main]`) in `main.rs` makes the compiler generate the code of the
+/// service's whole future a second time in the binary crate: measured on payment, a release rebuild
+/// took 24 s with it and 15 s without, the binary itself 12 s and 0.5 s. Six binaries pay for it
+/// in every cold build.
+pub fn block_on_main(process: impl std::future::Future<Output = anyhow::Result<()>>) -> std::process::ExitCode {
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => exit_code(runtime.block_on(process)),
+        Err(err) => exit_code(Err(anyhow::Error::new(err).context("starting the tokio runtime"))),
+    }
+}
+
 /// Logs a start-up failure and turns the outcome into the process exit code.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
     match result {

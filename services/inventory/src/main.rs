@@ -1,6 +1,5 @@
 //! The inventory service binary: see `lib.rs`.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    saga_shared::server::exit_code(inventory::run().await)
+fn main() -> std::process::ExitCode {
+    inventory::main()
 }

@@ -14,6 +14,11 @@ pub const DEFAULT_PORT: u16 = 8084;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/notification");
 
+/// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
+pub fn main() -> std::process::ExitCode {
+    saga_shared::server::block_on_main(run())
+}
+
 /// Runs the service until SIGTERM/Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
     saga_shared::server::run(NAME, DEFAULT_PORT, &MIGRATOR, |boot| {

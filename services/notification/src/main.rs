@@ -1,6 +1,5 @@
 //! The notification service binary: see `lib.rs`.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    saga_shared::server::exit_code(notification::run().await)
+fn main() -> std::process::ExitCode {
+    notification::main()
 }

@@ -1,6 +1,5 @@
 //! The payment service binary: see `lib.rs`.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    saga_shared::server::exit_code(payment::run().await)
+fn main() -> std::process::ExitCode {
+    payment::main()
 }

@@ -1,6 +1,5 @@
 //! The shipping service binary: see `lib.rs`.
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    saga_shared::server::exit_code(shipping::run().await)
+fn main() -> std::process::ExitCode {
+    shipping::main()
 }
