@@ -41,7 +41,7 @@ PARTICIPANT_URL_VARS = {
     "SHIPPING_URL": "shipping",
     "NOTIFICATION_URL": "notification",
 }
-FIXED_PORTS = {"prometheus": 9090, "grafana": 3000}
+FIXED_PORTS = {"prometheus": 9090, "grafana": 3000, "jaeger": 16686}
 PROMQL_BUILTIN_METRICS = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped"}
 PROMQL_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
 
@@ -107,12 +107,14 @@ def known_env() -> tuple[set[str], set[str]]:
     so a variable set in compose but read by no binary fails, whatever a hand-kept list says.
 
     Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)` (the orchestrator also `url("NAME", port)`)
-    in shared/src/config.rs and shared/src/faults.rs; the orchestrator adds its own in
+    in shared/src/config.rs and shared/src/faults.rs (and the OTLP endpoint in shared/src/telemetry.rs); the orchestrator adds its own in
     orchestrator/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
     each name of `ORDER_STEPS`. RUST_LOG is read by tracing-subscriber's EnvFilter."""
     literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
     shared = set(literal.findall(read("shared/src/config.rs"))) | set(literal.findall(read("shared/src/faults.rs")))
     shared.add("RUST_LOG")
+    # The trace export is switched on by the OTLP endpoint variables telemetry.rs names.
+    shared |= set(re.findall(r'"(OTEL_[A-Z_]+)"', read("shared/src/telemetry.rs")))
     orchestrator_src = read("orchestrator/src/config.rs")
     orchestrator = set(literal.findall(orchestrator_src))
     # Per-step settings: millis("SUFFIX", …) expands to STEP_SUFFIX and STEP_<STEP>_SUFFIX;
@@ -217,6 +219,8 @@ def check_compose_ports() -> str:
             problems.append(f"{name}: the health check does not probe 127.0.0.1:{port}/readyz")
         if not str(env.get("DATABASE_URL", "")).startswith(f"postgres://{name}:"):
             problems.append(f"{name}: DATABASE_URL must log in as role {name}")
+        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rsplit("-", 1)[-1].rstrip("}") != "http://jaeger:4318":
+            problems.append(f"{name}: OTEL_EXPORTER_OTLP_ENDPOINT must default to Jaeger's OTLP/HTTP port (http://jaeger:4318)")
     orchestrator_env = environment(services.get("orchestrator", {}))
     for var, participant in PARTICIPANT_URL_VARS.items():
         want = f"http://{participant}:{ports[participant]}"
@@ -229,7 +233,7 @@ def check_compose_ports() -> str:
             problems.append(f"{name}: publishes {published_ports(services[name])}, expected [({port}, {port})]")
     for name, svc in services.items():
         if name not in ports and name not in FIXED_PORTS and svc.get("ports"):
-            problems.append(f"{name}: publishes ports; only the services, Prometheus and Grafana do")
+            problems.append(f"{name}: publishes ports; only the services, Prometheus, Grafana and Jaeger do")
     fail_if(problems)
     return ", ".join(f"{n} {p}" for n, p in {**ports, **FIXED_PORTS}.items())
 

@@ -34,25 +34,29 @@ impl ParticipantClient {
         Ok(Self { http })
     }
 
-    fn url(step: &StepDefinition, order_id: Uuid) -> String {
-        format!("{}/{}/{order_id}", step.participant.base_url, step.participant.resource)
+    /// A request to the step's record of `order_id`, carrying the current trace context.
+    fn request(&self, method: Method, step: &StepDefinition, order_id: Uuid) -> reqwest::RequestBuilder {
+        let url = format!("{}/{}/{order_id}", step.participant.base_url, step.participant.resource);
+        let mut headers = reqwest::header::HeaderMap::new();
+        saga_shared::telemetry::inject(&mut headers);
+        self.http.request(method, url).headers(headers).timeout(step.timeout)
     }
 
     /// `PUT`: do the step.
     pub async fn act(&self, step: &StepDefinition, order_id: Uuid, body: &Value) -> CallOutcome {
-        let request = self.http.request(Method::PUT, Self::url(step, order_id)).timeout(step.timeout).json(body);
+        let request = self.request(Method::PUT, step, order_id).json(body);
         Self::outcome(request.send().await).await
     }
 
     /// `DELETE`: undo the step (or tombstone it if it never happened).
     pub async fn compensate(&self, step: &StepDefinition, order_id: Uuid) -> CallOutcome {
-        let request = self.http.request(Method::DELETE, Self::url(step, order_id)).timeout(step.timeout);
+        let request = self.request(Method::DELETE, step, order_id);
         Self::outcome(request.send().await).await
     }
 
     /// `GET`: did the step happen?
     pub async fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> Inspection {
-        let request = self.http.get(Self::url(step, order_id)).timeout(step.timeout);
+        let request = self.request(Method::GET, step, order_id);
         match Self::outcome(request.send().await).await {
             CallOutcome::Done(record) => match (step.participant.record_state)(&record) {
                 Ok(RecordState::Done) => Inspection::Happened(record),

@@ -34,13 +34,12 @@ static MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator");
 
 /// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
 pub fn main() -> std::process::ExitCode {
-    saga_shared::server::block_on_main(run())
+    saga_shared::server::block_on_main("orchestrator", run())
 }
 
 /// Runs the orchestrator until SIGTERM/Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
     let env = Env::from_process();
-    saga_shared::telemetry::init(saga_shared::config::log_format(&env)?)?;
     let metrics = saga_shared::metrics::install_recorder()?;
     metric_definitions::describe();
     let config = OrchestratorConfig::from_env(&env, &ORDER_STEPS)?;

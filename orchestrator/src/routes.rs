@@ -127,7 +127,9 @@ async fn create_order(
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
     let executor = &app.executor;
-    let (saga, started) = machine::start(executor.definition(), Uuid::now_v7(), order, Clock::system());
+    let (mut saga, started) = machine::start(executor.definition(), Uuid::now_v7(), order, Clock::system());
+    tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
+    saga.trace_context = saga_shared::telemetry::traceparent();
     let lease = executor.lease();
     match log::insert(&app.pool, &saga, &started, key.as_deref(), lease.owner, lease.duration).await? {
         Inserted::Created => {

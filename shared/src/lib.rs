@@ -1,6 +1,6 @@
 //! The saga suite's common crate: everything two or more binaries need, written once.
 //!
-//! A service binary is `telemetry::init` → its typed config → `server::Application::build` →
+//! A service binary is `server::block_on_main` (telemetry, runtime) → its typed config → `server::Application::build` →
 //! `run_until_stopped`; the modules below are the pieces of that life cycle.
 
 pub mod api;

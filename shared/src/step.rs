@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::{de::DeserializeOwned, Serialize};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
@@ -39,8 +40,12 @@ pub async fn act(
     effect: impl AsyncFnOnce(&mut PgConnection, DateTime<Utc>) -> Result<Value, AppError>,
 ) -> Result<(StatusCode, AppJson<Value>), AppError> {
     let request = serde_json::to_value(request).map_err(anyhow::Error::from)?;
-    let mut tx = pool.begin().await?;
-    let begun = ledger::begin_action(&mut tx, table, order_id, &request).await.inspect_err(|err| {
+    let claimed = async {
+        let mut tx = pool.begin().await?;
+        let begun = ledger::begin_action(&mut tx, table, order_id, &request).await?;
+        Ok::<_, AppError>((tx, begun))
+    };
+    let (mut tx, begun) = claimed.instrument(sql_span("claim", table, order_id)).await.inspect_err(|err| {
         if matches!(err, AppError::Client(_)) {
             counter.count("refused");
         }
@@ -52,9 +57,13 @@ pub async fn act(
             return Ok((StatusCode::OK, AppJson(stored)));
         }
     };
-    let answer = effect(&mut tx, created_at).await?;
-    ledger::store_response(&mut tx, table, order_id, &answer).await?;
-    tx.commit().await?;
+    let answer = effect(&mut tx, created_at).instrument(sql_span("effect", table, order_id)).await?;
+    async {
+        ledger::store_response(&mut tx, table, order_id, &answer).await?;
+        tx.commit().await
+    }
+    .instrument(sql_span("store answer and commit", table, order_id))
+    .await?;
     counter.count(done);
     Ok((StatusCode::CREATED, AppJson(answer)))
 }
@@ -72,24 +81,37 @@ pub async fn compensate<R: DeserializeOwned, T: Serialize>(
     undo: impl AsyncFnOnce(&mut PgConnection, R) -> Result<(), AppError>,
     view: impl AsyncFnOnce(&mut PgConnection) -> Result<Option<T>, sqlx::Error>,
 ) -> Result<AppJson<T>, AppError> {
-    let mut tx = pool.begin().await?;
-    let outcome = match ledger::claim_compensation(&mut tx, table, order_id).await? {
-        CompensationClaim::NeverDone => "tombstone",
-        CompensationClaim::AlreadyCompensated => "replayed",
-        CompensationClaim::Undo { request } => {
-            // It was validated when it was accepted; unreadable now means the data was edited.
-            let request = serde_json::from_value(request)
-                .map_err(|e| anyhow::anyhow!("order {order_id}'s stored request is unreadable: {e}"))?;
-            undo(&mut tx, request).await?;
-            ledger::mark_compensated(&mut tx, table, order_id).await?;
-            undone
-        }
-    };
-    let record = view(&mut tx)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("order {order_id}'s record vanished inside its transaction"))?;
-    tx.commit().await?;
-    counter.count(outcome);
-    tracing::info!(outcome, "compensation");
-    Ok(AppJson(record))
+    let span = sql_span("compensate and commit", table, order_id);
+    async {
+        let mut tx = pool.begin().await?;
+        let outcome = match ledger::claim_compensation(&mut tx, table, order_id).await? {
+            CompensationClaim::NeverDone => "tombstone",
+            CompensationClaim::AlreadyCompensated => "replayed",
+            CompensationClaim::Undo { request } => {
+                // It was validated when it was accepted; unreadable now means the data was edited.
+                let request = serde_json::from_value(request)
+                    .map_err(|e| anyhow::anyhow!("order {order_id}'s stored request is unreadable: {e}"))?;
+                undo(&mut tx, request).await?;
+                ledger::mark_compensated(&mut tx, table, order_id).await?;
+                undone
+            }
+        };
+        let record = view(&mut tx)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("order {order_id}'s record vanished inside its transaction"))?;
+        tx.commit().await?;
+        counter.count(outcome);
+        tracing::info!(outcome, "compensation");
+        Ok(AppJson(record))
+    }
+    .instrument(span)
+    .await
+}
+
+/// A span around one transaction phase of a step, exported under the request span.
+fn sql_span(phase: &'static str, table: StepTable, order_id: Uuid) -> tracing::Span {
+    crate::telemetry::traced(|| {
+        tracing::info_span!("sql", otel.name = format!("{phase} {}", table.0), db.system.name = "postgresql",
+            db.operation.name = phase, db.collection.name = table.0, order_id = %order_id)
+    })
 }

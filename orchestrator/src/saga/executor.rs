@@ -6,8 +6,10 @@
 use std::{sync::Arc, time::Instant};
 
 use chrono::Utc;
+use saga_shared::telemetry;
 use sqlx::PgPool;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tracing::Instrument as _;
 
 use super::{
     definition::{SagaDefinition, StepDefinition},
@@ -89,8 +91,14 @@ impl Executor {
         if self.stopping.is_cancelled() {
             return; // the lease expires and another instance resumes it
         }
+        // One span per run of the saga, in the trace of the request that started it (stored with
+        // the saga, so a run after a crash or by another instance joins the same trace). Not a
+        // child of the current span in-process: a parent stays open until its children close,
+        // and the request that started the saga must end (and be exported) when it answers.
+        let span = tracing::info_span!(parent: None, "saga", order_id = %saga.order_id, saga_id = %saga.order_id);
+        telemetry::continue_trace(&span, saga.trace_context.as_deref());
         let executor = Arc::clone(self);
-        self.tasks.spawn(async move { executor.drive(saga, input).await });
+        self.tasks.spawn(async move { executor.drive(saga, input).await }.instrument(span));
     }
 
     /// Stops taking moves: each saga finishes its current call and writes its outcome, then is
@@ -123,7 +131,6 @@ impl Executor {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(order_id = %saga.order_id, saga_id = %saga.order_id))]
     async fn drive(&self, mut saga: Saga, mut input: Input) {
         let stop = loop {
             let transition = machine::apply(&self.definition, &mut saga, input, Clock::system());
@@ -153,18 +160,27 @@ impl Executor {
 
     /// Writes what the transition says, before its command runs.
     async fn write(&self, saga: &mut Saga, transition: &Transition) -> Result<(), Stop> {
-        let written = match transition.persist {
-            Persist::Nothing => return Ok(()),
-            Persist::Events => log::append(&self.pool, saga.order_id, &transition.events, &self.instance).await,
-            Persist::Saga { progressed } => {
-                match log::save(&self.pool, saga, self.lease(), progressed, &transition.events).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => return Err(Stop::Fenced),
-                    Err(err) => Err(err),
+        let span = telemetry::traced(|| {
+            tracing::info_span!("sql", otel.name = "write saga log", db.system.name = "postgresql",
+                db.collection.name = "sagas", order_id = %saga.order_id)
+        });
+        async {
+            match transition.persist {
+                Persist::Nothing => Ok(()),
+                Persist::Events => log::append(&self.pool, saga.order_id, &transition.events, &self.instance)
+                    .await
+                    .map_err(Stop::Database),
+                Persist::Saga { progressed } => {
+                    match log::save(&self.pool, saga, self.lease(), progressed, &transition.events).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err(Stop::Fenced),
+                        Err(err) => Err(Stop::Database(err)),
+                    }
                 }
             }
-        };
-        written.map_err(Stop::Database)
+        }
+        .instrument(span)
+        .await
     }
 
     /// Carries out one command; `Ok(None)` when there is nothing more to do.
@@ -179,13 +195,18 @@ impl Executor {
                 let step = self.step(step);
                 tracing::debug!(step = step.name, attempt, "action");
                 let started = Instant::now();
-                let outcome = self.client.act(step, order_id, &body).await;
+                let outcome = self
+                    .client
+                    .act(step, order_id, &body)
+                    .instrument(call_span("action", step, attempt, order_id))
+                    .await;
                 record_call(step, "action", outcome.event_outcome().as_str(), started);
                 Input::Acted(outcome)
             }
             Command::Inspect { step } => {
                 let step = self.step(step);
-                let inspection = self.client.inspect(step, order_id).await;
+                let inspection =
+                    self.client.inspect(step, order_id).instrument(call_span("inspection", step, 0, order_id)).await;
                 metrics::counter!(m::RECONCILIATIONS_TOTAL, "step" => step.name,
                     "result" => inspection.event_outcome().as_str())
                 .increment(1);
@@ -195,7 +216,11 @@ impl Executor {
                 let step = self.step(step);
                 tracing::debug!(step = step.name, attempt, "compensation");
                 let started = Instant::now();
-                let outcome = self.client.compensate(step, order_id).await;
+                let outcome = self
+                    .client
+                    .compensate(step, order_id)
+                    .instrument(call_span("compensation", step, attempt, order_id))
+                    .await;
                 record_call(step, "compensation", outcome.event_outcome().as_str(), started);
                 Input::Compensated(outcome)
             }
@@ -214,6 +239,15 @@ impl Executor {
         // The machine only names steps of this definition.
         &self.definition.steps[index]
     }
+}
+
+/// The client span of one participant call (only while traces are exported); the participant's
+/// request span becomes its child through the `traceparent` header.
+fn call_span(kind: &'static str, step: &StepDefinition, attempt: u32, order_id: uuid::Uuid) -> tracing::Span {
+    telemetry::traced(|| {
+        tracing::info_span!("call", otel.name = format!("{kind} {}", step.name), otel.kind = "client",
+            step = step.name, kind, attempt, order_id = %order_id)
+    })
 }
 
 fn record_call(step: &StepDefinition, kind: &'static str, result: &'static str, started: Instant) {

@@ -18,7 +18,7 @@ use super::{
 };
 
 const SAGA_COLUMNS: &str = "order_id, request, status, step_index, steps, outputs, failure_reason, dead_letter, \
-     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at";
+     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at, trace_context";
 
 #[derive(Debug, sqlx::FromRow)]
 struct SagaRow {
@@ -37,6 +37,7 @@ struct SagaRow {
     next_run_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    trace_context: Option<String>,
 }
 
 impl TryFrom<SagaRow> for Saga {
@@ -57,6 +58,7 @@ impl TryFrom<SagaRow> for Saga {
             next_run_at: row.next_run_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            trace_context: row.trace_context,
         })
     }
 }
@@ -86,8 +88,8 @@ pub async fn insert(
     let created: Option<Uuid> = sqlx::query_scalar(
         r#"with ins as (
                insert into sagas (order_id, idempotency_key, request, status, steps, owner, lease_expires_at,
-                                  deadline_at, next_run_at, created_at, updated_at, progressed_at)
-               values ($1, $2, $3, $9, $4, $5, now() + $6 * interval '1 millisecond', $7, $8, $8, $8, $8)
+                                  deadline_at, next_run_at, created_at, updated_at, progressed_at, trace_context)
+               values ($1, $2, $3, $9, $4, $5, now() + $6 * interval '1 millisecond', $7, $8, $8, $8, $8, $12)
                on conflict (idempotency_key) do nothing
                returning order_id),
            ev as (
@@ -106,6 +108,7 @@ pub async fn insert(
     .bind(saga.status.as_str())
     .bind(started.kind.as_str())
     .bind(started.outcome.as_str())
+    .bind(saga.trace_context.as_deref())
     .fetch_optional(pool)
     .await?;
     if created.is_some() {

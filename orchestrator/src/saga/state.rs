@@ -83,6 +83,8 @@ pub struct Saga {
     pub created_at: DateTime<Utc>,
     /// Last write.
     pub updated_at: DateTime<Utc>,
+    /// The trace the saga's spans belong to (a W3C `traceparent`), when traces are exported.
+    pub trace_context: Option<String>,
 }
 
 impl Saga {
@@ -106,6 +108,7 @@ impl Saga {
             next_run_at: now,
             created_at: now,
             updated_at: now,
+            trace_context: None,
         }
     }
 

@@ -19,7 +19,7 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payment");
 
 /// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
 pub fn main() -> std::process::ExitCode {
-    saga_shared::server::block_on_main(run())
+    saga_shared::server::block_on_main(NAME, run())
 }
 
 /// Runs the service until SIGTERM/Ctrl-C.
