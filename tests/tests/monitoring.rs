@@ -1,6 +1,7 @@
 //! Watching it for real: the whole suite scraped by a real Prometheus evaluating the project's
 //! alert rules. Every dashboard query returns data, and SagaStuck fires while a compensation
-//! target is down and resolves once it is back.
+//! target is down and resolves once it is back. And `sagactl up` on a machine without Grafana
+//! says how to get it and runs the suite all the same.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,7 +10,7 @@ use std::time::Duration;
 use saga_tests::{
     happy_order, order_body,
     prometheus::{dashboard_queries, Prometheus},
-    Service, Suite,
+    Service, Suite, UpSuite,
 };
 use serde_json::json;
 
@@ -64,4 +65,23 @@ async fn every_dashboard_query_has_data_and_saga_stuck_fires_and_resolves() {
             p.alert_state("SagaStuck").await == "inactive"
         })
         .await;
+}
+
+#[tokio::test]
+async fn up_without_grafana_on_path_says_how_to_get_it_and_runs_the_suite() {
+    // PATH without any directory holding a Grafana binary, so this holds on a machine that has one.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::env::split_paths(&path)
+        .filter(|dir| !dir.join("grafana").is_file() && !dir.join("grafana-server").is_file())
+        .collect::<Vec<_>>();
+    let path = std::env::join_paths(dirs).unwrap().into_string().unwrap();
+
+    let up = UpSuite::start(&[], &[("PATH", &path)]).await;
+
+    // The hint comes after the summary, once Prometheus was tried.
+    let hint = "Grafana not found on PATH (neither `grafana` nor `grafana-server`)";
+    up.wait_until("up's Grafana hint", Duration::from_secs(10), || async { up.stderr().contains(hint) }).await;
+    assert!(up.stderr().contains("set GRAFANA to its binary"), "{}", up.stderr());
+    assert_eq!(up.readyz("orchestrator").await, 200);
+    assert!(up.stop().success());
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod bench;
 pub mod chaos;
 pub mod control;
+pub mod grafana;
 pub mod load;
 pub mod postgres_process;
 pub mod up;

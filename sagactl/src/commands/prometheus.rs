@@ -21,6 +21,10 @@ use crate::{
 pub const INSTALL_HINT: &str = "Prometheus not found on PATH: install it (Debian: `apt-get install prometheus`) \
      or set PROMETHEUS to its binary; `docker compose up` runs the suite with Prometheus and Grafana";
 
+/// How often the local Prometheus scrapes and evaluates (also the Grafana datasource's
+/// `timeInterval`, so that `$__rate_interval` covers enough samples).
+pub const SCRAPE_INTERVAL: &str = "5s";
+
 /// A running local Prometheus; stopped by [`LocalPrometheus::stop`] (or killed on drop).
 #[derive(Debug)]
 pub struct LocalPrometheus {
@@ -75,7 +79,7 @@ pub fn scrape_config<'a>(
 
 /// The scrape configuration for the suite in `state`.
 fn config(state: &SuiteState, rules: Option<&Path>) -> String {
-    scrape_config("5s", rules, state.services.iter().map(|(name, service)| (name.as_str(), service.port)))
+    scrape_config(SCRAPE_INTERVAL, rules, state.services.iter().map(|(name, service)| (name.as_str(), service.port)))
 }
 
 impl LocalPrometheus {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context as _};
 
 use super::database::{watch_postgres, Database};
+use super::grafana::{self, LocalGrafana};
 use super::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
@@ -63,10 +64,27 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow:
     };
     print_summary(&state, &plan, running_db, token_generated);
     let prometheus = start_prometheus(dir, launcher, &state).await;
+    // Grafana may take a minute to come up: a Ctrl-C meanwhile stops everything now, not after
+    // the wait (dropping the unfinished start kills that Grafana).
+    let mut grafana = None;
+    let interrupted = tokio::select! {
+        started = start_grafana(dir, launcher, prometheus.as_ref()) => {
+            grafana = started;
+            None
+        }
+        name = signals.recv() => Some(name),
+    };
 
-    tokio::select! {
-        name = signals.recv() => eprintln!("sagactl: {name} received; stopping the suite"),
-        () = watch_postgres(dir, running_db) => {}
+    match interrupted {
+        Some(name) => eprintln!("sagactl: {name} received; stopping the suite"),
+        None => tokio::select! {
+            name = signals.recv() => eprintln!("sagactl: {name} received; stopping the suite"),
+            () = watch_postgres(dir, running_db) => {}
+        },
+    }
+    // Grafana first: it queries Prometheus.
+    if let Some(grafana) = grafana {
+        grafana.stop().await;
     }
     if let Some(prometheus) = prometheus {
         prometheus.stop().await;
@@ -86,18 +104,7 @@ async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteS
         eprintln!("sagactl: {}", prometheus::INSTALL_HINT);
         return None;
     };
-    let port = match launcher.get("PROMETHEUS_PORT").map(str::parse::<u16>) {
-        None => 9090,
-        Some(Ok(port)) => port,
-        Some(Err(err)) => {
-            eprintln!("sagactl: PROMETHEUS_PORT is invalid ({err}); not starting Prometheus");
-            return None;
-        }
-    };
-    if !port_is_free(port) {
-        eprintln!("sagactl: port {port} is busy; not starting Prometheus (set PROMETHEUS_PORT)");
-        return None;
-    }
+    let port = tool_port(launcher, "PROMETHEUS_PORT", 9090, "Prometheus")?;
     let log_path = dir.log_path("prometheus");
     match LocalPrometheus::start(&binary, state, &dir.root().join("prometheus"), port, &log_path).await {
         Ok(prometheus) => {
@@ -116,6 +123,88 @@ async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteS
             None
         }
     }
+}
+
+/// Starts a local Grafana when one is installed (`GRAFANA_PORT`, default 3000), showing the
+/// repository's dashboard over the local Prometheus; like Prometheus, a missing or failing
+/// Grafana is only reported.
+async fn start_grafana(
+    dir: &StateDir,
+    launcher: &LauncherEnv,
+    prometheus: Option<&LocalPrometheus>,
+) -> Option<LocalGrafana> {
+    if grafana::disabled(launcher) {
+        eprintln!("sagactl: not starting Grafana (GRAFANA is set to nothing)");
+        return None;
+    }
+    let Some(binary) = grafana::find(launcher) else {
+        eprintln!("sagactl: {}", grafana::INSTALL_HINT);
+        return None;
+    };
+    let Some(prometheus) = prometheus else {
+        eprintln!("sagactl: not starting Grafana: its dashboard reads the local Prometheus, which is not running");
+        return None;
+    };
+    let home = match grafana::home(launcher, &binary.path) {
+        Ok(home) => home,
+        Err(err) => {
+            eprintln!("sagactl: warning: {err:#}; not starting Grafana");
+            return None;
+        }
+    };
+    // The repository root, found as the alert rules are: the current directory.
+    let dashboards = match std::env::current_dir()
+        .context("cannot read the current directory")
+        .and_then(|root| grafana::dashboards(&root))
+    {
+        Ok(dashboards) => dashboards,
+        Err(err) => {
+            eprintln!("sagactl: warning: {err:#}; not starting Grafana");
+            return None;
+        }
+    };
+    let port = tool_port(launcher, "GRAFANA_PORT", 3000, "Grafana")?;
+    let setup =
+        grafana::Setup { binary: &binary, home: &home, dashboards: &dashboards, prometheus_url: &prometheus.url };
+    eprintln!("sagactl: starting Grafana on port {port} ({}; it can take a minute)", binary.path.display());
+    let log_path = dir.log_path("grafana");
+    match LocalGrafana::start(&setup, &dir.root().join("grafana"), port, &log_path).await {
+        Ok(grafana) => {
+            crate::outln!(
+                "Grafana       {}  (the \"{}\" dashboard, anonymous viewer; log {})",
+                grafana.dashboard_url,
+                dashboards.title,
+                log_path.display()
+            );
+            Some(grafana)
+        }
+        Err(err) => {
+            eprintln!("sagactl: warning: {err:#}; continuing without Grafana");
+            None
+        }
+    }
+}
+
+/// The port of a monitoring tool `up` starts (`key`, else `default`); `None`, reported, when it
+/// is invalid or taken: the tool is skipped, the suite runs on.
+fn tool_port(launcher: &LauncherEnv, key: &str, default: u16, tool: &str) -> Option<u16> {
+    let port = match launcher.get(key).map(str::parse::<u16>) {
+        None => default,
+        Some(Ok(port)) if port > 0 => port,
+        Some(Ok(_)) => {
+            eprintln!("sagactl: {key} must be a port number from 1 to 65535; not starting {tool}");
+            return None;
+        }
+        Some(Err(err)) => {
+            eprintln!("sagactl: {key} is invalid ({err}); not starting {tool}");
+            return None;
+        }
+    };
+    if !port_is_free(port) {
+        eprintln!("sagactl: port {port} is busy; not starting {tool} (set {key})");
+        return None;
+    }
+    Some(port)
 }
 
 /// A second `up` on the same state directory would fight the first over ports and state.

@@ -1,0 +1,611 @@
+//! A local Grafana for `sagactl up`, when its server binary is on PATH: provisioned like the
+//! compose one (`grafana/provisioning`), but with the local Prometheus as its datasource and the
+//! repository's `grafana/dashboards` loaded from where they are. When it is missing, or the
+//! local Prometheus is not running, `up` says so and runs without.
+//!
+//! No Grafana server can be installed where this was written (it is in none of the registries
+//! reachable there), so the launch was tested against a stand-in that answers `/api/health`,
+//! not against a real Grafana: the arguments and `GF_*` variables follow Grafana's documented
+//! command line and configuration.
+
+use std::{
+    ffi::OsString,
+    io::Write as _,
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::{bail, Context as _};
+use tokio::process::{Child, Command};
+
+use crate::{
+    process::{send_signal, Signal},
+    services::LauncherEnv,
+};
+
+/// How to get Grafana, printed when it is not found.
+pub const INSTALL_HINT: &str = "Grafana not found on PATH (neither `grafana` nor `grafana-server`): \
+     install it from Grafana's own packages (Debian has none) or set GRAFANA to its binary; \
+     `docker compose up` runs the suite with Grafana";
+
+/// The datasource uid every panel of the dashboard names (as in
+/// `grafana/provisioning/datasources/prometheus.yml`): the local datasource must carry it too.
+pub const DATASOURCE_UID: &str = "prometheus";
+
+/// The dashboard `up` links to, in the repository's `grafana/dashboards/`.
+pub const DASHBOARD_FILE: &str = "sagas.json";
+
+/// The packaged home (Debian and RPM packages), tried when the binary's own tree has none.
+const PACKAGED_HOME: &str = "/usr/share/grafana";
+
+/// Grafana migrates its database and loads every plugin before it answers: much slower to start
+/// than the services.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Grace between SIGTERM and SIGKILL at stop.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// How a Grafana binary takes the `server` command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// The single binary of Grafana 10 and later: `grafana server …`.
+    Single,
+    /// The older `grafana-server …` (still shipped by newer releases as a shim).
+    Legacy,
+}
+
+/// A Grafana server binary and how to call it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binary {
+    pub path: PathBuf,
+    pub flavor: Flavor,
+}
+
+impl Binary {
+    /// A binary called `grafana-server` is the old one; anything else is taken as the single binary.
+    fn at(path: PathBuf) -> Self {
+        let legacy = path.file_name().is_some_and(|name| name == "grafana-server");
+        Self { path, flavor: if legacy { Flavor::Legacy } else { Flavor::Single } }
+    }
+
+    /// The arguments that run the server with `home` and `config`.
+    pub fn args(&self, home: &Path, config: &Path) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        if self.flavor == Flavor::Single {
+            args.push("server".into());
+        }
+        args.extend(["--homepath".into(), home.into(), "--config".into(), config.into()]);
+        args
+    }
+}
+
+/// Whether the user switched Grafana off (`GRAFANA=` set but empty).
+pub fn disabled(launcher: &LauncherEnv) -> bool {
+    launcher.is_set_to_nothing("GRAFANA")
+}
+
+/// The Grafana binary: `$GRAFANA`, else `grafana` on PATH, else `grafana-server` on PATH (the
+/// new binary first: the old name is only a shim around it in recent releases).
+pub fn find(launcher: &LauncherEnv) -> Option<Binary> {
+    if let Some(path) = launcher.get("GRAFANA") {
+        return Some(Binary::at(PathBuf::from(path)));
+    }
+    let path = launcher.get("PATH")?;
+    ["grafana", "grafana-server"]
+        .into_iter()
+        .find_map(|name| std::env::split_paths(path).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        .map(Binary::at)
+}
+
+/// Grafana's home path (the directory whose `conf/defaults.ini` it reads first): `GRAFANA_HOME`,
+/// else the binary's install tree (`<home>/bin/grafana`, symlinks followed), else
+/// `/usr/share/grafana`. Grafana refuses to start without `conf/defaults.ini`, so a home
+/// without one is an error here, with a message that says where it looked.
+pub fn home(launcher: &LauncherEnv, binary: &Path) -> anyhow::Result<PathBuf> {
+    home_with_fallback(launcher, binary, Path::new(PACKAGED_HOME))
+}
+
+fn home_with_fallback(launcher: &LauncherEnv, binary: &Path, fallback: &Path) -> anyhow::Result<PathBuf> {
+    let has_defaults = |dir: &Path| dir.join("conf/defaults.ini").is_file();
+    if let Some(home) = launcher.get("GRAFANA_HOME") {
+        let home = PathBuf::from(home);
+        if !has_defaults(&home) {
+            bail!("GRAFANA_HOME={} has no conf/defaults.ini", home.display());
+        }
+        return Ok(home);
+    }
+    // The path as found and, when it is a symlink (e.g. /usr/local/bin/grafana), its target.
+    let mut binaries = vec![binary.to_path_buf()];
+    binaries.extend(binary.canonicalize().ok());
+    let tree = binaries.iter().filter_map(|b| b.parent()?.parent().map(Path::to_path_buf)).find(|d| has_defaults(d));
+    if let Some(home) = tree.or_else(|| has_defaults(fallback).then(|| fallback.to_path_buf())) {
+        return Ok(home);
+    }
+    bail!(
+        "no Grafana home with conf/defaults.ini found (looked next to {} and in {}); set \
+         GRAFANA_HOME to the directory of Grafana's conf/ and public/",
+        binary.display(),
+        fallback.display()
+    )
+}
+
+/// The repository's dashboards, as `up` provisions them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dashboards {
+    /// Absolute: Grafana resolves a relative provider path against its own working directory.
+    pub dir: PathBuf,
+    /// The uid of [`DASHBOARD_FILE`]'s dashboard, for its URL.
+    pub uid: String,
+    pub title: String,
+}
+
+/// The dashboards under `repo_root` (`grafana/dashboards`), read from the file itself so the
+/// printed URL follows a changed uid.
+pub fn dashboards(repo_root: &Path) -> anyhow::Result<Dashboards> {
+    let dir = repo_root.join("grafana/dashboards");
+    let file = dir.join(DASHBOARD_FILE);
+    let text = std::fs::read_to_string(&file).with_context(|| {
+        format!("cannot read {} (run `sagactl up` from the repository root to get the dashboard)", file.display())
+    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", file.display()))?;
+    let field = |key: &str| json.get(key).and_then(serde_json::Value::as_str).map(str::to_owned);
+    let uid = field("uid").with_context(|| format!("{} has no uid", file.display()))?;
+    let title = field("title").unwrap_or_else(|| uid.clone());
+    let dir = dir.canonicalize().with_context(|| format!("cannot resolve {}", dir.display()))?;
+    Ok(Dashboards { dir, uid, title })
+}
+
+/// A YAML double-quoted scalar: paths and URLs may hold `:`, `#` or spaces, which plain YAML
+/// scalars would misread. `$` is doubled because Grafana expands `$VAR` in provisioning files.
+fn yaml_quoted(text: &str) -> String {
+    let mut out = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '$' => out.push_str("$$"),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The datasource file: `grafana/provisioning/datasources/prometheus.yml` with the local
+/// Prometheus's URL. Its scrape interval as `timeInterval`, so `$__rate_interval` spans enough
+/// samples.
+pub fn datasource_yaml(prometheus_url: &str) -> String {
+    format!(
+        "# Written by sagactl up: the local Prometheus, under the uid the dashboard names.\n\
+         apiVersion: 1\n\
+         \n\
+         datasources:\n  \
+           - name: Prometheus\n    \
+             type: prometheus\n    \
+             uid: {DATASOURCE_UID}\n    \
+             access: proxy\n    \
+             url: {}\n    \
+             isDefault: true\n    \
+             editable: false\n    \
+             jsonData:\n      \
+               timeInterval: {}\n      \
+               httpMethod: POST\n",
+        yaml_quoted(prometheus_url),
+        super::prometheus::SCRAPE_INTERVAL
+    )
+}
+
+/// The dashboards provider: `grafana/provisioning/dashboards/dashboards.yml` with the
+/// repository's directory in place of compose's mount point.
+pub fn dashboards_yaml(dir: &Path) -> String {
+    format!(
+        "# Written by sagactl up: the repository's dashboards, read where they are.\n\
+         apiVersion: 1\n\
+         \n\
+         providers:\n  \
+           - name: saga-suite\n    \
+             orgId: 1\n    \
+             folder: \"\"\n    \
+             type: file\n    \
+             disableDeletion: true\n    \
+             allowUiUpdates: false\n    \
+             updateIntervalSeconds: 30\n    \
+             options:\n      \
+               path: {}\n      \
+               foldersFromFilesStructure: false\n",
+        yaml_quoted(&dir.display().to_string())
+    )
+}
+
+/// Writes a fresh provisioning tree under `dir` (stale files of an earlier run would be loaded
+/// too) and returns it.
+pub fn write_provisioning(dir: &Path, prometheus_url: &str, dashboards: &Dashboards) -> anyhow::Result<PathBuf> {
+    let root = dir.join("provisioning");
+    if root.exists() {
+        std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
+    }
+    // Grafana reads each of these at start; empty ones just provision nothing.
+    for sub in ["datasources", "dashboards", "plugins", "alerting"] {
+        let path = root.join(sub);
+        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    }
+    let files = [
+        (root.join("datasources/prometheus.yml"), datasource_yaml(prometheus_url)),
+        (root.join("dashboards/dashboards.yml"), dashboards_yaml(&dashboards.dir)),
+    ];
+    for (path, text) in files {
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(root)
+}
+
+/// The `GF_*` variables that place everything Grafana writes under `dir`, bind it to loopback
+/// on `port`, open the dashboards to anonymous viewers, and keep it from calling home.
+pub fn server_env(dir: &Path, provisioning: &Path, port: u16, dashboards: &Dashboards) -> Vec<(String, OsString)> {
+    let path = |sub: &str| dir.join(sub).into_os_string();
+    let text = |value: &str| OsString::from(value);
+    vec![
+        ("GF_PATHS_DATA".into(), path("data")),
+        ("GF_PATHS_LOGS".into(), path("logs")),
+        ("GF_PATHS_PLUGINS".into(), path("plugins")),
+        ("GF_PATHS_PROVISIONING".into(), provisioning.as_os_str().to_owned()),
+        // Everything to stdout, so one log (the state dir's grafana.log) has it all.
+        ("GF_LOG_MODE".into(), text("console")),
+        ("GF_SERVER_HTTP_ADDR".into(), text("127.0.0.1")),
+        ("GF_SERVER_HTTP_PORT".into(), text(&port.to_string())),
+        ("GF_AUTH_ANONYMOUS_ENABLED".into(), text("true")),
+        ("GF_AUTH_ANONYMOUS_ORG_ROLE".into(), text("Viewer")),
+        // The home page is the dashboard, as with compose.
+        ("GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH".into(), dashboards.dir.join(DASHBOARD_FILE).into_os_string()),
+        ("GF_ANALYTICS_REPORTING_ENABLED".into(), text("false")),
+        ("GF_ANALYTICS_CHECK_FOR_UPDATES".into(), text("false")),
+        ("GF_NEWS_NEWS_FEED_ENABLED".into(), text("false")),
+        // Recent releases download "preinstalled" plugins at start; the dashboard needs none.
+        ("GF_PLUGINS_PREINSTALL_DISABLED".into(), text("true")),
+    ]
+}
+
+/// A running local Grafana; stopped by [`LocalGrafana::stop`] (or killed on drop).
+#[derive(Debug)]
+pub struct LocalGrafana {
+    child: Child,
+    /// The dashboard's page.
+    pub dashboard_url: String,
+}
+
+/// What [`LocalGrafana::start`] needs besides its ports and files.
+#[derive(Debug)]
+pub struct Setup<'a> {
+    pub binary: &'a Binary,
+    pub home: &'a Path,
+    pub dashboards: &'a Dashboards,
+    /// The datasource's URL.
+    pub prometheus_url: &'a str,
+}
+
+impl LocalGrafana {
+    /// Starts Grafana on `port` with everything it writes under `dir`, and waits until
+    /// `/api/health` answers 200.
+    pub async fn start(setup: &Setup<'_>, dir: &Path, port: u16, log_path: &Path) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let provisioning = write_provisioning(dir, setup.prometheus_url, setup.dashboards)?;
+        // Our own (empty) configuration file: every setting comes from GF_* variables, and the
+        // packaged /etc/grafana/grafana.ini would point Grafana at system directories.
+        let config = dir.join("grafana.ini");
+        std::fs::write(&config, "; Written by sagactl up: the settings are GF_* variables.\n")
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        // A marker per start, as in the services' logs, so each run is easy to find.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        writeln!(log, "--- sagactl: starting grafana (unix time {now}) ---")
+            .with_context(|| format!("cannot write {}", log_path.display()))?;
+        let child = Command::new(&setup.binary.path)
+            .args(setup.binary.args(setup.home, &config))
+            .envs(server_env(dir, &provisioning, port, setup.dashboards))
+            // Grafana resolves some relative paths against its working directory.
+            .current_dir(setup.home)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("cannot duplicate the log file handle")?)
+            .stderr(log)
+            // Its own group, so a Ctrl-C reaches only sagactl, which stops Grafana before the
+            // Prometheus it reads.
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", setup.binary.path.display()))?;
+        let url = format!("http://127.0.0.1:{port}");
+        let mut grafana = Self { child, dashboard_url: format!("{url}/d/{}", setup.dashboards.uid) };
+        grafana.wait_healthy(&url, log_path).await?;
+        Ok(grafana)
+    }
+
+    /// Polls `/api/health`; a Grafana that exits (a bad home, a taken port) fails at once rather
+    /// than after the whole wait.
+    async fn wait_healthy(&mut self, url: &str, log_path: &Path) -> anyhow::Result<()> {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+        let deadline = Instant::now() + HEALTH_TIMEOUT;
+        loop {
+            let health = client.get(format!("{url}/api/health")).send().await;
+            if health.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait().context("cannot check on Grafana")? {
+                bail!("Grafana exited ({status}) during start-up (log: {})", log_path.display());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "Grafana did not answer /api/health in {} s (log: {})",
+                    HEALTH_TIMEOUT.as_secs(),
+                    log_path.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// SIGTERM to the process we started, then SIGKILL after the grace.
+    pub async fn stop(mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = send_signal(pid, Signal::Term);
+        }
+        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
+            let _ = self.child.kill().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> LauncherEnv {
+        LauncherEnv::from_pairs(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())))
+    }
+
+    fn temp_dir(tag: &str) -> anyhow::Result<PathBuf> {
+        let dir = std::env::temp_dir().join(format!("sagactl-grafana-{tag}-{}", crate::text::random_hex(6)));
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir)
+    }
+
+    fn executable(path: &Path, text: &str) -> anyhow::Result<()> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        std::fs::write(path, text)?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))?;
+        Ok(())
+    }
+
+    /// A Grafana install tree: `<root>/bin/<binary>` and `<root>/conf/defaults.ini`.
+    fn install_tree(root: &Path, binary: &str) -> anyhow::Result<PathBuf> {
+        std::fs::create_dir_all(root.join("conf"))?;
+        std::fs::write(root.join("conf/defaults.ini"), "")?;
+        let path = root.join("bin").join(binary);
+        executable(&path, "#!/bin/sh\n")?;
+        Ok(path)
+    }
+
+    fn repo_root() -> anyhow::Result<PathBuf> {
+        Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).context("sagactl has no parent dir")
+    }
+
+    #[test]
+    fn the_new_binary_is_preferred_and_each_flavor_gets_its_own_command_line() -> anyhow::Result<()> {
+        let dir = temp_dir("find")?;
+        let (old_dir, new_dir, empty) = (dir.join("old"), dir.join("new"), dir.join("empty"));
+        executable(&old_dir.join("grafana-server"), "#!/bin/sh\n")?;
+        std::fs::create_dir_all(&empty)?;
+        let path_of = |dirs: &[&Path]| std::env::join_paths(dirs).map(|p| p.to_string_lossy().into_owned());
+
+        let only_old = path_of(&[&empty, &old_dir])?;
+        let found = find(&env(&[("PATH", &only_old)])).context("grafana-server not found")?;
+        assert_eq!(found, Binary { path: old_dir.join("grafana-server"), flavor: Flavor::Legacy });
+        let args = found.args(Path::new("/h"), Path::new("/c.ini"));
+        assert_eq!(args, ["--homepath", "/h", "--config", "/c.ini"].map(OsString::from));
+
+        // `grafana` wins even when `grafana-server` comes earlier on PATH.
+        executable(&new_dir.join("grafana"), "#!/bin/sh\n")?;
+        let both = path_of(&[&old_dir, &new_dir])?;
+        let found = find(&env(&[("PATH", &both)])).context("grafana not found")?;
+        assert_eq!(found.flavor, Flavor::Single);
+        assert_eq!(found.path, new_dir.join("grafana"));
+        let args = found.args(Path::new("/h"), Path::new("/c.ini"));
+        assert_eq!(args, ["server", "--homepath", "/h", "--config", "/c.ini"].map(OsString::from));
+
+        assert_eq!(find(&env(&[("PATH", &path_of(&[&empty])?)])), None);
+        assert_eq!(find(&env(&[])), None);
+        let explicit = find(&env(&[("GRAFANA", "/opt/g/bin/grafana-server"), ("PATH", &both)]));
+        assert_eq!(explicit.map(|b| b.flavor), Some(Flavor::Legacy));
+        assert!(disabled(&env(&[("GRAFANA", "")])));
+        assert!(!disabled(&env(&[("PATH", &both)])));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_home_is_grafana_home_else_the_binarys_tree_else_the_packaged_one() -> anyhow::Result<()> {
+        let dir = temp_dir("home")?;
+        let tree = dir.join("grafana-11.2.0");
+        let binary = install_tree(&tree, "grafana")?;
+        let packaged = dir.join("usr-share-grafana");
+        let nowhere = dir.join("nowhere");
+
+        // The binary's own tree, directly or through a symlink elsewhere on PATH.
+        assert_eq!(home_with_fallback(&env(&[]), &binary, &nowhere)?, tree);
+        let link = dir.join("usr-local-bin/grafana");
+        std::fs::create_dir_all(dir.join("usr-local-bin"))?;
+        std::os::unix::fs::symlink(&binary, &link)?;
+        assert_eq!(home_with_fallback(&env(&[]), &link, &nowhere)?, tree.canonicalize()?);
+
+        // A binary outside any tree: the packaged home if it has conf/defaults.ini, else an error
+        // that says what to set.
+        let loose = dir.join("usr-bin/grafana");
+        executable(&loose, "#!/bin/sh\n")?;
+        let err = home_with_fallback(&env(&[]), &loose, &nowhere).err().context("a home without defaults.ini")?;
+        assert!(format!("{err:#}").contains("set GRAFANA_HOME"), "{err:#}");
+        install_tree(&packaged, "grafana")?;
+        assert_eq!(home_with_fallback(&env(&[]), &loose, &packaged)?, packaged);
+
+        // GRAFANA_HOME wins, and must have conf/defaults.ini.
+        let chosen = env(&[("GRAFANA_HOME", &tree.display().to_string())]);
+        assert_eq!(home_with_fallback(&chosen, &loose, &packaged)?, tree);
+        let wrong = env(&[("GRAFANA_HOME", &nowhere.display().to_string())]);
+        let err = home_with_fallback(&wrong, &binary, &packaged).err().context("GRAFANA_HOME without defaults")?;
+        assert!(format!("{err:#}").contains("has no conf/defaults.ini"), "{err:#}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[test]
+    fn the_provisioning_points_at_the_local_prometheus_and_the_repositorys_dashboard() -> anyhow::Result<()> {
+        let repo = repo_root()?;
+        let dashboards = dashboards(&repo)?;
+        assert!(dashboards.dir.is_absolute());
+        assert!(dashboards.dir.join(DASHBOARD_FILE).is_file());
+        assert_eq!(dashboards.uid, "saga-suite");
+
+        let dir = temp_dir("provisioning")?;
+        // A stale file from an earlier run must not be provisioned again.
+        std::fs::create_dir_all(dir.join("provisioning/datasources"))?;
+        std::fs::write(dir.join("provisioning/datasources/old.yml"), "stale")?;
+        let root = write_provisioning(&dir, "http://127.0.0.1:19090", &dashboards)?;
+        assert!(!root.join("datasources/old.yml").exists());
+
+        let datasource = std::fs::read_to_string(root.join("datasources/prometheus.yml"))?;
+        assert!(datasource.contains("\n    uid: prometheus\n"), "{datasource}");
+        assert!(datasource.contains("\n    url: \"http://127.0.0.1:19090\"\n"), "{datasource}");
+        assert!(datasource.contains("\n      timeInterval: 5s\n"), "{datasource}");
+        let provider = std::fs::read_to_string(root.join("dashboards/dashboards.yml"))?;
+        let path_line = format!("\n      path: \"{}\"\n", dashboards.dir.display());
+        assert!(provider.contains(&path_line), "{provider}");
+
+        // The uid the local datasource carries is the one every panel names, and the one the
+        // compose provisioning uses.
+        let json: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dashboards.dir.join(DASHBOARD_FILE))?)?;
+        let mut named = Vec::new();
+        collect_datasource_uids(&json, &mut named);
+        assert!(!named.is_empty());
+        assert!(named.iter().all(|uid| uid == DATASOURCE_UID), "{named:?}");
+        let compose = std::fs::read_to_string(repo.join("grafana/provisioning/datasources/prometheus.yml"))?;
+        assert!(compose.contains(&format!("\n    uid: {DATASOURCE_UID}\n")), "{compose}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    /// Every `datasource.uid` of type prometheus in the dashboard (Grafana's own `-- Grafana --`
+    /// annotation source aside).
+    fn collect_datasource_uids(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                if let Some(source) = map.get("datasource") {
+                    if source.get("type").and_then(serde_json::Value::as_str) == Some("prometheus") {
+                        out.extend(source.get("uid").and_then(serde_json::Value::as_str).map(str::to_owned));
+                    }
+                }
+                map.values().for_each(|v| collect_datasource_uids(v, out));
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| collect_datasource_uids(v, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn yaml_quoting_keeps_odd_paths_intact() {
+        assert_eq!(yaml_quoted("/a b/c:#d"), "\"/a b/c:#d\"");
+        assert_eq!(yaml_quoted("/srv/$HOME"), "\"/srv/$$HOME\"");
+        assert_eq!(yaml_quoted("x\"y\\z\n"), "\"x\\\"y\\\\z\\u000A\"");
+    }
+
+    /// A stand-in for Grafana (no real one can be installed here): records its arguments and
+    /// `GF_*` variables, then answers 200 on the port it was given.
+    const FAKE_GRAFANA: &str = r#"#!/bin/sh
+printf '%s\n' "$@" > "$0.args"
+env | grep '^GF_' | sort > "$0.env"
+exec python3 -c '
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["GF_SERVER_HTTP_PORT"])), H).serve_forever()
+'
+"#;
+
+    #[tokio::test]
+    async fn start_runs_the_server_with_its_home_config_and_env_waits_for_health_and_stops() -> anyhow::Result<()> {
+        let dir = temp_dir("start")?;
+        let home = dir.join("home");
+        let binary_path = install_tree(&home, "grafana")?;
+        executable(&binary_path, FAKE_GRAFANA)?;
+        let binary = Binary::at(binary_path.clone());
+        let dashboards = dashboards(&repo_root()?)?;
+        let port = crate::launch::free_port()?;
+        let setup = Setup { binary: &binary, home: &home, dashboards: &dashboards, prometheus_url: "http://p:1" };
+        let state = dir.join("state");
+        let log_path = dir.join("grafana.log");
+
+        let grafana = LocalGrafana::start(&setup, &state, port, &log_path).await?;
+
+        assert_eq!(grafana.dashboard_url, format!("http://127.0.0.1:{port}/d/saga-suite"));
+        let args = std::fs::read_to_string(dir.join("home/bin/grafana.args"))?;
+        let expected =
+            format!("server\n--homepath\n{}\n--config\n{}\n", home.display(), state.join("grafana.ini").display());
+        assert_eq!(args, expected);
+        let gf = std::fs::read_to_string(dir.join("home/bin/grafana.env"))?;
+        for line in [
+            format!("GF_PATHS_DATA={}", state.join("data").display()),
+            format!("GF_PATHS_PROVISIONING={}", state.join("provisioning").display()),
+            format!("GF_SERVER_HTTP_PORT={port}"),
+            "GF_SERVER_HTTP_ADDR=127.0.0.1".to_owned(),
+            "GF_AUTH_ANONYMOUS_ENABLED=true".to_owned(),
+            "GF_AUTH_ANONYMOUS_ORG_ROLE=Viewer".to_owned(),
+            "GF_ANALYTICS_REPORTING_ENABLED=false".to_owned(),
+            "GF_NEWS_NEWS_FEED_ENABLED=false".to_owned(),
+        ] {
+            assert!(gf.lines().any(|l| l == line), "{line} missing from:\n{gf}");
+        }
+        assert!(state.join("provisioning/datasources/prometheus.yml").is_file());
+
+        grafana.stop().await;
+        assert!(crate::launch::port_is_free(port), "the stand-in still listens after stop");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_grafana_that_exits_at_start_fails_at_once_not_after_the_wait() -> anyhow::Result<()> {
+        let dir = temp_dir("exits")?;
+        let home = dir.join("home");
+        let binary_path = install_tree(&home, "grafana-server")?;
+        executable(&binary_path, "#!/bin/sh\necho 'cannot bind' >&2\nexit 1\n")?;
+        let binary = Binary::at(binary_path);
+        let dashboards = dashboards(&repo_root()?)?;
+        let setup = Setup { binary: &binary, home: &home, dashboards: &dashboards, prometheus_url: "http://p:1" };
+        let log_path = dir.join("grafana.log");
+        let started = Instant::now();
+
+        let err = LocalGrafana::start(&setup, &dir.join("state"), crate::launch::free_port()?, &log_path)
+            .await
+            .err()
+            .context("a Grafana that exits started")?;
+
+        assert!(format!("{err:#}").contains("exited"), "{err:#}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        assert!(std::fs::read_to_string(&log_path)?.contains("cannot bind"));
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}
