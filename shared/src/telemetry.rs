@@ -28,7 +28,7 @@ use opentelemetry_http::{Bytes, HeaderExtractor, HeaderInjector, HttpClient, Htt
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
 use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+use tracing_subscriber::{filter::Targets, fmt, prelude::*};
 
 use crate::config::{Env, LogFormat};
 
@@ -71,7 +71,7 @@ pub fn init(service: &'static str, env: &Env) -> anyhow::Result<Telemetry> {
             .with_threads(false)
             .with_location(false)
     });
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let filter = log_filter(env)?;
     let registry = tracing_subscriber::registry().with(filter).with(traces);
     let result = match format {
         LogFormat::Json => registry
@@ -86,6 +86,18 @@ pub fn init(service: &'static str, env: &Env) -> anyhow::Result<Telemetry> {
     ENABLED.store(provider.is_some(), Ordering::Relaxed);
     Ok(Telemetry { provider })
 }
+
+/// The log (and span) filter: `RUST_LOG` as `target=level` directives, comma separated
+/// (`info,sqlx=warn,orchestrator=debug`). A malformed one stops start-up with the reason.
+fn log_filter(env: &Env) -> anyhow::Result<Targets> {
+    let directives = env.get("RUST_LOG").unwrap_or(DEFAULT_LOG_FILTER);
+    directives
+        .parse()
+        .map_err(|e| anyhow::anyhow!("RUST_LOG={directives:?} is not a list of target=level directives: {e}"))
+}
+
+/// What is logged without `RUST_LOG`.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,tower_http=info";
 
 fn provider(service: &'static str) -> anyhow::Result<SdkTracerProvider> {
     let exporter = opentelemetry_otlp::SpanExporter::builder()
@@ -189,6 +201,17 @@ impl HttpClient for BlockingClient {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rust_log_is_parsed_as_target_directives_and_a_malformed_one_is_refused() {
+        let filter = log_filter(&Env::from_pairs([("RUST_LOG", "warn,orchestrator=debug")])).unwrap();
+        assert_eq!(filter.default_level(), Some(tracing::level_filters::LevelFilter::WARN));
+        assert!(filter.would_enable("orchestrator::saga", &tracing::Level::DEBUG));
+        assert!(!filter.would_enable("sqlx::query", &tracing::Level::INFO));
+        assert!(log_filter(&Env::default()).unwrap().would_enable("payment", &tracing::Level::INFO));
+        let err = log_filter(&Env::from_pairs([("RUST_LOG", "sqlx=loud")])).unwrap_err();
+        assert!(err.to_string().contains("RUST_LOG"), "{err}");
+    }
 
     #[test]
     fn without_an_endpoint_nothing_is_injected_or_stored() {
