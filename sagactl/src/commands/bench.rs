@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Print one JSON document with every run's report and costs instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Another Postgres server setting, `NAME=VALUE` (repeatable), after the suite's own: to
+    /// measure a setting before changing the suite's (`--pg-setting wal_compression=off`).
+    #[arg(long = "pg-setting", value_name = "NAME=VALUE", value_parser = pg_setting)]
+    pub pg_settings: Vec<String>,
 }
 
 /// The ramp's first rate, and the factor between two steps.
@@ -101,6 +105,16 @@ async fn find_highest_rate(
     }
 }
 
+/// A `--pg-setting`: `name=value` with a Postgres parameter name (letters, digits, `_` and `.`).
+fn pg_setting(text: &str) -> Result<String, String> {
+    let (name, value) = text.split_once('=').ok_or_else(|| format!("{text:?} is not NAME=VALUE"))?;
+    let valid_name = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+    if !valid_name || value.is_empty() {
+        return Err(format!("{text:?} is not NAME=VALUE with a Postgres parameter name"));
+    }
+    Ok(text.to_owned())
+}
+
 /// Open loop: the bound on orders in flight (past it the schedule slips, and the run says so).
 const OPEN_LOOP_MAX_OUTSTANDING: usize = 1000;
 
@@ -110,10 +124,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let pg = TempPostgres::start(TempPostgresOptions {
         fast: false,
         max_connections: 400,
-        settings: vec![
-            "shared_preload_libraries=pg_stat_statements".to_owned(),
-            "pg_stat_statements.track=top".to_owned(),
-        ],
+        settings: [
+            vec!["shared_preload_libraries=pg_stat_statements".to_owned(), "pg_stat_statements.track=top".to_owned()],
+            args.pg_settings.clone(),
+        ]
+        .concat(),
         ..TempPostgresOptions::default()
     })
     .await?;
@@ -262,4 +277,18 @@ fn tempdir() -> anyhow::Result<PathBuf> {
 
 fn num_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pg_setting;
+
+    #[test]
+    fn a_pg_setting_is_name_equals_value() {
+        assert_eq!(pg_setting("commit_delay=200").as_deref(), Ok("commit_delay=200"));
+        assert_eq!(pg_setting("pg_stat_statements.track=top").as_deref(), Ok("pg_stat_statements.track=top"));
+        for bad in ["commit_delay", "=1", "commit_delay=", "a b=1", "x;y=1"] {
+            assert!(pg_setting(bad).is_err(), "{bad}");
+        }
+    }
 }
