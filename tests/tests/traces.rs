@@ -358,3 +358,40 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
     );
     assert!(*receiver.requests.lock().unwrap() > 0);
 }
+
+#[tokio::test]
+async fn a_malformed_traceparent_is_ignored_the_order_is_accepted_and_starts_a_trace_of_its_own() {
+    let receiver = Receiver::start().await;
+    let env = receiver.env();
+    let env: Vec<(Service, &str, &str)> = env.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
+    let suite = Suite::start_with_env(&Service::SUITE, &env).await;
+
+    for garbage in ["00-not-a-trace-01", "00-00000000000000000000000000000000-0000000000000000-01", "\u{7f}x"] {
+        let answer = suite
+            .http
+            .inner()
+            .post(suite.url(Service::Orchestrator, "/orders"))
+            .header("traceparent", garbage)
+            .json(&happy_order())
+            .send()
+            .await;
+        // A header value reqwest itself refuses never leaves the client: nothing to check there.
+        let Ok(answer) = answer else { continue };
+        assert_eq!(answer.status(), 202, "traceparent {garbage:?}");
+        let order_id: Uuid =
+            answer.json::<serde_json::Value>().await.unwrap()["order_id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(suite.wait_terminal(order_id, WAIT).await["status"], "completed");
+        let id = order_id.to_string();
+        let spans = receiver
+            .wait_until("the saga's spans", |spans| {
+                spans.iter().any(|s| s.order_id() == Some(&id) && s.name == "POST /orders")
+                    && spans.iter().any(|s| s.order_id() == Some(&id) && s.name == "saga")
+            })
+            .await;
+        let post = spans.iter().find(|s| s.order_id() == Some(&id) && s.name == "POST /orders").unwrap();
+        assert_eq!(post.parent, "", "a malformed traceparent is not a parent: {post:#?}");
+        assert_ne!(post.trace_id, "00000000000000000000000000000000");
+        let saga = spans.iter().find(|s| s.order_id() == Some(&id) && s.name == "saga").unwrap();
+        assert_eq!((saga.trace_id.as_str(), saga.parent.as_str()), (post.trace_id.as_str(), post.span_id.as_str()));
+    }
+}
