@@ -104,3 +104,34 @@ async fn an_unknown_customer_is_422_and_an_unknown_account_is_404() {
     suite.http.get(&url).await.assert_problem(404);
     suite.http.get(&suite.url(Payment, "/accounts/nobody")).await.assert_problem(404);
 }
+
+#[tokio::test]
+async fn fifty_concurrent_identical_captures_for_one_order_debit_once_and_answer_alike() {
+    let suite = Suite::start(&[Payment]).await;
+    let url = suite.url(Payment, &format!("/payments/{}", Uuid::new_v4()));
+    let before = balance(&suite, "alice").await;
+    let body = capture("alice", 1234);
+
+    let answers = futures::future::join_all((0..50).map(|_| suite.http.put(&url, &body))).await;
+
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    let replayed = answers.iter().filter(|a| a.status == 200).count();
+    assert_eq!((created, replayed), (1, 49), "statuses: {:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    assert!(answers.iter().all(|a| a.body == answers[0].body), "every answer carries the one stored result");
+    assert_eq!(balance(&suite, "alice").await, before - 1234);
+    // The answer is the record, written the same way as a read of it.
+    assert_eq!(suite.http.get(&url).await.body, answers[0].body);
+}
+
+#[tokio::test]
+async fn a_declined_capture_leaves_no_claim_so_the_order_can_be_paid_afterwards() {
+    let suite = Suite::start(&[Payment]).await;
+    let url = suite.url(Payment, &format!("/payments/{}", Uuid::new_v4()));
+    let carol = balance(&suite, "carol").await;
+
+    suite.http.put(&url, &capture("carol", carol + 1)).await.assert_problem(402);
+    assert_eq!(suite.http.get(&url).await.status, 404, "nothing of the declined capture is left");
+    let paid = suite.http.put(&url, &capture("carol", 100)).await;
+    assert_eq!(paid.status, 201, "{}", paid.body);
+    assert_eq!(balance(&suite, "carol").await, carol - 100);
+}
