@@ -13,6 +13,7 @@ use tracing::Instrument as _;
 
 use super::{
     definition::{SagaDefinition, StepDefinition},
+    group_commit::GroupCommit,
     log::{self, Lease},
     machine::{self, Clock, Command, Input, Persist, Transition},
     state::Saga,
@@ -31,6 +32,7 @@ pub struct Executor {
     tasks: TaskTracker,
     stopping: CancellationToken,
     waiters: Waiters,
+    writer: GroupCommit,
 }
 
 /// Why a driver stops before its saga is terminal.
@@ -53,8 +55,10 @@ impl Executor {
         instance: String,
         lease: std::time::Duration,
     ) -> Self {
+        let writer = GroupCommit::start(pool.clone(), instance.clone(), lease);
         Self {
             pool,
+            writer,
             definition,
             client,
             instance,
@@ -170,13 +174,11 @@ impl Executor {
                 Persist::Events => log::append(&self.pool, saga.order_id, &transition.events, &self.instance)
                     .await
                     .map_err(Stop::Database),
-                Persist::Saga { progressed } => {
-                    match log::save(&self.pool, saga, self.lease(), progressed, &transition.events).await {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err(Stop::Fenced),
-                        Err(err) => Err(Stop::Database(err)),
-                    }
-                }
+                Persist::Saga { progressed } => match self.writer.save(saga, progressed, &transition.events).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(Stop::Fenced),
+                    Err(err) => Err(Stop::Database(err)),
+                },
             }
         }
         .instrument(span)

@@ -132,17 +132,18 @@ pub struct Lease<'a> {
 }
 
 /// Event columns for `unnest`, with each event's actor resolved (`Actor::Instance` is `instance`).
-struct EventColumns<'a> {
-    kinds: Vec<&'static str>,
-    steps: Vec<Option<&'static str>>,
-    attempts: Vec<Option<i32>>,
-    outcomes: Vec<&'static str>,
-    details: Vec<Option<&'a str>>,
-    actors: Vec<&'a str>,
+pub(super) struct EventColumns<'a> {
+    pub(super) kinds: Vec<&'static str>,
+    pub(super) steps: Vec<Option<&'static str>>,
+    pub(super) attempts: Vec<Option<i32>>,
+    pub(super) outcomes: Vec<&'static str>,
+    pub(super) details: Vec<Option<&'a str>>,
+    pub(super) actors: Vec<&'a str>,
 }
 
 impl<'a> EventColumns<'a> {
-    fn new(events: &'a [NewEvent], instance: &'a str) -> Self {
+    pub(super) fn new(events: impl IntoIterator<Item = &'a NewEvent>, instance: &'a str) -> Self {
+        let events = events.into_iter().collect::<Vec<_>>();
         Self {
             kinds: events.iter().map(|e| e.kind.as_str()).collect(),
             steps: events.iter().map(|e| e.step).collect(),

@@ -3,6 +3,7 @@
 
 pub mod definition;
 pub mod executor;
+pub mod group_commit;
 pub mod log;
 pub mod machine;
 pub mod outcome;

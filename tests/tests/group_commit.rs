@@ -1,0 +1,109 @@
+//! The orchestrator's group commit (`orchestrator::saga::group_commit`) against a real Postgres:
+//! saves queued together are written in one statement, each still fenced on its own version with
+//! its own events; a batch that fails is written again one save at a time, so a bad save fails
+//! alone.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use orchestrator::{
+    config::OrchestratorConfig,
+    saga::{
+        definition::{SagaDefinition, ORDER_STEPS},
+        group_commit::{write_together, GroupCommit},
+        log::{self, Lease},
+        machine::{self, Clock, Input, Persist},
+        state::Saga,
+    },
+};
+use saga_shared::config::Env;
+use saga_tests::{happy_order, Service, Suite};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const OWNER: &str = "group-commit-test";
+const LEASE: Duration = Duration::from_secs(600);
+
+/// A saga written as `POST /orders` writes it, owned by this test, then resumed (a transition
+/// that is written, with its `claimed` event): what the save will write.
+async fn started_saga(pool: &PgPool, definition: &SagaDefinition) -> (Saga, bool, Vec<machine::NewEvent>) {
+    let request = serde_json::from_value(happy_order()).unwrap();
+    let (mut saga, started) = machine::start(definition, Uuid::now_v7(), request, Clock::system());
+    log::insert(pool, &saga, &started, None, OWNER, LEASE).await.unwrap();
+    let transition = machine::apply(definition, &mut saga, Input::Resumed { previous_owner: None }, Clock::system());
+    let Persist::Saga { progressed } = transition.persist else { panic!("a resumed saga is written") };
+    (saga, progressed, transition.events)
+}
+
+async fn version_and_events(pool: &PgPool, saga: &Saga) -> (i64, i64) {
+    sqlx::query_as(
+        "select (select version from sagas where order_id = $1), (select count(*) from saga_events where order_id = $1)",
+    )
+    .bind(saga.order_id)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn saves_queued_together_are_each_fenced_and_a_bad_one_fails_alone() {
+    // The orchestrator only migrates the schema here; the test's sagas are owned by the test
+    // (a long lease), so its recovery leaves them alone.
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
+    let definition = SagaDefinition::order_saga(&config).unwrap();
+    let writer = GroupCommit::start(pool.clone(), OWNER.to_owned(), LEASE);
+
+    let mut sagas = Vec::new();
+    for _ in 0..4 {
+        sagas.push(started_saga(&pool, &definition).await);
+    }
+    let events_before = version_and_events(&pool, &sagas[0].0).await.1;
+    // One save Postgres refuses (text cannot hold a NUL byte), one fenced out (someone wrote
+    // version 0 before), two good ones: queued together, they make one batch, which fails.
+    sagas[0].0.failure_reason = Some("bad\0byte".to_owned());
+    sagas[1].0.version = 7;
+    let answers =
+        join_all(sagas.iter_mut().map(|(saga, progressed, events)| writer.save(saga, *progressed, events))).await;
+
+    assert!(answers[0].is_err(), "the bad save fails: {:?}", answers[0]);
+    assert_eq!(answers[1].as_ref().ok(), Some(&false), "the stale save is fenced out");
+    assert_eq!(answers[2].as_ref().ok(), Some(&true));
+    assert_eq!(answers[3].as_ref().ok(), Some(&true));
+    assert_eq!(version_and_events(&pool, &sagas[0].0).await, (0, events_before), "nothing of the bad save");
+    assert_eq!(version_and_events(&pool, &sagas[1].0).await, (0, events_before), "nothing of the fenced save");
+    for (saga, _, events) in &sagas[2..] {
+        assert_eq!(saga.version, 1, "the saga learns the version it wrote");
+        assert_eq!(version_and_events(&pool, saga).await, (1, events_before + events.len() as i64));
+    }
+
+    // Without a bad save the batch is one statement: the good ones written, the stale one fenced.
+    let mut again = sagas.split_off(1);
+    for (saga, _, _) in &mut again[1..] {
+        saga.steps[0].attempts += 1;
+    }
+    let saves: Vec<_> = again.iter().map(|(saga, progressed, events)| (saga, *progressed, events.as_slice())).collect();
+    let written = write_together(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
+    let mut ids: Vec<Uuid> = written.iter().map(|(id, _, _)| *id).collect();
+    ids.sort_unstable();
+    let mut expected = vec![again[1].0.order_id, again[2].0.order_id];
+    expected.sort_unstable();
+    assert_eq!(ids, expected, "the two current rows written in one statement, the stale one fenced out");
+    for (id, version, _) in &written {
+        let saga = &mut again.iter_mut().find(|(s, _, _)| s.order_id == *id).unwrap().0;
+        saga.version = *version;
+    }
+    for (saga, _, events) in &again[1..] {
+        assert_eq!(saga.version, 2);
+        assert_eq!(version_and_events(&pool, saga).await, (2, events_before + 2 * events.len() as i64));
+        let steps: serde_json::Value = sqlx::query_scalar("select steps from sagas where order_id = $1")
+            .bind(saga.order_id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        assert_eq!(steps[0]["attempts"], saga.steps[0].attempts, "the batch wrote this saga's own row");
+    }
+}
