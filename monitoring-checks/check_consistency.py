@@ -109,7 +109,7 @@ def known_env() -> tuple[set[str], set[str]]:
     Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)` (the orchestrator also `url("NAME", port)`)
     in shared/src/config.rs and shared/src/faults.rs (and the OTLP endpoint in shared/src/telemetry.rs); the orchestrator adds its own in
     orchestrator/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
-    each name of `ORDER_STEPS`. RUST_LOG is read by tracing-subscriber's EnvFilter."""
+    each name of `ORDER_STEPS`. RUST_LOG is read by shared/src/telemetry.rs."""
     literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
     shared = set(literal.findall(read("shared/src/config.rs"))) | set(literal.findall(read("shared/src/faults.rs")))
     shared.add("RUST_LOG")
@@ -219,7 +219,9 @@ def check_compose_ports() -> str:
             problems.append(f"{name}: the health check does not probe 127.0.0.1:{port}/readyz")
         if not str(env.get("DATABASE_URL", "")).startswith(f"postgres://{name}:"):
             problems.append(f"{name}: DATABASE_URL must log in as role {name}")
-        if env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").rsplit("-", 1)[-1].rstrip("}") != "http://jaeger:4318":
+        # Raw YAML: the value is `${OTEL_EXPORTER_OTLP_ENDPOINT:-default}` or the URL itself.
+        endpoint = re.sub(r"^\$\{OTEL_EXPORTER_OTLP_ENDPOINT:-(.*)\}$", r"\1", env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+        if endpoint != "http://jaeger:4318":
             problems.append(f"{name}: OTEL_EXPORTER_OTLP_ENDPOINT must default to Jaeger's OTLP/HTTP port (http://jaeger:4318)")
     orchestrator_env = environment(services.get("orchestrator", {}))
     for var, participant in PARTICIPANT_URL_VARS.items():

@@ -149,9 +149,13 @@ fn request_span<B>(service: &'static str) -> impl Fn(&Request<B>) -> tracing::Sp
             request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or_default();
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str);
         let span = tracing::info_span!("request", service, method = %request.method(), uri = %request.uri(), request_id,
-            order_id = order_id_in_path(route, request.uri().path()), otel.name = format!("{} {route}", request.method()), otel.kind = "server",
+            order_id = order_id_in_path(route, request.uri().path()), otel.name = tracing::field::Empty, otel.kind = "server",
             http.response.status_code = tracing::field::Empty, otel.status_code = tracing::field::Empty);
-        crate::telemetry::set_remote_parent(&span, request.headers());
+        if crate::telemetry::enabled() {
+            // Named for the exported trace only: no string is built for every request otherwise.
+            span.record("otel.name", format!("{} {route}", request.method()));
+            crate::telemetry::set_remote_parent(&span, request.headers());
+        }
         span
     }
 }

@@ -1,4 +1,4 @@
-//! The orchestrator's group commit (`orchestrator::saga::group_commit`) against a real Postgres:
+//! The orchestrator's group commit (`orchestrator::saga::group_commit`, `log::save_all`) against a real Postgres:
 //! saves queued together are written in one statement, each still fenced on its own version with
 //! its own events; a batch that fails is written again one save at a time, so a bad save fails
 //! alone.
@@ -12,7 +12,7 @@ use orchestrator::{
     config::OrchestratorConfig,
     saga::{
         definition::{SagaDefinition, ORDER_STEPS},
-        group_commit::{write_together, GroupCommit},
+        group_commit::GroupCommit,
         log::{self, Lease},
         machine::{self, Clock, Input, Persist},
         state::Saga,
@@ -86,7 +86,7 @@ async fn saves_queued_together_are_each_fenced_and_a_bad_one_fails_alone() {
         saga.steps[0].attempts += 1;
     }
     let saves: Vec<_> = again.iter().map(|(saga, progressed, events)| (saga, *progressed, events.as_slice())).collect();
-    let written = write_together(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
+    let written = log::save_all(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
     let mut ids: Vec<Uuid> = written.iter().map(|(id, _, _)| *id).collect();
     ids.sort_unstable();
     let mut expected = vec![again[1].0.order_id, again[2].0.order_id];

@@ -57,6 +57,14 @@ impl Receiver {
         Self { endpoint, spans, requests }
     }
 
+    /// The whole suite, its exporters pointed here (and `extra` settings per service).
+    async fn suite(&self, extra: &[(Service, &str, &str)]) -> Suite {
+        let env = self.env();
+        let mut env: Vec<(Service, &str, &str)> = env.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
+        env.extend_from_slice(extra);
+        Suite::start_with_env(&Service::SUITE, &env).await
+    }
+
     /// The environment that points a service's exporter here, flushing every 100 ms.
     fn env(&self) -> Vec<(Service, &'static str, String)> {
         Service::SUITE
@@ -205,9 +213,7 @@ const CALLER_SPAN: &str = "00f067aa0ba902b7";
 #[tokio::test]
 async fn one_trace_per_saga_from_the_post_through_every_step_into_each_participants_sql() {
     let receiver = Receiver::start().await;
-    let env = receiver.env();
-    let env: Vec<(Service, &str, &str)> = env.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
-    let suite = Suite::start_with_env(&Service::SUITE, &env).await;
+    let suite = receiver.suite(&[]).await;
 
     // The caller's own trace context is continued: the saga joins the caller's trace.
     let answer = suite
@@ -272,11 +278,9 @@ async fn one_trace_per_saga_from_the_post_through_every_step_into_each_participa
 #[tokio::test]
 async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in_its_trace() {
     let receiver = Receiver::start().await;
-    let mut env = receiver.env();
     // Payment will be down for a while: retry it until it is back instead of compensating.
-    env.push((Service::Orchestrator, "STEP_MAX_ATTEMPTS", "1000".to_owned()));
-    let env: Vec<(Service, &str, &str)> = env.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
-    let mut suite = Suite::start_with_env(&Service::SUITE, &env).await;
+    let mut suite = receiver.suite(&[(Service::Orchestrator, "STEP_MAX_ATTEMPTS", "1000")]).await;
+    let env = receiver.env();
 
     // An undeliverable address: shipping refuses, payment is refunded, the reservation released.
     let order_id = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
@@ -322,12 +326,16 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
     };
     receiver.wait_until("the stuck saga's POST", |spans| stuck_trace(spans).is_some()).await;
     suite.kill(Service::Orchestrator).await;
-    let payment_env: Vec<(&str, &str)> =
-        env.iter().filter(|(s, _, _)| *s == Service::Payment).map(|(_, k, v)| (*k, *v)).collect();
-    suite.spawn(Service::Payment, &payment_env).await;
-    let orchestrator_env: Vec<(&str, &str)> =
-        env.iter().filter(|(s, _, _)| *s == Service::Orchestrator).map(|(_, k, v)| (*k, *v)).collect();
-    suite.spawn(Service::Orchestrator, &orchestrator_env).await;
+    let env_of = |service: Service| -> Vec<(&str, &str)> {
+        let mut vars: Vec<(&str, &str)> =
+            env.iter().filter(|(s, _, _)| *s == service).map(|(_, k, v)| (*k, v.as_str())).collect();
+        if service == Service::Orchestrator {
+            vars.push(("STEP_MAX_ATTEMPTS", "1000"));
+        }
+        vars
+    };
+    suite.spawn(Service::Payment, &env_of(Service::Payment)).await;
+    suite.spawn(Service::Orchestrator, &env_of(Service::Orchestrator)).await;
     assert_eq!(suite.wait_terminal(stuck, WAIT).await["status"], "completed");
 
     let spans = receiver
@@ -362,9 +370,7 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
 #[tokio::test]
 async fn a_malformed_traceparent_is_ignored_the_order_is_accepted_and_starts_a_trace_of_its_own() {
     let receiver = Receiver::start().await;
-    let env = receiver.env();
-    let env: Vec<(Service, &str, &str)> = env.iter().map(|(s, k, v)| (*s, *k, v.as_str())).collect();
-    let suite = Suite::start_with_env(&Service::SUITE, &env).await;
+    let suite = receiver.suite(&[]).await;
 
     for garbage in ["00-not-a-trace-01", "00-00000000000000000000000000000000-0000000000000000-01", "\u{7f}x"] {
         let answer = suite

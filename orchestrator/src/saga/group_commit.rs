@@ -1,6 +1,6 @@
 //! Group commit of the drivers' writes: one task takes every save that is queued, writes them
-//! all in one statement (each row still fenced on its own version, each saga's events appended
-//! in order) and answers each driver, then takes what queued meanwhile. No added waiting: a save
+//! all in one statement ([`log::save_all`]: each row still fenced on its own version, each
+//! saga's events appended in order) and answers each driver, then takes what queued meanwhile. No added waiting: a save
 //! that finds the writer idle is written at once, alone.
 //!
 //! A batch that fails as a whole (a deadlock with another writer of the same rows, a bad row, a
@@ -10,13 +10,11 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::{
-    log::{self, Lease},
+    log::{self, Lease, Save},
     machine::NewEvent,
     state::Saga,
 };
@@ -72,7 +70,7 @@ async fn write_batches(pool: PgPool, owner: String, lease: Duration, mut pending
     while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let lease = Lease { owner: &owner, duration: lease };
         let saves: Vec<Save<'_>> = batch.iter().map(|p| (&p.saga, p.progressed, p.events.as_slice())).collect();
-        let written = write_together(&pool, &saves, lease).await;
+        let written = log::save_all(&pool, &saves, lease).await;
         drop(saves);
         match written {
             Ok(written) => {
@@ -99,83 +97,4 @@ async fn write_batches(pool: PgPool, owner: String, lease: Duration, mut pending
             }
         }
     }
-}
-
-/// One save: the saga as it is to be written, whether it progressed, its new events.
-pub type Save<'a> = (&'a Saga, bool, &'a [NewEvent]);
-
-/// Writes `batch` in one statement: the rows still at their version are updated and only their
-/// events appended, in each saga's order. Returns the written rows' ids, versions and times (a
-/// save missing from it was fenced out). Public for its test; drivers go through
-/// [`GroupCommit::save`].
-pub async fn write_together(
-    pool: &PgPool,
-    batch: &[Save<'_>],
-    lease: Lease<'_>,
-) -> Result<Vec<(Uuid, i64, DateTime<Utc>)>, sqlx::Error> {
-    if let [(saga, progressed, events)] = batch {
-        // Alone: the single-row statement, as cheap as it gets.
-        let mut saga = (*saga).clone();
-        let written = log::save(pool, &mut saga, lease, *progressed, events).await?;
-        return Ok(if written { vec![(saga.order_id, saga.version, saga.updated_at)] } else { Vec::new() });
-    }
-    let sagas = batch.iter().map(|(saga, _, _)| *saga);
-    let to_json = |value: Result<Value, serde_json::Error>| value.map_err(|e| sqlx::Error::Encode(Box::new(e)));
-    let steps = sagas.clone().map(|s| to_json(serde_json::to_value(&s.steps))).collect::<Result<Vec<_>, _>>()?;
-    let outputs = sagas.clone().map(|s| to_json(serde_json::to_value(&s.outputs))).collect::<Result<Vec<_>, _>>()?;
-    let events: Vec<(Uuid, &NewEvent)> =
-        batch.iter().flat_map(|(saga, _, events)| events.iter().map(move |e| (saga.order_id, e))).collect();
-    let columns = log::EventColumns::new(events.iter().map(|(_, e)| *e), lease.owner);
-    sqlx::query_as(
-        r#"with input as (
-               select * from unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],
-                                    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
-                   as i(order_id, version, status, step_index, steps, outputs, failure_reason,
-                        compensation_deadline_at, next_run_at, progressed, dead_letter)),
-           upd as (
-               update sagas s set
-                   status = i.status, step_index = i.step_index, steps = i.steps, outputs = i.outputs,
-                   failure_reason = i.failure_reason, compensation_deadline_at = i.compensation_deadline_at,
-                   next_run_at = i.next_run_at, dead_letter = i.dead_letter,
-                   owner = case when i.status in ('completed', 'compensated', 'failed') then null else $12 end,
-                   lease_expires_at = case when i.status in ('completed', 'compensated', 'failed') then null
-                                           else greatest(now(), i.next_run_at) + $13 * interval '1 millisecond' end,
-                   version = s.version + 1,
-                   updated_at = now(),
-                   progressed_at = case when i.progressed then now() else s.progressed_at end,
-                   finished_at = case when i.status in ('completed', 'compensated', 'failed') then now() end
-               from input i
-               where s.order_id = i.order_id and s.version = i.version
-               returning s.order_id, s.version, s.updated_at),
-           ev as (
-               insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
-               select e.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
-               from unnest($14::uuid[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
-                    with ordinality as e(order_id, kind, step, attempt, outcome, detail, actor, n)
-               where e.order_id in (select order_id from upd)
-               order by e.n)
-           select order_id, version, updated_at from upd"#,
-    )
-    .bind(sagas.clone().map(|s| s.order_id).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.version).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.status.as_str()).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| i32::try_from(s.step_index).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-    .bind(steps)
-    .bind(outputs)
-    .bind(sagas.clone().map(|s| s.failure_reason.as_deref()).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.compensation_deadline_at).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.next_run_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|(_, progressed, _)| *progressed).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.dead_letter.as_deref()).collect::<Vec<_>>())
-    .bind(lease.owner)
-    .bind(lease.duration.as_secs_f64() * 1000.0)
-    .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-    .bind(&columns.kinds)
-    .bind(&columns.steps)
-    .bind(&columns.attempts)
-    .bind(&columns.outcomes)
-    .bind(&columns.details)
-    .bind(&columns.actors)
-    .fetch_all(pool)
-    .await
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use saga_shared::api::{EventKind, EventOutcome, OrderRequest, SagaEvent, SagaStatus};
+use serde_json::Value;
 use sqlx::{types::Json, PgPool};
 use uuid::Uuid;
 
@@ -132,17 +133,17 @@ pub struct Lease<'a> {
 }
 
 /// Event columns for `unnest`, with each event's actor resolved (`Actor::Instance` is `instance`).
-pub(super) struct EventColumns<'a> {
-    pub(super) kinds: Vec<&'static str>,
-    pub(super) steps: Vec<Option<&'static str>>,
-    pub(super) attempts: Vec<Option<i32>>,
-    pub(super) outcomes: Vec<&'static str>,
-    pub(super) details: Vec<Option<&'a str>>,
-    pub(super) actors: Vec<&'a str>,
+struct EventColumns<'a> {
+    kinds: Vec<&'static str>,
+    steps: Vec<Option<&'static str>>,
+    attempts: Vec<Option<i32>>,
+    outcomes: Vec<&'static str>,
+    details: Vec<Option<&'a str>>,
+    actors: Vec<&'a str>,
 }
 
 impl<'a> EventColumns<'a> {
-    pub(super) fn new(events: impl IntoIterator<Item = &'a NewEvent>, instance: &'a str) -> Self {
+    fn new(events: impl IntoIterator<Item = &'a NewEvent>, instance: &'a str) -> Self {
         let events = events.into_iter().collect::<Vec<_>>();
         Self {
             kinds: events.iter().map(|e| e.kind.as_str()).collect(),
@@ -172,59 +173,89 @@ pub async fn save(
     progressed: bool,
     events: &[NewEvent],
 ) -> Result<bool, sqlx::Error> {
-    let columns = EventColumns::new(events, lease.owner);
-    let written: Option<(i64, DateTime<Utc>)> = sqlx::query_as(
-        r#"with upd as (
-               update sagas set
-                   status = $3, step_index = $4, steps = $5, outputs = $6, failure_reason = $7,
-                   compensation_deadline_at = $8, next_run_at = $9, dead_letter = $19,
-                   owner = case when $3 in ('completed', 'compensated', 'failed') then null else $12 end,
-                   lease_expires_at = case when $3 in ('completed', 'compensated', 'failed') then null
-                                           else greatest(now(), $9) + $10 * interval '1 millisecond' end,
-                   version = version + 1,
-                   updated_at = now(),
-                   progressed_at = case when $11 then now() else progressed_at end,
-                   finished_at = case when $3 in ('completed', 'compensated', 'failed') then now() end
-               where order_id = $1 and version = $2
-               returning version, updated_at),
-           ev as (
-               insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
-               select $1, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
-               from unnest($13::text[], $14::text[], $15::int[], $16::text[], $17::text[], $18::text[])
-                    with ordinality as e(kind, step, attempt, outcome, detail, actor, n)
-               where exists (select 1 from upd)
-               order by e.n)
-           select version, updated_at from upd"#,
-    )
-    .bind(saga.order_id)
-    .bind(saga.version)
-    .bind(saga.status.as_str())
-    .bind(i32::try_from(saga.step_index).unwrap_or(i32::MAX))
-    .bind(Json(&saga.steps))
-    .bind(Json(&saga.outputs))
-    .bind(saga.failure_reason.as_deref())
-    .bind(saga.compensation_deadline_at)
-    .bind(saga.next_run_at)
-    .bind(millis(lease.duration))
-    .bind(progressed)
-    .bind(lease.owner)
-    .bind(&columns.kinds)
-    .bind(&columns.steps)
-    .bind(&columns.attempts)
-    .bind(&columns.outcomes)
-    .bind(&columns.details)
-    .bind(&columns.actors)
-    .bind(saga.dead_letter.as_deref())
-    .fetch_optional(pool)
-    .await?;
-    Ok(match written {
-        Some((version, updated_at)) => {
+    let written = save_all(pool, &[(saga, progressed, events)], lease).await?;
+    Ok(match written.first() {
+        Some(&(_, version, updated_at)) => {
             saga.version = version;
             saga.updated_at = updated_at;
             true
         }
         None => false,
     })
+}
+
+/// One save: the saga as it is to be written, whether it progressed, its new events.
+pub type Save<'a> = (&'a Saga, bool, &'a [NewEvent]);
+
+/// Writes every save of `batch` in one statement: each row is updated if it is still at its
+/// saga's version, and only the written sagas' events are appended, in each saga's order; every
+/// written row stays owned by `lease.owner`, the actor of the instance's events. Returns the
+/// written rows' ids, versions and times (a save missing from it was fenced out). The executor's
+/// saves come here batched by [`super::group_commit`]; [`save`] is the one-saga case.
+pub async fn save_all(
+    pool: &PgPool,
+    batch: &[Save<'_>],
+    lease: Lease<'_>,
+) -> Result<Vec<(Uuid, i64, DateTime<Utc>)>, sqlx::Error> {
+    let sagas = batch.iter().map(|(saga, _, _)| *saga);
+    let to_json = |value: Result<Value, serde_json::Error>| value.map_err(|e| sqlx::Error::Encode(Box::new(e)));
+    let steps = sagas.clone().map(|s| to_json(serde_json::to_value(&s.steps))).collect::<Result<Vec<_>, _>>()?;
+    let outputs = sagas.clone().map(|s| to_json(serde_json::to_value(&s.outputs))).collect::<Result<Vec<_>, _>>()?;
+    let events: Vec<(Uuid, &NewEvent)> =
+        batch.iter().flat_map(|(saga, _, events)| events.iter().map(move |e| (saga.order_id, e))).collect();
+    let columns = EventColumns::new(events.iter().map(|(_, e)| *e), lease.owner);
+    sqlx::query_as(
+        r#"with input as (
+               select * from unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],
+                                    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
+                   as i(order_id, version, status, step_index, steps, outputs, failure_reason,
+                        compensation_deadline_at, next_run_at, progressed, dead_letter)),
+           upd as (
+               update sagas s set
+                   status = i.status, step_index = i.step_index, steps = i.steps, outputs = i.outputs,
+                   failure_reason = i.failure_reason, compensation_deadline_at = i.compensation_deadline_at,
+                   next_run_at = i.next_run_at, dead_letter = i.dead_letter,
+                   owner = case when i.status in ('completed', 'compensated', 'failed') then null else $12 end,
+                   lease_expires_at = case when i.status in ('completed', 'compensated', 'failed') then null
+                                           else greatest(now(), i.next_run_at) + $13 * interval '1 millisecond' end,
+                   version = s.version + 1,
+                   updated_at = now(),
+                   progressed_at = case when i.progressed then now() else s.progressed_at end,
+                   finished_at = case when i.status in ('completed', 'compensated', 'failed') then now() end
+               from input i
+               where s.order_id = i.order_id and s.version = i.version
+               returning s.order_id, s.version, s.updated_at),
+           ev as (
+               insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
+               select e.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
+               from unnest($14::uuid[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
+                    with ordinality as e(order_id, kind, step, attempt, outcome, detail, actor, n)
+               where e.order_id in (select order_id from upd)
+               order by e.n)
+           select order_id, version, updated_at from upd"#,
+    )
+    .bind(sagas.clone().map(|s| s.order_id).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| s.version).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| s.status.as_str()).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| i32::try_from(s.step_index).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+    .bind(steps)
+    .bind(outputs)
+    .bind(sagas.clone().map(|s| s.failure_reason.as_deref()).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| s.compensation_deadline_at).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| s.next_run_at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|(_, progressed, _)| *progressed).collect::<Vec<_>>())
+    .bind(sagas.clone().map(|s| s.dead_letter.as_deref()).collect::<Vec<_>>())
+    .bind(lease.owner)
+    .bind(millis(lease.duration))
+    .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(&columns.kinds)
+    .bind(&columns.steps)
+    .bind(&columns.attempts)
+    .bind(&columns.outcomes)
+    .bind(&columns.details)
+    .bind(&columns.actors)
+    .fetch_all(pool)
+    .await
 }
 
 /// Appends `events` to the timeline of `order_id` without touching the saga (an operator's
