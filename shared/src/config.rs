@@ -126,6 +126,9 @@ pub struct ServiceConfig {
     pub admin_token: Option<String>,
     /// `FAULT_*`: faults injected from start-up (all off by default).
     pub faults: FaultConfig,
+    /// `STEP_BATCHING`: concurrent step requests share one transaction (default on; off puts
+    /// each in a transaction of its own, for comparison).
+    pub step_batching: bool,
 }
 
 impl ServiceConfig {
@@ -152,6 +155,7 @@ impl ServiceConfig {
             shutdown_grace: env.millis_or("SHUTDOWN_GRACE_MS", 10_000)?,
             admin_token,
             faults: FaultConfig::from_env(env).context("invalid FAULT_* configuration")?,
+            step_batching: env.flag("STEP_BATCHING", true)?,
         };
         if config.db_max_connections == 0 {
             bail!("DB_MAX_CONNECTIONS must be at least 1");

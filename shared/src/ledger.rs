@@ -64,13 +64,18 @@ pub async fn claim_action(
     .bind(request)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(match (parse_state(state)?, same_request, response) {
+    Ok(found(parse_state(state)?, same_request, response))
+}
+
+/// What an existing ledger row means for a `PUT` with a body that is or is not `same_request`.
+fn found(state: RecordState, same_request: bool, response: Option<Value>) -> ActionClaim {
+    match (state, same_request, response) {
         (RecordState::Compensated, _, _) => ActionClaim::Compensated,
         (RecordState::Done, false, _) => ActionClaim::Mismatch,
         (RecordState::Done, true, Some(response)) => ActionClaim::Replay(response),
         // A done row always has a response (it is written before commit); be explicit anyway.
         (RecordState::Done, true, None) => ActionClaim::Mismatch,
-    })
+    }
 }
 
 /// Stores the response a replay will return. Call in the claiming transaction, after the effect.
@@ -174,4 +179,85 @@ pub async fn begin_action(
         ActionClaim::Mismatch => Err(crate::AppError::idempotency_mismatch(order_id)),
         ActionClaim::Compensated => Err(crate::AppError::already_compensated(order_id)),
     }
+}
+
+/// [`claim_action`] for many orders at once (distinct ids), in one round trip when all are new:
+/// inserts every claim it can, then reads back the ledger rows of the rest. Returns each order's
+/// claim, in the order of `requests`.
+pub async fn claim_actions(
+    conn: &mut PgConnection,
+    table: StepTable,
+    requests: &[(Uuid, &Value)],
+) -> Result<Vec<ActionClaim>, sqlx::Error> {
+    let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
+    let bodies: Vec<&Value> = requests.iter().map(|(_, body)| *body).collect();
+    let inserted: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(&format!(
+        r#"insert into {} (order_id, state, request)
+           select order_id, 'done', request from unnest($1::uuid[], $2::jsonb[]) as r(order_id, request)
+           on conflict (order_id) do nothing returning order_id, created_at"#,
+        table.0
+    ))
+    .bind(&ids)
+    .bind(&bodies)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut claims: std::collections::HashMap<Uuid, ActionClaim> =
+        inserted.into_iter().map(|(id, created_at)| (id, ActionClaim::Fresh { created_at })).collect();
+    if claims.len() < requests.len() {
+        let (others, other_bodies): (Vec<Uuid>, Vec<&Value>) =
+            requests.iter().filter(|(id, _)| !claims.contains_key(id)).map(|(id, body)| (*id, *body)).unzip();
+        // Read committed: this statement sees the rows the conflicting transactions committed.
+        let rows: Vec<(Uuid, String, bool, Option<Value>)> = sqlx::query_as(&format!(
+            r#"select t.order_id, t.state, coalesce(t.request = r.request, false), t.response
+               from unnest($1::uuid[], $2::jsonb[]) as r(order_id, request) join {} t using (order_id)"#,
+            table.0
+        ))
+        .bind(&others)
+        .bind(&other_bodies)
+        .fetch_all(&mut *conn)
+        .await?;
+        for (id, state, same_request, response) in rows {
+            claims.insert(id, found(parse_state(state)?, same_request, response));
+        }
+    }
+    requests
+        .iter()
+        .map(|(id, _)| {
+            claims.remove(id).ok_or_else(|| {
+                sqlx::Error::Protocol(format!("order {id} was neither claimed nor found in {}", table.0))
+            })
+        })
+        .collect()
+}
+
+/// [`store_response`] for many orders in one statement.
+pub async fn store_responses(
+    conn: &mut PgConnection,
+    table: StepTable,
+    responses: &[(Uuid, Value)],
+) -> Result<(), sqlx::Error> {
+    if responses.is_empty() {
+        return Ok(());
+    }
+    let (ids, bodies): (Vec<Uuid>, Vec<&Value>) = responses.iter().map(|(id, body)| (*id, body)).unzip();
+    sqlx::query(&format!(
+        r#"update {} t set response = r.response, updated_at = now()
+           from unnest($1::uuid[], $2::jsonb[]) as r(order_id, response) where t.order_id = r.order_id"#,
+        table.0
+    ))
+    .bind(&ids)
+    .bind(&bodies)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Takes back the claims of orders whose effect refused, in the claiming transaction (as the
+/// rollback of a transaction of their own would).
+pub async fn drop_claims(conn: &mut PgConnection, table: StepTable, order_ids: &[Uuid]) -> Result<(), sqlx::Error> {
+    if order_ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(&format!("delete from {} where order_id = any($1)", table.0)).bind(order_ids).execute(conn).await?;
+    Ok(())
 }

@@ -14,6 +14,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod server;
 pub mod step;
+pub mod step_batch;
 pub mod telemetry;
 
 pub use error::{AppError, Problem};

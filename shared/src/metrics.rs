@@ -17,6 +17,13 @@ pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// `http_request_duration_seconds{service,method,route}` (histogram)
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 
+/// `step_batches_total{result}`: a participant's batched step transactions (`committed`, or
+/// `failed` and then run one request at a time).
+pub const STEP_BATCHES_TOTAL: &str = "step_batches_total";
+/// `step_batched_requests_total`: the requests answered by committed batches; divided by the
+/// committed batches, the mean batch size.
+pub const STEP_BATCHED_REQUESTS_TOTAL: &str = "step_batched_requests_total";
+
 /// Latency buckets (seconds): fine below 100 ms where a healthy step lives, coarse above.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
@@ -33,6 +40,8 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
         metrics::Unit::Seconds,
         "HTTP request latency, by route template."
     );
+    metrics::describe_counter!(STEP_BATCHES_TOTAL, "Batched step transactions, committed or failed.");
+    metrics::describe_counter!(STEP_BATCHED_REQUESTS_TOTAL, "Step requests answered by committed batches.");
     Ok(handle)
 }
 

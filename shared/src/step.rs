@@ -26,23 +26,45 @@ impl OutcomeCounter {
     }
 }
 
-/// A `PUT`: claims `order_id` for `request`, runs `effect` (given the transaction and the row's
-/// creation time, it returns the answer to store) and commits. A replay answers 200 with the
-/// stored answer; another body 422; a compensated order 409; a fresh success 201, counted as
-/// `done`. Whatever `effect` refuses rolls everything back, the claim included.
-pub async fn act(
-    pool: &PgPool,
-    table: StepTable,
-    counter: OutcomeCounter,
-    done: &'static str,
-    order_id: Uuid,
-    request: &impl Serialize,
-    effect: impl AsyncFnOnce(&mut PgConnection, DateTime<Utc>) -> Result<Value, AppError>,
-) -> Result<(StatusCode, AppJson<Value>), AppError> {
-    let request = serde_json::to_value(request).map_err(anyhow::Error::from)?;
+/// A participant's step (its `PUT`): the ledger table, how outcomes are counted, and the effect.
+/// The ledger's claim, replay and refusal rules and the stored answer are the skeleton's;
+/// [`crate::step_batch::Steps`] runs it alone or batched.
+pub trait Step: Send + Sync + 'static {
+    /// The `PUT`'s validated body (stored in the ledger, given back to the undo).
+    type Request: Serialize + Send + Sync + 'static;
+    /// The step ledger table.
+    const TABLE: StepTable;
+    /// Where outcomes are counted.
+    const COUNTER: OutcomeCounter;
+    /// The outcome a fresh success is counted as.
+    const DONE: &'static str;
+
+    /// Does the step for a freshly claimed order in the claiming transaction (the row created
+    /// at `created_at`) and returns the answer to store. A refusal (`AppError::Client`) must be
+    /// returned before the effect has written anything: a batch takes back only the refused
+    /// order's claim, and keeps the other orders' effects in the same transaction.
+    fn effect<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: Uuid,
+        request: &'a Self::Request,
+        created_at: DateTime<Utc>,
+    ) -> impl std::future::Future<Output = Result<Value, AppError>> + Send + 'a;
+}
+
+/// What a step's `PUT` answers.
+pub type Answer = Result<(StatusCode, AppJson<Value>), AppError>;
+
+/// A `PUT` in a transaction of its own: claims `order_id` for `request`, runs the step's effect
+/// and commits. A replay answers 200 with the stored answer; another body 422; a compensated
+/// order 409; a fresh success 201, counted as `S::DONE`. Whatever the effect refuses rolls
+/// everything back, the claim included.
+pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::Request) -> Answer {
+    let (table, counter) = (S::TABLE, S::COUNTER);
+    let body = serde_json::to_value(request).map_err(anyhow::Error::from)?;
     let claimed = async {
         let mut tx = pool.begin().await?;
-        let begun = ledger::begin_action(&mut tx, table, order_id, &request).await?;
+        let begun = ledger::begin_action(&mut tx, table, order_id, &body).await?;
         Ok::<_, AppError>((tx, begun))
     };
     let (mut tx, begun) = claimed.instrument(sql_span("claim", table, order_id)).await.inspect_err(|err| {
@@ -57,14 +79,15 @@ pub async fn act(
             return Ok((StatusCode::OK, AppJson(stored)));
         }
     };
-    let answer = effect(&mut tx, created_at).instrument(sql_span("effect", table, order_id)).await?;
+    let answer =
+        step.effect(&mut tx, order_id, request, created_at).instrument(sql_span("effect", table, order_id)).await?;
     async {
         ledger::store_response(&mut tx, table, order_id, &answer).await?;
         tx.commit().await
     }
     .instrument(sql_span("store answer and commit", table, order_id))
     .await?;
-    counter.count(done);
+    counter.count(S::DONE);
     Ok((StatusCode::CREATED, AppJson(answer)))
 }
 
@@ -109,7 +132,7 @@ pub async fn compensate<R: DeserializeOwned, T: Serialize>(
 }
 
 /// A span around one transaction phase of a step, exported under the request span.
-fn sql_span(phase: &'static str, table: StepTable, order_id: Uuid) -> tracing::Span {
+pub(crate) fn sql_span(phase: &'static str, table: StepTable, order_id: Uuid) -> tracing::Span {
     crate::telemetry::traced(|| {
         tracing::info_span!("sql", otel.name = format!("{phase} {}", table.0), db.system.name = "postgresql",
             db.operation.name = phase, db.collection.name = table.0, order_id = %order_id)

@@ -3,14 +3,17 @@
 use std::collections::HashMap;
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
+use chrono::{DateTime, Utc};
 use saga_shared::{
     api::{Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
     error::{ReadErrors, StepErrors},
+    ledger::StepTable,
     server::ServiceSpec,
-    step::{self, OutcomeCounter},
+    step::{self, OutcomeCounter, Step},
+    step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -31,12 +34,12 @@ const RELEASES: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool) -> ServiceSpec {
+pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
     let routes = Router::new()
         .route("/reservations/{order_id}", get(get_reservation).put(reserve).delete(release))
         .route("/products", get(list_products))
         .route("/products/{sku}", get(get_product))
-        .with_state(pool);
+        .with_state(Steps::start(pool, Reserve, batched));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 
@@ -50,22 +53,40 @@ pub fn spec(pool: PgPool) -> ServiceSpec {
         (status = 409, description = "Out of stock, or the order's reservation was already released", body = Problem, content_type = "application/problem+json"),
         StepErrors,
     ))]
-#[tracing::instrument(skip(pool, body))]
+#[tracing::instrument(skip(steps, body))]
 async fn reserve(
-    State(pool): State<PgPool>,
+    State(steps): State<Steps<Reserve>>,
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<ReservationRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    step::act(&pool, RESERVATIONS, RESERVATIONS_COUNTER, "reserved", order_id, &body, async |tx, created_at| {
+    steps.act(order_id, body).await
+}
+
+/// The reservation step: takes each line's stock, all lines or none.
+struct Reserve;
+
+impl Step for Reserve {
+    type Request = ReservationRequest;
+    const TABLE: StepTable = RESERVATIONS;
+    const COUNTER: OutcomeCounter = RESERVATIONS_COUNTER;
+    const DONE: &'static str = "reserved";
+
+    async fn effect(
+        &self,
+        tx: &mut PgConnection,
+        order_id: Uuid,
+        body: &ReservationRequest,
+        created_at: DateTime<Utc>,
+    ) -> Result<serde_json::Value, AppError> {
         let lines = body.items.merged();
         let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
         let stock: HashMap<String, db::StockRow> =
             db::lock_products(tx, &skus).await?.into_iter().map(|row| (row.sku.clone(), row)).collect();
         check_lines(&lines, &stock)?;
         if db::take_stock(tx, &lines).await? != lines.len() as u64 {
-            // Unreachable while the rows are locked, but the conditional update is the guard of record.
-            RESERVATIONS_COUNTER.count("out_of_stock");
-            return Err(out_of_stock("stock changed during the reservation".to_owned()));
+            // Unreachable while the rows are locked, but the conditional update is the guard of
+            // record. Not a refusal: some lines may have been taken (see `Step::effect`).
+            return Err(anyhow::anyhow!("stock changed during order {order_id}'s reservation").into());
         }
         let total_cents = lines.iter().map(|(sku, q)| stock.get(sku).map_or(0, |row| row.price_cents * q)).sum();
         tracing::info!(total_cents, "reserved");
@@ -79,8 +100,7 @@ async fn reserve(
             updated_at: created_at,
         };
         Ok(serde_json::to_value(&reservation).map_err(anyhow::Error::from)?)
-    })
-    .await
+    }
 }
 
 /// Refuses the reservation (rolling the claim back) when a sku is unknown or short of stock.

@@ -1,14 +1,17 @@
 //! Notification's HTTP routes: the order confirmation (the saga step).
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
+use chrono::{DateTime, Utc};
 use saga_shared::{
     api::{Notification, NotificationRequest, NotificationStatus},
     error::{ReadErrors, StepErrors},
+    ledger::StepTable,
     server::ServiceSpec,
-    step::{self, OutcomeCounter},
+    step::{self, OutcomeCounter, Step},
+    step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -29,10 +32,10 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool) -> ServiceSpec {
+pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
     let routes = Router::new()
         .route("/notifications/{order_id}", get(get_notification).put(send_confirmation).delete(send_cancellation))
-        .with_state(pool);
+        .with_state(Steps::start(pool, Confirm, batched));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 
@@ -46,13 +49,31 @@ pub fn spec(pool: PgPool) -> ServiceSpec {
         (status = 409, description = "The order was already cancelled", body = Problem, content_type = "application/problem+json"),
         StepErrors,
     ))]
-#[tracing::instrument(skip(pool, body))]
+#[tracing::instrument(skip(steps, body))]
 async fn send_confirmation(
-    State(pool): State<PgPool>,
+    State(steps): State<Steps<Confirm>>,
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<NotificationRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    step::act(&pool, NOTIFICATIONS, CONFIRMATIONS, "sent", order_id, &body, async |_, created_at| {
+    steps.act(order_id, body).await
+}
+
+/// The notification step: records the confirmation sent to the customer.
+struct Confirm;
+
+impl Step for Confirm {
+    type Request = NotificationRequest;
+    const TABLE: StepTable = NOTIFICATIONS;
+    const COUNTER: OutcomeCounter = CONFIRMATIONS;
+    const DONE: &'static str = "sent";
+
+    async fn effect(
+        &self,
+        _: &mut PgConnection,
+        order_id: Uuid,
+        body: &NotificationRequest,
+        created_at: DateTime<Utc>,
+    ) -> Result<serde_json::Value, AppError> {
         tracing::info!(customer_id = %body.customer_id, "confirmation sent");
         let notification = Notification {
             order_id,
@@ -65,8 +86,7 @@ async fn send_confirmation(
             updated_at: created_at,
         };
         Ok(serde_json::to_value(&notification).map_err(anyhow::Error::from)?)
-    })
-    .await
+    }
 }
 
 /// Compensates the confirmation: sends a cancellation notice if a confirmation went out; if none

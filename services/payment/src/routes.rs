@@ -1,14 +1,17 @@
 //! Payment's HTTP routes: payments (the saga step) and accounts (reads).
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
+use chrono::{DateTime, Utc};
 use saga_shared::{
     api::{Account, CustomerId, Payment, PaymentRequest, PaymentStatus},
     error::{ReadErrors, StepErrors},
+    ledger::StepTable,
     server::ServiceSpec,
-    step::{self, OutcomeCounter},
+    step::{self, OutcomeCounter, Step},
+    step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -29,11 +32,11 @@ const REFUNDS: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool) -> ServiceSpec {
+pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
     let routes = Router::new()
         .route("/payments/{order_id}", get(get_payment).put(capture).delete(refund))
         .route("/accounts/{customer_id}", get(get_account))
-        .with_state(pool);
+        .with_state(Steps::start(pool, Capture, batched));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 
@@ -48,15 +51,34 @@ pub fn spec(pool: PgPool) -> ServiceSpec {
         (status = 409, description = "The order's payment was already refunded", body = Problem, content_type = "application/problem+json"),
         StepErrors,
     ))]
-#[tracing::instrument(skip(pool, body))]
+#[tracing::instrument(skip(steps, body))]
 async fn capture(
-    State(pool): State<PgPool>,
+    State(steps): State<Steps<Capture>>,
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<PaymentRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    step::act(&pool, PAYMENTS, CAPTURES, "captured", order_id, &body, async |tx, created_at| {
+    steps.act(order_id, body).await
+}
+
+/// The payment step: debits the customer's balance.
+struct Capture;
+
+impl Step for Capture {
+    type Request = PaymentRequest;
+    const TABLE: StepTable = PAYMENTS;
+    const COUNTER: OutcomeCounter = CAPTURES;
+    const DONE: &'static str = "captured";
+
+    async fn effect(
+        &self,
+        tx: &mut PgConnection,
+        order_id: Uuid,
+        body: &PaymentRequest,
+        created_at: DateTime<Utc>,
+    ) -> Result<serde_json::Value, AppError> {
         let customer = body.customer_id.as_str();
         let amount = body.amount_cents.get();
+        // A refused debit updates nothing, so its refusal is one (see `Step::effect`).
         if !db::debit(tx, customer, amount).await? {
             return Err(decline(tx, customer, amount).await?);
         }
@@ -71,11 +93,9 @@ async fn capture(
             updated_at: created_at,
         };
         Ok(serde_json::to_value(&payment).map_err(anyhow::Error::from)?)
-    })
-    .await
+    }
 }
 
-/// Why the debit was refused: an unknown customer (422) or a decline (402).
 async fn decline(tx: &mut sqlx::PgConnection, customer: &str, amount: i64) -> Result<AppError, AppError> {
     Ok(match db::decline_reason(tx, customer).await? {
         None => {

@@ -1,14 +1,17 @@
 //! Shipping's HTTP routes: shipments (the saga step).
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
+use chrono::{DateTime, Utc};
 use saga_shared::{
     api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
     error::{ReadErrors, StepErrors},
+    ledger::StepTable,
     server::ServiceSpec,
-    step::{self, OutcomeCounter},
+    step::{self, OutcomeCounter, Step},
+    step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
 };
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
 use uuid::Uuid;
 
@@ -29,10 +32,10 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool) -> ServiceSpec {
+pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
     let routes = Router::new()
         .route("/shipments/{order_id}", get(get_shipment).put(create_shipment).delete(cancel_shipment))
-        .with_state(pool);
+        .with_state(Steps::start(pool, Ship, batched));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 
@@ -52,13 +55,31 @@ fn tracking_number(order_id: Uuid) -> String {
         (status = 409, description = "The order's shipment was already cancelled", body = Problem, content_type = "application/problem+json"),
         StepErrors,
     ))]
-#[tracing::instrument(skip(pool, body))]
+#[tracing::instrument(skip(steps, body))]
 async fn create_shipment(
-    State(pool): State<PgPool>,
+    State(steps): State<Steps<Ship>>,
     AppPath(order_id): AppPath<Uuid>,
     AppJson(body): AppJson<ShipmentRequest>,
 ) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    step::act(&pool, SHIPMENTS, SHIPMENTS_COUNTER, "created", order_id, &body, async |tx, created_at| {
+    steps.act(order_id, body).await
+}
+
+/// The shipping step: books a shipment where a carrier delivers.
+struct Ship;
+
+impl Step for Ship {
+    type Request = ShipmentRequest;
+    const TABLE: StepTable = SHIPMENTS;
+    const COUNTER: OutcomeCounter = SHIPMENTS_COUNTER;
+    const DONE: &'static str = "created";
+
+    async fn effect(
+        &self,
+        tx: &mut PgConnection,
+        order_id: Uuid,
+        body: &ShipmentRequest,
+        created_at: DateTime<Utc>,
+    ) -> Result<serde_json::Value, AppError> {
         let country = body.address.country.as_str();
         if let Some(reason) = db::undeliverable_reason(tx, country).await? {
             SHIPMENTS_COUNTER.count("undeliverable");
@@ -80,8 +101,7 @@ async fn create_shipment(
             updated_at: created_at,
         };
         Ok(serde_json::to_value(&shipment).map_err(anyhow::Error::from)?)
-    })
-    .await
+    }
 }
 
 /// Cancels the order's shipment (the compensation). Cancelling what was never booked records a
