@@ -220,7 +220,7 @@ pub async fn claim_actions(
             table.0
         ))
         .persistent(false)
-    .bind(&others)
+        .bind(&others)
         .bind(&other_bodies)
         .fetch_all(&mut *conn)
         .await?;
@@ -269,6 +269,8 @@ pub async fn drop_claims(conn: &mut PgConnection, table: StepTable, order_ids: &
     }
     sqlx::query(&format!("delete from {} where order_id = any($1)", table.0))
         .persistent(false)
-        .bind(order_ids).execute(conn).await?;
+        .bind(order_ids)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -17,11 +17,11 @@ pub const HTTP_REQUESTS_TOTAL: &str = "http_requests_total";
 /// `http_request_duration_seconds{service,method,route}` (histogram)
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "http_request_duration_seconds";
 
-/// `step_batches_total{result}`: a participant's batched step transactions (`committed`, or
-/// `failed` and then run one request at a time).
+/// `step_batches_total{step,result}`: a participant's batched step transactions (`committed`,
+/// or `failed` and then run one request at a time); `step` is the step's ledger table.
 pub const STEP_BATCHES_TOTAL: &str = "step_batches_total";
-/// `step_batched_requests_total`: the requests answered by committed batches; divided by the
-/// committed batches, the mean batch size.
+/// `step_batched_requests_total{step}`: the requests answered by committed batches; divided by
+/// the committed batches, the mean batch size.
 pub const STEP_BATCHED_REQUESTS_TOTAL: &str = "step_batched_requests_total";
 
 /// Latency buckets (seconds): fine below 100 ms where a healthy step lives, coarse above.
