@@ -159,6 +159,8 @@ async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<Pending<S>>)
             metrics::counter!(STEP_BATCHES_TOTAL, "step" => S::TABLE.0, "result" => "failed").increment(1);
             tracing::warn!(error = %err, requests = round.len(), table = S::TABLE.0,
                 "a batched step transaction failed; running its requests one by one");
+            // Nothing of the batch committed; only an effect's own refusal counter (say
+            // `declined`) may count that order's refusal a second time when it runs again.
             let alone = round.into_iter().map(|pending| async move {
                 let answer = step::act(pool, step, pending.order_id, &pending.request).instrument(pending.span).await;
                 let _ = pending.reply.send(answer);
