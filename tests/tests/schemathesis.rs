@@ -24,6 +24,10 @@ async fn every_service_passes_schemathesis_with_all_checks() {
         let url = suite.url(service, "/openapi.json");
         let output = tokio::process::Command::new(&bin)
             .args(["--config-file", config, "run", &url, "--checks", "all", "--max-examples", "50", "--seed", "1"])
+            // `--checks all` on the command line outranks the config file's `enabled = false`,
+            // and the stateful phase then reaches a GET after a DELETE now and then (ST301):
+            // excluded here too, for the reason the config gives.
+            .args(["--exclude-checks", "use_after_free"])
             // Fuzzing the fault switch with the token could turn on a hang for the rest of the
             // run; its auth and validation have tests of their own (faults.rs).
             .args(["--exclude-operation-id", "put_faults"])
