@@ -102,7 +102,15 @@ impl Executor {
         let span = tracing::info_span!(parent: None, "saga", order_id = %saga.order_id, saga_id = %saga.order_id);
         telemetry::continue_trace(&span, saga.trace_context.as_deref());
         let executor = Arc::clone(self);
-        self.tasks.spawn(async move { executor.drive(saga, input).await }.instrument(span));
+        let order_id = saga.order_id;
+        self.waiters.driving(order_id);
+        self.tasks.spawn(
+            async move {
+                executor.drive(saga, input).await;
+                executor.waiters.stopped_driving(order_id);
+            }
+            .instrument(span),
+        );
     }
 
     /// Stops taking moves: each saga finishes its current call and writes its outcome, then is

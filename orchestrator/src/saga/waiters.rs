@@ -1,6 +1,9 @@
 //! Lets a request wait for a saga to finish (long-poll), woken by the executor of this process
 //! with the saga's view as it was written, so the answer needs no second read of the log. A
 //! saga finished by another replica is seen by the waiter's periodic re-read instead.
+//!
+//! It also knows which sagas this process is driving: a long-poll of one of those can wait
+//! without reading the log first, since its driver will wake it when it finishes.
 
 use std::{
     collections::HashMap,
@@ -11,31 +14,66 @@ use saga_shared::api::OrderView;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-type Senders = HashMap<Uuid, Vec<oneshot::Sender<OrderView>>>;
+#[derive(Debug, Default)]
+struct Registry {
+    senders: HashMap<Uuid, Vec<oneshot::Sender<OrderView>>>,
+    /// Sagas with a driver in this process, and how many (a resumed saga may briefly have two).
+    driving: HashMap<Uuid, usize>,
+}
 
 /// Who waits for which saga.
 #[derive(Debug, Clone, Default)]
-pub struct Waiters(Arc<Mutex<Senders>>);
+pub struct Waiters(Arc<Mutex<Registry>>);
 
 impl Waiters {
     /// A receiver that resolves when this process finishes `order_id`.
     pub fn wait(&self, order_id: Uuid) -> Waiting {
         let (sender, receiver) = oneshot::channel();
-        self.lock().entry(order_id).or_default().push(sender);
+        self.lock().senders.entry(order_id).or_default().push(sender);
         Waiting { waiters: self.clone(), order_id, receiver }
+    }
+
+    /// Like [`Waiters::wait`], but only while this process drives `order_id`: then its driver
+    /// will wake the wait when it finishes (checked and registered under one lock, so a finish
+    /// cannot fall between the two). `None` when no driver here.
+    pub fn wait_if_driven(&self, order_id: Uuid) -> Option<Waiting> {
+        let (sender, receiver) = oneshot::channel();
+        let mut registry = self.lock();
+        if !registry.driving.contains_key(&order_id) {
+            return None;
+        }
+        registry.senders.entry(order_id).or_default().push(sender);
+        drop(registry);
+        Some(Waiting { waiters: self.clone(), order_id, receiver })
+    }
+
+    /// A driver of `order_id` starts in this process.
+    pub fn driving(&self, order_id: Uuid) {
+        *self.lock().driving.entry(order_id).or_default() += 1;
+    }
+
+    /// A driver of `order_id` ended in this process, finished or not.
+    pub fn stopped_driving(&self, order_id: Uuid) {
+        let mut registry = self.lock();
+        if let Some(drivers) = registry.driving.get_mut(&order_id) {
+            *drivers -= 1;
+            if *drivers == 0 {
+                registry.driving.remove(&order_id);
+            }
+        }
     }
 
     /// Wakes everyone waiting for `order_id` with its terminal view, which `view` builds only
     /// if someone waits. Call it after the terminal state was written.
     pub fn finished(&self, order_id: Uuid, view: impl FnOnce() -> OrderView) {
-        let Some(senders) = self.lock().remove(&order_id) else { return };
+        let Some(senders) = self.lock().senders.remove(&order_id) else { return };
         let view = view();
         for sender in senders {
             let _ = sender.send(view.clone());
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Senders> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // The map stays consistent even if a holder panicked (each operation is one call).
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -53,11 +91,11 @@ pub struct Waiting {
 impl Drop for Waiting {
     fn drop(&mut self) {
         self.receiver.close();
-        let mut map = self.waiters.lock();
-        if let Some(senders) = map.get_mut(&self.order_id) {
+        let mut registry = self.waiters.lock();
+        if let Some(senders) = registry.senders.get_mut(&self.order_id) {
             senders.retain(|s| !s.is_closed());
             if senders.is_empty() {
-                map.remove(&self.order_id);
+                registry.senders.remove(&self.order_id);
             }
         }
     }
@@ -82,12 +120,30 @@ mod tests {
         let mut first = waiters.wait(id);
         let second = waiters.wait(id);
         drop(second);
-        assert_eq!(waiters.lock().get(&id).map(Vec::len), Some(1));
+        assert_eq!(waiters.lock().senders.get(&id).map(Vec::len), Some(1));
         waiters.finished(id, || view(id));
         let woken = (&mut first.receiver).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(woken.order_id, id);
         drop(first);
-        assert!(waiters.lock().is_empty());
+        assert!(waiters.lock().senders.is_empty());
+    }
+
+    #[tokio::test]
+    async fn only_a_saga_driven_here_can_be_waited_for_without_a_read() {
+        let waiters = Waiters::default();
+        let id = Uuid::new_v4();
+        assert!(waiters.wait_if_driven(id).is_none(), "nobody drives it here");
+        waiters.driving(id);
+        waiters.driving(id);
+        let mut waiting = waiters.wait_if_driven(id).unwrap_or_else(|| panic!("driven here"));
+        waiters.finished(id, || view(id));
+        let woken = (&mut waiting.receiver).await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(woken.order_id, id);
+        waiters.stopped_driving(id);
+        assert!(waiters.wait_if_driven(id).is_some(), "a second driver still runs");
+        waiters.stopped_driving(id);
+        assert!(waiters.wait_if_driven(id).is_none());
+        assert!(waiters.lock().driving.is_empty());
     }
 
     #[test]
