@@ -58,13 +58,12 @@ pub type Answer = Result<(StatusCode, AppJson<Value>), AppError>;
 /// A `PUT` in a transaction of its own: claims `order_id` for `request`, runs the step's effect
 /// and commits. A replay answers 200 with the stored answer; another body 422; a compensated
 /// order 409; a fresh success 201, counted as `S::DONE`. Whatever the effect refuses rolls
-/// everything back, the claim included.
-pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::Request) -> Answer {
+/// everything back, the claim included. `body` is `request` as JSON, the form the ledger stores.
+pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::Request, body: &Value) -> Answer {
     let (table, counter) = (S::TABLE, S::COUNTER);
-    let body = serde_json::to_value(request).map_err(anyhow::Error::from)?;
     let claimed = async {
         let mut tx = pool.begin().await?;
-        let begun = ledger::begin_action(&mut tx, table, order_id, &body).await?;
+        let begun = ledger::begin_action(&mut tx, table, order_id, body).await?;
         Ok::<_, AppError>((tx, begun))
     };
     let (mut tx, begun) = claimed.instrument(sql_span("claim", table, order_id)).await.inspect_err(|err| {

@@ -90,10 +90,10 @@ impl<S: Step> Steps<S> {
 
     /// The step's `PUT` for `order_id` (see [`step::act`] for the answers).
     pub async fn act(&self, order_id: Uuid, request: S::Request) -> Answer {
-        let Some(queue) = &self.queue else {
-            return step::act(&self.pool, &*self.step, order_id, &request).await;
-        };
         let body = serde_json::to_value(&request).map_err(anyhow::Error::from)?;
+        let Some(queue) = &self.queue else {
+            return step::act(&self.pool, &*self.step, order_id, &request, &body).await;
+        };
         let (reply, answer) = oneshot::channel();
         let span = tracing::Span::current();
         queue
@@ -139,7 +139,8 @@ async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<Pending<S>>)
         // Alone: the single-order statements, prepared once per connection, cost Postgres less
         // than the batch statements, which are planned at every call (see `ledger::claim_actions`).
         if let Some(pending) = round.pop() {
-            let answer = step::act(pool, step, pending.order_id, &pending.request).instrument(pending.span).await;
+            let answer =
+                step::act(pool, step, pending.order_id, &pending.request, &pending.body).instrument(pending.span).await;
             let _ = pending.reply.send(answer);
         }
         return;
@@ -162,7 +163,9 @@ async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<Pending<S>>)
             // Nothing of the batch committed; only an effect's own refusal counter (say
             // `declined`) may count that order's refusal a second time when it runs again.
             let alone = round.into_iter().map(|pending| async move {
-                let answer = step::act(pool, step, pending.order_id, &pending.request).instrument(pending.span).await;
+                let answer = step::act(pool, step, pending.order_id, &pending.request, &pending.body)
+                    .instrument(pending.span)
+                    .await;
                 let _ = pending.reply.send(answer);
             });
             futures::future::join_all(alone).await;
@@ -178,13 +181,9 @@ async fn in_one_transaction<S: Step>(
     round: &[Pending<S>],
 ) -> Result<Vec<(Answer, Option<&'static str>)>, AppError> {
     let table = S::TABLE;
-    // The same SQL spans under each request's span as in a transaction of its own.
-    let spans = |phase, of: &mut dyn Iterator<Item = &Pending<S>>| {
-        of.map(|p| p.span.in_scope(|| sql_span(phase, table, p.order_id))).collect::<Vec<_>>()
-    };
     let mut tx = pool.begin().await?;
     let claims = {
-        let _spans = spans("claim", &mut round.iter());
+        let _spans = sql_spans("claim", round.iter());
         let requests: Vec<(Uuid, &Value)> = round.iter().map(|p| (p.order_id, &p.body)).collect();
         ledger::claim_actions(&mut tx, table, &requests).await?
     };
@@ -217,10 +216,16 @@ async fn in_one_transaction<S: Step>(
     }
     {
         let stored_ids: HashSet<Uuid> = stored.iter().map(|(id, _)| *id).collect();
-        let _spans = spans("store answer and commit", &mut round.iter().filter(|p| stored_ids.contains(&p.order_id)));
+        let _spans = sql_spans("store answer and commit", round.iter().filter(|p| stored_ids.contains(&p.order_id)));
         ledger::drop_claims(&mut tx, table, &refused).await?;
         ledger::store_responses(&mut tx, table, &stored).await?;
         tx.commit().await?;
     }
     Ok(answers)
+}
+
+/// A phase's SQL span under each request's own span, as in a transaction of its own; they end
+/// when the returned spans are dropped.
+fn sql_spans<'a, S: Step>(phase: &'static str, of: impl Iterator<Item = &'a Pending<S>>) -> Vec<tracing::Span> {
+    of.map(|p| p.span.in_scope(|| sql_span(phase, S::TABLE, p.order_id))).collect()
 }

@@ -12,6 +12,7 @@ mod browser;
 mod client;
 mod devtools;
 mod orders;
+pub mod payment;
 mod processes;
 pub mod prometheus;
 mod up;

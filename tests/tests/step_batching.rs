@@ -4,19 +4,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::future::join_all;
-use saga_tests::{Service::Payment, Suite};
-use serde_json::{json, Value};
+use saga_tests::{payment::capture, Service::Payment, Suite};
+use serde_json::Value;
 use uuid::Uuid;
-
-fn capture(customer: &str, amount: i64) -> Value {
-    json!({ "customer_id": customer, "amount_cents": amount })
-}
-
-async fn balance(suite: &Suite, customer: &str) -> i64 {
-    let account = suite.http.get(&suite.url(Payment, &format!("/accounts/{customer}"))).await;
-    assert_eq!(account.status, 200, "{}", account.body);
-    account.body["balance_cents"].as_i64().unwrap()
-}
 
 fn url(suite: &Suite, order: Uuid) -> String {
     suite.url(Payment, &format!("/payments/{order}"))
@@ -29,7 +19,7 @@ async fn put(suite: &Suite, order: Uuid, body: &Value) -> saga_tests::Answer {
 #[tokio::test]
 async fn a_burst_of_mixed_captures_is_batched_and_each_gets_the_answer_it_would_get_alone() {
     let suite = Suite::start(&[Payment]).await;
-    let (alice, carol) = (balance(&suite, "alice").await, balance(&suite, "carol").await);
+    let (alice, carol) = (suite.balance("alice").await, suite.balance("carol").await);
     // Set up before the burst: a captured order (its replay and a changed body come in the
     // burst) and a refunded one (a late capture of it must be refused).
     let (done, refunded) = (Uuid::new_v4(), Uuid::new_v4());
@@ -56,7 +46,7 @@ async fn a_burst_of_mixed_captures_is_batched_and_each_gets_the_answer_it_would_
     for ((id, body, expected), answer) in burst.iter().zip(&answers) {
         assert_eq!(answer.status, *expected, "order {id} with {body}: {}", answer.body);
     }
-    assert_eq!(balance(&suite, "alice").await, alice - 100 - 40 * 10, "each fresh capture debited once");
+    assert_eq!(suite.balance("alice").await, alice - 100 - 40 * 10, "each fresh capture debited once");
     for (id, _, expected) in &burst {
         let record = suite.http.get(&url(&suite, *id)).await;
         match expected {
@@ -97,7 +87,7 @@ async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
     ] {
         sqlx::query(statement).execute(&db).await.unwrap();
     }
-    let alice = balance(&suite, "alice").await;
+    let alice = suite.balance("alice").await;
     let metrics_url = suite.url(Payment, "/metrics");
     let failed_batch = r#"step_batches_total{step="payments",result="failed"} "#;
     let mut good = Vec::new();
@@ -121,7 +111,7 @@ async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
             break;
         }
     }
-    assert_eq!(balance(&suite, "alice").await, alice - 10 * good.len() as i64);
+    assert_eq!(suite.balance("alice").await, alice - 10 * good.len() as i64);
     let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
     assert!(
         metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")),
@@ -134,14 +124,14 @@ async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
 #[tokio::test]
 async fn with_batching_off_each_capture_has_a_transaction_of_its_own() {
     let suite = Suite::start_with_env(&[Payment], &[(Payment, "STEP_BATCHING", "off")]).await;
-    let alice = balance(&suite, "alice").await;
+    let alice = suite.balance("alice").await;
     let orders: Vec<Uuid> = (0..20).map(|_| Uuid::new_v4()).collect();
 
     let body = capture("alice", 10);
     let answers = join_all(orders.iter().map(|id| put(&suite, *id, &body))).await;
 
     assert!(answers.iter().all(|a| a.status == 201));
-    assert_eq!(balance(&suite, "alice").await, alice - 20 * 10);
+    assert_eq!(suite.balance("alice").await, alice - 20 * 10);
     let pool = suite.db.pool_as("payment").await.unwrap();
     assert_eq!(writing_transactions(&pool, &orders).await, 20);
 }

@@ -7,11 +7,12 @@
 //! lost connection) is written again as separate saves with [`log::save`], concurrently, so one
 //! save's error is only its own.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::{
     log::{self, Lease, Save},
@@ -74,9 +75,10 @@ async fn write_batches(pool: PgPool, owner: String, lease: Duration, mut pending
         drop(saves);
         match written {
             Ok(written) => {
+                let written: HashMap<Uuid, (i64, DateTime<Utc>)> =
+                    written.into_iter().map(|(id, version, at)| (id, (version, at))).collect();
                 for save in batch.drain(..) {
-                    let answer =
-                        written.iter().find(|(id, _, _)| *id == save.saga.order_id).map(|(_, v, at)| (*v, *at));
+                    let answer = written.get(&save.saga.order_id).copied();
                     let _ = save.reply.send(Ok(answer)); // a driver that gave up no longer listens
                 }
             }

@@ -28,23 +28,22 @@ pub struct Waiters(Arc<Mutex<Registry>>);
 impl Waiters {
     /// A receiver that resolves when this process finishes `order_id`.
     pub fn wait(&self, order_id: Uuid) -> Waiting {
-        let (sender, receiver) = oneshot::channel();
-        self.lock().senders.entry(order_id).or_default().push(sender);
-        Waiting { waiters: self.clone(), order_id, receiver }
+        self.register(&mut self.lock(), order_id)
     }
 
-    /// Like [`Waiters::wait`], but only while this process drives `order_id`: then its driver
-    /// will wake the wait when it finishes (checked and registered under one lock, so a finish
-    /// cannot fall between the two). `None` when no driver here.
+    /// Like [`Waiters::wait`], but only while this process drives `order_id`, whose driver will
+    /// then wake the wait when it finishes (checked and registered under one lock, so a finish
+    /// cannot fall between the two). `None` when no driver here. A saga that finished just
+    /// before, its driver not yet gone, wakes nobody: the caller's recheck reads it.
     pub fn wait_if_driven(&self, order_id: Uuid) -> Option<Waiting> {
-        let (sender, receiver) = oneshot::channel();
         let mut registry = self.lock();
-        if !registry.driving.contains_key(&order_id) {
-            return None;
-        }
+        registry.driving.contains_key(&order_id).then(|| self.register(&mut registry, order_id))
+    }
+
+    fn register(&self, registry: &mut Registry, order_id: Uuid) -> Waiting {
+        let (sender, receiver) = oneshot::channel();
         registry.senders.entry(order_id).or_default().push(sender);
-        drop(registry);
-        Some(Waiting { waiters: self.clone(), order_id, receiver })
+        Waiting { waiters: self.clone(), order_id, receiver }
     }
 
     /// A driver of `order_id` starts in this process.
