@@ -107,3 +107,39 @@ async fn saves_queued_together_are_each_fenced_and_a_bad_one_fails_alone() {
         assert_eq!(steps[0]["attempts"], saga.steps[0].attempts, "the batch wrote this saga's own row");
     }
 }
+
+#[tokio::test]
+async fn no_event_is_written_for_a_saga_that_does_not_exist() {
+    // `saga_events` has no foreign key to `sagas` (migration 0006): each statement that appends
+    // events must check its own saga. A save and an append for a saga that was never inserted
+    // write nothing, beside a real saga's save that is written.
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
+    let definition = SagaDefinition::order_saga(&config).unwrap();
+    let (real, progressed, events) = started_saga(&pool, &definition).await;
+    let request = serde_json::from_value(happy_order()).unwrap();
+    let (mut ghost, _) = machine::start(&definition, Uuid::now_v7(), request, Clock::system());
+    let resumed = machine::apply(&definition, &mut ghost, Input::Resumed { previous_owner: None }, Clock::system());
+    assert!(!resumed.events.is_empty());
+    let events_of = |id: Uuid| {
+        let pool = pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("select count(*) from saga_events where order_id = $1")
+                .bind(id)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    let real_before = events_of(real.order_id).await;
+
+    let saves = [(&real, progressed, events.as_slice()), (&ghost, true, resumed.events.as_slice())];
+    let written = log::save_all(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
+    assert_eq!(written.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(), vec![real.order_id]);
+    assert_eq!(events_of(real.order_id).await, real_before + events.len() as i64);
+    log::append(&pool, ghost.order_id, &resumed.events, OWNER).await.unwrap();
+    assert_eq!(events_of(ghost.order_id).await, 0, "neither the save nor the append wrote the missing saga's events");
+    log::append(&pool, real.order_id, &resumed.events, OWNER).await.unwrap();
+    assert_eq!(events_of(real.order_id).await, real_before + (events.len() + resumed.events.len()) as i64);
+}

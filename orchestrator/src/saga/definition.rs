@@ -59,6 +59,23 @@ pub struct StepDefinition {
     pub retry: RetryPolicy,
     /// The action's request body.
     pub request: RequestBuilder,
+    /// The fields of the participant's record (its answer, or the record a reconciliation
+    /// found) kept in the log as the step's output: only what later steps read. The record
+    /// itself stays with its participant; the log rewrites its row at every step, so every byte
+    /// kept here is written again at each later step.
+    pub output: &'static [&'static str],
+}
+
+impl StepDefinition {
+    /// The step's output, from the participant's record: its [`Self::output`] fields, those it has.
+    pub fn output_of(&self, record: &Value) -> Value {
+        let kept = self
+            .output
+            .iter()
+            .filter_map(|&field| Some((field.to_owned(), record.get(field)?.clone())))
+            .collect::<Map<_, _>>();
+        Value::Object(kept)
+    }
 }
 
 /// A saga: its steps in order and its time limits.
@@ -113,7 +130,8 @@ impl SagaDefinition {
                     base_url: &str,
                     resource,
                     record_state: RecordReader,
-                    request: RequestBuilder|
+                    request: RequestBuilder,
+                    output: &'static [&'static str]|
          -> anyhow::Result<StepDefinition> {
             let settings = config.step(name)?;
             Ok(StepDefinition {
@@ -123,19 +141,28 @@ impl SagaDefinition {
                 timeout: settings.timeout,
                 retry: settings.retry,
                 request,
+                output,
             })
         };
         let definition = Self {
             steps: vec![
-                step(ORDER_STEPS[0], &urls.inventory, "reservations", Reservation::state_of, reservation_request)?,
-                step(ORDER_STEPS[1], &urls.payment, "payments", Payment::state_of, payment_request)?,
-                step(ORDER_STEPS[2], &urls.shipping, "shipments", Shipment::state_of, shipment_request)?,
+                step(
+                    ORDER_STEPS[0],
+                    &urls.inventory,
+                    "reservations",
+                    Reservation::state_of,
+                    reservation_request,
+                    &["total_cents"], // what payment charges
+                )?,
+                step(ORDER_STEPS[1], &urls.payment, "payments", Payment::state_of, payment_request, &[])?,
+                step(ORDER_STEPS[2], &urls.shipping, "shipments", Shipment::state_of, shipment_request, &[])?,
                 step(
                     ORDER_STEPS[3],
                     &urls.notification,
                     "notifications",
                     Notification::state_of,
                     notification_request,
+                    &[],
                 )?,
             ],
             deadline: config.saga_deadline,
@@ -205,6 +232,23 @@ mod tests {
         outputs.insert("reserve_inventory".into(), json!({ "total_cents": 2598 }));
         let body = payment_request(&order(), &outputs).unwrap();
         assert_eq!(body, json!({ "customer_id": "alice", "amount_cents": 2598 }));
+    }
+
+    #[test]
+    fn a_step_keeps_only_the_fields_later_steps_read() {
+        let definition = SagaDefinition::order_saga(
+            &OrchestratorConfig::from_env(&Env::from_pairs::<&str, &str>([]), &ORDER_STEPS).unwrap(),
+        )
+        .unwrap();
+        let record = json!({ "order_id": "x", "status": "reserved", "items": [], "total_cents": 2598 });
+        let output = definition.steps[0].output_of(&record);
+        assert_eq!(output, json!({ "total_cents": 2598 }));
+        assert_eq!(
+            payment_request(&order(), &Map::from_iter([(ORDER_STEPS[0].to_owned(), output)])).unwrap()["amount_cents"],
+            2598
+        );
+        assert_eq!(definition.steps[1].output_of(&json!({ "status": "captured", "amount_cents": 1 })), json!({}));
+        assert_eq!(definition.steps[0].output_of(&json!("not an object")), json!({}));
     }
 
     #[test]

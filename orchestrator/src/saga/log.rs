@@ -260,6 +260,8 @@ pub async fn save_all(
 
 /// Appends `events` to the timeline of `order_id` without touching the saga (an operator's
 /// request that changes nothing is still on record). `instance` is the actor of instance events.
+/// Nothing is appended for a saga that does not exist (the table has no foreign key: each
+/// statement that appends checks its own saga, see migration 0006).
 pub async fn append(pool: &PgPool, order_id: Uuid, events: &[NewEvent], instance: &str) -> Result<(), sqlx::Error> {
     let columns = EventColumns::new(events, instance);
     sqlx::query(
@@ -267,6 +269,7 @@ pub async fn append(pool: &PgPool, order_id: Uuid, events: &[NewEvent], instance
            select $1, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
            from unnest($2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[])
                 with ordinality as e(kind, step, attempt, outcome, detail, actor, n)
+           where exists (select from sagas where order_id = $1)
            order by e.n"#,
     )
     .bind(order_id)

@@ -180,13 +180,14 @@ pub(super) fn inspected(
     }
 }
 
-/// The current step happened: keep its output and move to the next one (or finish).
-fn succeeded(definition: &SagaDefinition, saga: &mut Saga, output: Value, record: &mut Record) {
+/// The current step happened (`answer`: the participant's record): keep its output and move to
+/// the next one (or finish).
+fn succeeded(definition: &SagaDefinition, saga: &mut Saga, answer: Value, record: &mut Record) {
     let index = saga.step_index;
     let state = &mut saga.steps[index];
     state.status = StepStatus::Succeeded;
     state.finished_at = Some(record.now());
-    saga.outputs.insert(state.name.clone(), output);
+    saga.outputs.insert(state.name.clone(), definition.steps[index].output_of(&answer));
     saga.step_index = index + 1;
     due_now(saga, record.now());
     record.progressed = true;
