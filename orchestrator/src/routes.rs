@@ -227,7 +227,8 @@ struct GetQuery {
 /// Longest long-poll: well under the server's default request timeout (30 s), so a long-poll
 /// always answers with the order rather than a 503.
 const MAX_WAIT_MS: u64 = 25_000;
-/// How often a long-poll re-reads the log (a saga finished by another replica wakes nobody here).
+/// How often a long-poll re-reads the log of a saga this process does not drive (one driven by
+/// another replica, or waiting for recovery, wakes nobody here).
 const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// An order and its saga's steps; optionally waits for the saga to finish.
@@ -243,28 +244,29 @@ async fn get_order(
     if wait_ms > MAX_WAIT_MS {
         return Err(invalid_query("wait_ms must be 0-25000"));
     }
-    let wait = std::time::Duration::from_millis(wait_ms);
-    let deadline = tokio::time::Instant::now() + wait;
-    // A saga this process drives wakes its waiters when it finishes: wait first, read only if
-    // it has not finished by the first recheck (saves the read of every long-poll of a saga
-    // placed here; the answer is the view as written either way).
-    if !wait.is_zero() {
-        if let Some(mut waiting) = app.executor.waiters().wait_if_driven(order_id) {
-            if let Ok(Ok(view)) = tokio::time::timeout(wait.min(WAIT_RECHECK), &mut waiting.receiver).await {
-                return Ok(AppJson(view));
-            }
-        }
-    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
+    let waiters = app.executor.waiters();
     loop {
-        // Register before reading, so a finish between the read and the wait is not missed.
-        let mut waiting = app.executor.waiters().wait(order_id);
-        let saga = load(&app, order_id).await?;
+        // A saga this process drives is not read while it is driven: its driver ends the wait
+        // with the view it wrote when the saga finishes, or empty when it stops without
+        // finishing it (then it is read). Under overload that saves a read of every waiting
+        // saga every recheck. Any other saga is read, then re-read every WAIT_RECHECK. Either
+        // wait is registered before the read, so a finish between the two is not missed.
         let now = tokio::time::Instant::now();
-        if saga.status.is_terminal() || now >= deadline {
-            return Ok(AppJson(saga.view()));
-        }
-        // Finished in this process: the view as written, without reading it back.
-        if let Ok(Ok(view)) = tokio::time::timeout((deadline - now).min(WAIT_RECHECK), &mut waiting.receiver).await {
+        let driven = if now < deadline { waiters.wait_if_driven(order_id) } else { None };
+        let (mut waiting, recheck) = match driven {
+            Some(waiting) => (waiting, deadline - now),
+            None => {
+                let waiting = waiters.wait(order_id);
+                let saga = load(&app, order_id).await?;
+                let now = tokio::time::Instant::now();
+                if saga.status.is_terminal() || now >= deadline {
+                    return Ok(AppJson(saga.view()));
+                }
+                (waiting, (deadline - now).min(WAIT_RECHECK))
+            }
+        };
+        if let Ok(Ok(view)) = tokio::time::timeout(recheck, &mut waiting.receiver).await {
             return Ok(AppJson(view));
         }
     }

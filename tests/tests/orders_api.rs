@@ -96,6 +96,31 @@ async fn orders_are_listed_newest_first_and_filtered_by_status() {
 }
 
 #[tokio::test]
+async fn a_long_poll_of_a_saga_driven_here_answers_when_its_driver_stops_or_its_wait_is_over() {
+    // A long-poll of a saga driven in this process does not read the log while it waits: the
+    // driver ends the wait. Here the driver is fenced out by an operator's cancel mid-call (it
+    // stops without finishing the saga; a new driver compensates it), and another long-poll
+    // runs out of time while the saga is still in its slow step.
+    let suite = Suite::start(&Service::SUITE).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 800 })).await;
+    let order_id = suite.accepted_order(&happy_order()).await;
+    let long_poll = suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=20000"));
+    let waited = suite.http.get(&long_poll);
+    let cancel_mid_call = async {
+        suite.wait_for_step(order_id, 1, "succeeded").await;
+        let short = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=200"))).await;
+        assert_eq!(short.status, 200);
+        assert_eq!(short.body["status"], "running", "its wait ran out mid-step: {}", short.body);
+        assert_eq!(suite.operator_action(order_id, "cancel", None).await.status, 202);
+    };
+    let (waited, ()) = tokio::join!(waited, cancel_mid_call);
+
+    assert_eq!(waited.status, 200);
+    assert_eq!(waited.body["status"], "compensated", "{}", waited.body);
+    assert_eq!(waited.body, suite.order(order_id).await, "the long-poll's view is the log's");
+}
+
+#[tokio::test]
 async fn a_long_poll_answers_once_the_saga_has_finished() {
     let suite = Suite::start(&Service::SUITE).await;
     suite.set_faults(Service::Notification, &json!({ "latency_ms": 500 })).await;

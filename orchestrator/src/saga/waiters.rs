@@ -2,8 +2,10 @@
 //! with the saga's view as it was written, so the answer needs no second read of the log. A
 //! saga finished by another replica is seen by the waiter's periodic re-read instead.
 //!
-//! It also knows which sagas this process is driving: a long-poll of one of those can wait
-//! without reading the log first, since its driver will wake it when it finishes.
+//! It also knows which sagas this process is driving: a long-poll of one of those waits without
+//! reading the log at all, since its driver wakes it when the saga finishes (with the view) or
+//! when the driver stops without finishing it (fenced, shutting down, the log unwritable: the
+//! wait then ends empty, and the long-poll reads the log).
 
 use std::{
     collections::HashMap,
@@ -32,9 +34,10 @@ impl Waiters {
     }
 
     /// Like [`Waiters::wait`], but only while this process drives `order_id`, whose driver will
-    /// then wake the wait when it finishes (checked and registered under one lock, so a finish
-    /// cannot fall between the two). `None` when no driver here. A saga that finished just
-    /// before, its driver not yet gone, wakes nobody: the caller's recheck reads it.
+    /// then end the wait: with the view when the saga finishes, empty when the last driver here
+    /// stops (checked and registered under one lock, so the driver cannot stop between the
+    /// two). `None` when no driver here. A saga that finished just before, its driver not yet
+    /// gone, is not missed: that driver's stop ends the wait empty.
     pub fn wait_if_driven(&self, order_id: Uuid) -> Option<Waiting> {
         let mut registry = self.lock();
         registry.driving.contains_key(&order_id).then(|| self.register(&mut registry, order_id))
@@ -51,13 +54,16 @@ impl Waiters {
         *self.lock().driving.entry(order_id).or_default() += 1;
     }
 
-    /// A driver of `order_id` ended in this process, finished or not.
+    /// A driver of `order_id` ended in this process, finished or not. When it was the last, the
+    /// waits still registered end empty (their senders are dropped): nobody here will finish the
+    /// saga now, so they must read the log.
     pub fn stopped_driving(&self, order_id: Uuid) {
         let mut registry = self.lock();
         if let Some(drivers) = registry.driving.get_mut(&order_id) {
             *drivers -= 1;
             if *drivers == 0 {
                 registry.driving.remove(&order_id);
+                registry.senders.remove(&order_id);
             }
         }
     }
@@ -83,7 +89,8 @@ impl Waiters {
 pub struct Waiting {
     waiters: Waiters,
     order_id: Uuid,
-    /// Resolves with the saga's terminal view when it finished in this process.
+    /// Resolves with the saga's terminal view when it finished in this process, or with an
+    /// error when its last driver here stopped without finishing it.
     pub receiver: oneshot::Receiver<OrderView>,
 }
 
@@ -143,6 +150,39 @@ mod tests {
         waiters.stopped_driving(id);
         assert!(waiters.wait_if_driven(id).is_none());
         assert!(waiters.lock().driving.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_empty_when_the_last_driver_stops_without_finishing() {
+        let waiters = Waiters::default();
+        let id = Uuid::new_v4();
+        waiters.driving(id);
+        waiters.driving(id);
+        let mut driven = waiters.wait_if_driven(id).unwrap_or_else(|| panic!("driven here"));
+        let mut plain = waiters.wait(id);
+        waiters.stopped_driving(id);
+        assert!(
+            driven.receiver.try_recv().is_err_and(|e| e == oneshot::error::TryRecvError::Empty),
+            "a driver is left"
+        );
+        waiters.stopped_driving(id);
+        assert!((&mut driven.receiver).await.is_err(), "no driver left: the wait ends empty");
+        assert!((&mut plain.receiver).await.is_err());
+        assert!(waiters.lock().senders.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_saga_finished_just_before_its_wait_was_registered_is_not_missed() {
+        // The finish falls between the long-poll's check and its registration: nobody was
+        // waiting yet, so it wakes nobody; the driver's stop then ends the wait, and the caller
+        // reads the finished saga.
+        let waiters = Waiters::default();
+        let id = Uuid::new_v4();
+        waiters.driving(id);
+        waiters.finished(id, || view(id));
+        let mut late = waiters.wait_if_driven(id).unwrap_or_else(|| panic!("its driver has not returned yet"));
+        waiters.stopped_driving(id);
+        assert!((&mut late.receiver).await.is_err());
     }
 
     #[test]
