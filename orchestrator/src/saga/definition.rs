@@ -67,14 +67,15 @@ pub struct StepDefinition {
 }
 
 impl StepDefinition {
-    /// The step's output, from the participant's record: its [`Self::output`] fields, those it has.
-    pub fn output_of(&self, record: &Value) -> Value {
+    /// The step's output, from the participant's record: those of its [`Self::output`] fields
+    /// the record has; `None` when that is none (a step with no output leaves no entry).
+    pub fn output_of(&self, record: &Value) -> Option<Value> {
         let kept = self
             .output
             .iter()
             .filter_map(|&field| Some((field.to_owned(), record.get(field)?.clone())))
             .collect::<Map<_, _>>();
-        Value::Object(kept)
+        (!kept.is_empty()).then_some(Value::Object(kept))
     }
 }
 
@@ -241,14 +242,14 @@ mod tests {
         )
         .unwrap();
         let record = json!({ "order_id": "x", "status": "reserved", "items": [], "total_cents": 2598 });
-        let output = definition.steps[0].output_of(&record);
+        let output = definition.steps[0].output_of(&record).unwrap();
         assert_eq!(output, json!({ "total_cents": 2598 }));
         assert_eq!(
             payment_request(&order(), &Map::from_iter([(ORDER_STEPS[0].to_owned(), output)])).unwrap()["amount_cents"],
             2598
         );
-        assert_eq!(definition.steps[1].output_of(&json!({ "status": "captured", "amount_cents": 1 })), json!({}));
-        assert_eq!(definition.steps[0].output_of(&json!("not an object")), json!({}));
+        assert_eq!(definition.steps[1].output_of(&json!({ "status": "captured", "amount_cents": 1 })), None);
+        assert_eq!(definition.steps[0].output_of(&json!("not an object")), None);
     }
 
     #[test]

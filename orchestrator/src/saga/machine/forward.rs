@@ -187,7 +187,9 @@ fn succeeded(definition: &SagaDefinition, saga: &mut Saga, answer: Value, record
     let state = &mut saga.steps[index];
     state.status = StepStatus::Succeeded;
     state.finished_at = Some(record.now());
-    saga.outputs.insert(state.name.clone(), definition.steps[index].output_of(&answer));
+    if let Some(output) = definition.steps[index].output_of(&answer) {
+        saga.outputs.insert(state.name.clone(), output);
+    }
     saga.step_index = index + 1;
     due_now(saga, record.now());
     record.progressed = true;
