@@ -22,7 +22,7 @@ pub use error::{AppError, Problem};
 /// Every process that links this crate (each service, `sagactl`, the tests) allocates with
 /// mimalloc: glibc's malloc and free were about 15 % of the orchestrator's CPU under load (a
 /// request's headers, JSON and futures are many small short-lived allocations). Measured in
-/// docs/performance.md#levers.
+/// docs/performance.md#levers-of-the-evening.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub use json::{AppJson, AppPath, AppQuery};
