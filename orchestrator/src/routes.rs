@@ -250,7 +250,9 @@ async fn get_order(
         // A saga this process drives is not read while it is driven: its driver ends the wait
         // with the view it wrote when the saga finishes, or empty when it stops without
         // finishing it (then it is read). Under overload that saves a read of every waiting
-        // saga every recheck. Any other saga is read, then re-read every WAIT_RECHECK. Either
+        // saga every recheck. (A saga finished by another replica while a driver here still
+        // holds it, asleep in a backoff, is seen when that driver is fenced at its next write,
+        // or at the wait's end.) Any other saga is read, then re-read every WAIT_RECHECK. Either
         // wait is registered before the read, so a finish between the two is not missed.
         let now = tokio::time::Instant::now();
         let driven = if now < deadline { waiters.wait_if_driven(order_id) } else { None };
