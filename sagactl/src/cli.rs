@@ -46,7 +46,7 @@ pub enum Command {
     Stop { service: String },
     /// Kill a service with SIGKILL, as a crash would; `postgres` with every backend.
     Kill { service: String },
-    /// Show each service's process and /healthz answer; exits non-zero if any is down.
+    /// Show each service's process and /healthz answer, and Prometheus's and Grafana's when `up` started them; exits non-zero if a service is down (the monitoring tools do not count).
     Status,
     /// Run a command against a fast throwaway Postgres, whose superuser URL it gets in
     /// SAGA_TEST_ADMIN_URL; exits with the command's exit code.

@@ -26,6 +26,21 @@ pub struct SuiteState {
     pub postgres: PostgresState,
     /// Keyed by service name.
     pub services: BTreeMap<String, ServiceState>,
+    /// The monitoring tools `up` started (`prometheus`, `grafana`), keyed by name; absent when
+    /// not installed, switched off or failed to start. Not part of the suite: `status` shows
+    /// them, but their being down does not fail it.
+    #[serde(default)]
+    pub tools: BTreeMap<String, ToolState>,
+}
+
+/// A monitoring tool `up` runs beside the suite.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ToolState {
+    pub pid: u32,
+    /// Where a person opens it.
+    pub url: String,
+    /// What answers 200 while it is ready.
+    pub health_url: String,
 }
 
 /// The database server the suite uses.
@@ -225,6 +240,14 @@ mod tests {
                     log_path: "/tmp/payment.log".into(),
                 },
             )]),
+            tools: BTreeMap::from([(
+                "prometheus".to_owned(),
+                ToolState {
+                    pid: 4,
+                    url: "http://127.0.0.1:9090".into(),
+                    health_url: "http://127.0.0.1:9090/-/ready".into(),
+                },
+            )]),
         }
     }
 
@@ -237,6 +260,12 @@ mod tests {
         dir.save(&sample())?;
         let loaded = dir.load_running()?;
         assert_eq!(loaded.services["payment"].port, 8082);
+        assert_eq!(loaded.tools["prometheus"].health_url, "http://127.0.0.1:9090/-/ready");
+        // A state file written before `tools` existed (a suite started by an older sagactl).
+        let mut old = serde_json::to_value(sample())?;
+        old.as_object_mut().map(|o| o.remove("tools"));
+        let old: SuiteState = serde_json::from_value(old)?;
+        assert!(old.tools.is_empty());
         dir.remove()?;
         assert!(dir.load_running().is_err());
         std::fs::remove_dir_all(dir.root())?;

@@ -27,6 +27,7 @@ fn status_into_a_closed_pipe_exits_with_its_own_status_and_no_panic() -> anyhow:
         admin_token: "t".repeat(32),
         postgres: PostgresState { pid: None, port: 1, admin_url: "postgres://127.0.0.1:1/x".to_owned(), server: None },
         services,
+        tools: BTreeMap::new(),
     })?;
     let (reader, writer) = std::io::pipe()?;
     drop(reader);

@@ -31,6 +31,14 @@ use sagactl::{
 };
 use sqlx::{postgres::PgPoolOptions, PgPool};
 
+/// The repository's root (where `sagactl up` finds the dashboards and alert rules).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .expect("repository root")
+}
+
 /// A fresh database of its own for one test, provisioned like production (schemas and roles).
 #[derive(Debug)]
 pub struct TestDb {

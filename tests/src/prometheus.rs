@@ -3,7 +3,7 @@
 //! HTTP API. It is found on PATH (`apt-get install prometheus`; `.ci/run` installs it).
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
@@ -32,9 +32,7 @@ impl Drop for TempDir {
     }
 }
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).expect("repository root")
-}
+use crate::repo_root;
 
 /// The project's alert rules with every `for:` duration replaced by `for_override`.
 pub fn alert_rules_with(for_override: &str) -> String {

@@ -45,6 +45,9 @@ impl UpSuite {
         let (stdout, stderr) = (state_dir.join("up.stdout"), state_dir.join("up.stderr"));
         let mut command = Command::new(bin_dir().join("sagactl"));
         command
+            // As a user runs it: from the repository root, where it finds the dashboards and
+            // the alert rules.
+            .current_dir(crate::repo_root())
             .arg("up")
             .args(args)
             .env("SAGA_STATE_DIR", &state_dir)

@@ -85,3 +85,70 @@ async fn up_without_grafana_on_path_says_how_to_get_it_and_runs_the_suite() {
     assert_eq!(up.readyz("orchestrator").await, 200);
     assert!(up.stop().success());
 }
+
+/// A stand-in for Grafana (no real one can be installed here), in an install tree of its own:
+/// answers 200 on `/api/health` on the port `up` gives it.
+fn stand_in_grafana() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let home = std::env::temp_dir().join(format!("saga-grafana-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::create_dir_all(home.join("bin")).unwrap();
+    std::fs::write(home.join("conf/defaults.ini"), "").unwrap();
+    let binary = home.join("bin/grafana");
+    let script = r#"#!/bin/sh
+exec python3 -c '
+import http.server, os
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200 if self.path == "/api/health" else 404)
+        self.end_headers()
+    def log_message(self, *a):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(os.environ["GF_SERVER_HTTP_PORT"])), H).serve_forever()
+'
+"#;
+    std::fs::write(&binary, script).unwrap();
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
+    binary
+}
+
+#[tokio::test]
+async fn status_shows_the_prometheus_and_grafana_up_started_without_counting_them() {
+    let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
+    let grafana = stand_in_grafana();
+    let ports = [sagactl::launch::free_port().unwrap(), sagactl::launch::free_port().unwrap()];
+    let (prometheus_port, grafana_port) = (ports[0].to_string(), ports[1].to_string());
+    let up = UpSuite::start(
+        &[],
+        &[
+            ("PROMETHEUS", &prometheus),
+            ("PROMETHEUS_PORT", &prometheus_port),
+            ("GRAFANA", grafana.to_str().unwrap()),
+            ("GRAFANA_PORT", &grafana_port),
+        ],
+    )
+    .await;
+    up.wait_until("Grafana in the state file", Duration::from_secs(60), || async {
+        up.state()["tools"].get("grafana").is_some()
+    })
+    .await;
+
+    let status = up.sagactl_ok(&["status"]).await;
+    let line = |name: &str| status.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    let (prometheus_line, grafana_line) = (line("prometheus"), line("grafana"));
+    assert!(prometheus_line.contains("alive") && prometheus_line.contains("200"), "{status}");
+    assert!(prometheus_line.contains(&format!("http://127.0.0.1:{prometheus_port}")), "{status}");
+    assert!(grafana_line.contains("alive") && grafana_line.contains("200"), "{status}");
+    assert!(grafana_line.contains(&format!("http://127.0.0.1:{grafana_port}/d/")), "{status}");
+
+    // Grafana dies: status says so, and still exits 0 (the suite itself is up).
+    let pid = u32::try_from(up.state()["tools"]["grafana"]["pid"].as_u64().unwrap()).unwrap();
+    sagactl::process::send_signal(pid, sagactl::process::Signal::Kill).unwrap();
+    up.wait_until("Grafana to be gone", Duration::from_secs(10), || async {
+        let status = up.sagactl_ok(&["status"]).await;
+        status.lines().any(|l| l.starts_with("grafana") && l.contains("down") && l.contains("no answer"))
+    })
+    .await;
+    assert!(up.stop().success());
+    std::fs::remove_dir_all(grafana.parent().and_then(std::path::Path::parent).unwrap()).unwrap();
+}

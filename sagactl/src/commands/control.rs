@@ -109,6 +109,19 @@ pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
         all_up &= process == "alive" && health.starts_with("200");
         crate::outln!("{name:<14} {pid:<8} {process:<8} {health:<22} {}", svc.url);
     }
+    // The monitoring tools: shown, but not part of the exit status (the suite runs without them).
+    for name in ["prometheus", "grafana"] {
+        let Some(tool) = state.tools.get(name) else {
+            crate::outln!("{name:<14} {:<8} {:<8} {:<22} (not started by `sagactl up`)", "-", "-", "-");
+            continue;
+        };
+        let process = if is_alive(tool.pid) { "alive" } else { "down" };
+        let health = match client.get(&tool.health_url).send().await {
+            Ok(response) => response.status().to_string(),
+            Err(_) => "no answer".to_owned(),
+        };
+        crate::outln!("{name:<14} {:<8} {process:<8} {health:<22} {}", tool.pid, tool.url);
+    }
     Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 

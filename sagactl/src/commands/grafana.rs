@@ -22,6 +22,7 @@ use tokio::process::{Child, Command};
 use crate::{
     process::{send_signal, Signal},
     services::LauncherEnv,
+    state::ToolState,
 };
 
 /// How to get Grafana, printed when it is not found.
@@ -274,6 +275,8 @@ pub struct LocalGrafana {
     child: Child,
     /// The dashboard's page.
     pub dashboard_url: String,
+    /// `/api/health`.
+    health_url: String,
 }
 
 /// What [`LocalGrafana::start`] needs besides its ports and files.
@@ -321,18 +324,27 @@ impl LocalGrafana {
             .spawn()
             .with_context(|| format!("cannot start {}", setup.binary.path.display()))?;
         let url = format!("http://127.0.0.1:{port}");
-        let mut grafana = Self { child, dashboard_url: format!("{url}/d/{}", setup.dashboards.uid) };
-        grafana.wait_healthy(&url, log_path).await?;
+        let mut grafana = Self {
+            child,
+            dashboard_url: format!("{url}/d/{}", setup.dashboards.uid),
+            health_url: format!("{url}/api/health"),
+        };
+        grafana.wait_healthy(log_path).await?;
         Ok(grafana)
+    }
+
+    /// What `sagactl status` shows of it (`None` once it was reaped).
+    pub fn tool_state(&self) -> Option<ToolState> {
+        Some(ToolState { pid: self.child.id()?, url: self.dashboard_url.clone(), health_url: self.health_url.clone() })
     }
 
     /// Polls `/api/health`; a Grafana that exits (a bad home, a taken port) fails at once rather
     /// than after the whole wait.
-    async fn wait_healthy(&mut self, url: &str, log_path: &Path) -> anyhow::Result<()> {
+    async fn wait_healthy(&mut self, log_path: &Path) -> anyhow::Result<()> {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
         let deadline = Instant::now() + HEALTH_TIMEOUT;
         loop {
-            let health = client.get(format!("{url}/api/health")).send().await;
+            let health = client.get(&self.health_url).send().await;
             if health.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
                 return Ok(());
             }

@@ -14,7 +14,7 @@ use tokio::process::{Child, Command};
 use crate::{
     process::{send_signal, Signal},
     services::LauncherEnv,
-    state::SuiteState,
+    state::{SuiteState, ToolState},
 };
 
 /// How to get Prometheus, printed when it is not found.
@@ -33,6 +33,13 @@ pub struct LocalPrometheus {
     pub url: String,
     /// The alert rules it loaded, if found.
     pub rules: Option<PathBuf>,
+}
+
+impl LocalPrometheus {
+    /// What `sagactl status` shows of it (`None` once it was reaped).
+    pub fn tool_state(&self) -> Option<ToolState> {
+        Some(ToolState { pid: self.child.id()?, url: self.url.clone(), health_url: format!("{}/-/ready", self.url) })
+    }
 }
 
 /// Whether the user switched Prometheus off (`PROMETHEUS=` set but empty).
@@ -165,6 +172,7 @@ mod tests {
                 ("payment".to_owned(), service(18082)),
                 ("orchestrator".to_owned(), service(18080)),
             ]),
+            tools: BTreeMap::new(),
         };
         let text = config(&state, Some(Path::new("/repo/prometheus/alerts.yml")));
         assert!(text.contains("rule_files:\n  - /repo/prometheus/alerts.yml"));

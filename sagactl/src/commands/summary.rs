@@ -142,6 +142,7 @@ mod tests {
             admin_token: "admin-token".into(),
             postgres: PostgresState { pid: None, port: 5432, admin_url: "postgres://x".into(), server: None },
             services: services.iter().map(|&(name, port)| (name.to_owned(), service(name, port))).collect(),
+            tools: BTreeMap::new(),
         }
     }
 

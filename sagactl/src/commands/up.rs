@@ -18,7 +18,7 @@ use crate::launch::port_is_free;
 use crate::process::{is_alive, runs_binary, terminate_all, Ending};
 use crate::provision::{provision, validate_identifier, Provisioned};
 use crate::services::{service_env, EnvContext, LauncherEnv, ServiceSpec, SUITE};
-use crate::state::{ServiceState, StateDir, SuiteState};
+use crate::state::{ServiceState, StateDir, SuiteState, ToolState};
 
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -116,6 +116,7 @@ async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteS
                 "Prometheus    {}  ({rules}; try the query `saga_in_flight` or open /alerts)",
                 prometheus.url
             );
+            record_tool(dir, "prometheus", prometheus.tool_state()).await;
             Some(prometheus)
         }
         Err(err) => {
@@ -176,12 +177,29 @@ async fn start_grafana(
                 dashboards.title,
                 log_path.display()
             );
+            record_tool(dir, "grafana", grafana.tool_state()).await;
             Some(grafana)
         }
         Err(err) => {
             eprintln!("sagactl: warning: {err:#}; continuing without Grafana");
             None
         }
+    }
+}
+
+/// Adds a monitoring tool `up` started to the state file, for `sagactl status`; under the
+/// state's lock, since another terminal's `sagactl restart` may be writing it. A failure is only
+/// reported: the tool runs all the same.
+async fn record_tool(dir: &StateDir, name: &str, tool: Option<ToolState>) {
+    let Some(tool) = tool else { return };
+    let recorded = async {
+        let _lock = dir.lock(Duration::from_secs(60)).await?;
+        let mut state = dir.load_running()?;
+        state.tools.insert(name.to_owned(), tool);
+        dir.save(&state)
+    };
+    if let Err(err) = recorded.await {
+        eprintln!("sagactl: warning: cannot record {name} in the state file: {err:#}");
     }
 }
 
@@ -283,6 +301,7 @@ async fn start_suite(
         admin_token: admin_token.to_owned(),
         postgres: db.state(),
         services: BTreeMap::new(),
+        tools: BTreeMap::new(),
     };
     dir.save(&state)?;
 
