@@ -150,6 +150,16 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr().context("cannot read the probe port")?.port())
 }
 
+/// `n` distinct free ports: each probe stays bound until all are picked, so one call never
+/// returns the same port twice (separate calls of [`free_port`] can: the kernel may hand the
+/// port just released to the next probe).
+pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
+    let probes = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0 to find a free port"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    probes.iter().map(|p| Ok(p.local_addr().context("cannot read the probe port")?.port())).collect()
+}
+
 /// Whether nothing listens on `127.0.0.1:port` right now.
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
@@ -174,6 +184,16 @@ pub async fn wait_port_free(port: u16, timeout: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn free_ports_are_distinct_and_free() -> anyhow::Result<()> {
+        let mut ports = free_ports(50)?;
+        assert!(ports.iter().all(|&p| port_is_free(p)));
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), 50);
+        Ok(())
+    }
 
     /// Answers every HTTP request on `listener` with 200 and `body` (a stand-in for a service
     /// of someone else that holds the port).

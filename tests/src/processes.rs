@@ -125,7 +125,11 @@ impl Suite {
         let mut suite = Self {
             db,
             http: Http::new(Duration::from_secs(30)),
-            ports: Service::ALL.iter().map(|&s| (s, free_port())).collect(),
+            ports: Service::ALL
+                .iter()
+                .copied()
+                .zip(sagactl::launch::free_ports(Service::ALL.len()).expect("free ports"))
+                .collect(),
             running: HashMap::new(),
             log_dir,
         };
@@ -217,11 +221,6 @@ impl Suite {
     pub fn log(&self, service: Service) -> String {
         tail(&self.log_dir.join(format!("{}.log", service.log_name())))
     }
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> u16 {
-    sagactl::launch::free_port().expect("free port")
 }
 
 /// `target/<profile>`: where cargo put this test executable's sibling binaries.

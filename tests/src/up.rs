@@ -40,8 +40,11 @@ impl UpSuite {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let state_dir = std::env::temp_dir().join(format!("saga-up-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&state_dir).expect("state dir");
-        let ports: Vec<(&'static str, u16)> =
-            UP_SERVICES.iter().map(|&name| (name, sagactl::launch::free_port().expect("free port"))).collect();
+        let ports: Vec<(&'static str, u16)> = UP_SERVICES
+            .iter()
+            .copied()
+            .zip(sagactl::launch::free_ports(UP_SERVICES.len()).expect("free ports"))
+            .collect();
         let (stdout, stderr) = (state_dir.join("up.stdout"), state_dir.join("up.stderr"));
         let mut command = Command::new(bin_dir().join("sagactl"));
         command

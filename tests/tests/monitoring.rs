@@ -116,7 +116,7 @@ http.server.HTTPServer(("127.0.0.1", int(os.environ["GF_SERVER_HTTP_PORT"])), H)
 async fn status_shows_the_prometheus_and_grafana_up_started_without_counting_them() {
     let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
     let grafana = stand_in_grafana();
-    let ports = [sagactl::launch::free_port().unwrap(), sagactl::launch::free_port().unwrap()];
+    let ports = sagactl::launch::free_ports(2).unwrap();
     let (prometheus_port, grafana_port) = (ports[0].to_string(), ports[1].to_string());
     let up = UpSuite::start(
         &[],
