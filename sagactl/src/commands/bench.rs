@@ -16,7 +16,7 @@ use tokio::process::Child;
 
 use crate::{
     bench::{detail_line, row_cells, BenchRun, TABLE_HEADER},
-    launch::{free_port, Launch},
+    launch::{free_ports, Launch},
     load::{progress::progress_bar, Keys, Kind, Pacing, Targets},
     postgres::{TempPostgres, TempPostgresOptions},
     process::{send_signal, Signal},
@@ -137,15 +137,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
 
     let logs = tempdir()?;
-    let ports: BTreeMap<&'static str, u16> =
-        SUITE.iter().map(|spec| Ok((spec.name, free_port()?))).collect::<anyhow::Result<_>>()?;
+    let ports: BTreeMap<&'static str, u16> = SUITE.iter().map(|spec| spec.name).zip(free_ports(SUITE.len())?).collect();
     let bin_dir = launcher.bin_dir()?;
     let ctx =
         EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "bench-admin-token", launcher: &launcher };
     let mut children: Vec<Child> = Vec::new();
     for spec in SUITE.iter() {
         let mut env = services::service_env(spec, &ctx);
-        env.insert("RUST_LOG".to_owned(), "warn".to_owned());
+        // Quiet unless RUST_LOG says otherwise: `RUST_LOG=info` measures the logs as `up` writes
+        // them, and is needed to measure trace export (its spans are at info).
+        env.entry("RUST_LOG".to_owned()).or_insert_with(|| "warn".to_owned());
         env.insert("DB_MAX_CONNECTIONS".to_owned(), "32".to_owned());
         let binary = bin_dir.join(spec.binary);
         let log_path = logs.join(format!("{}.log", spec.name));

@@ -382,7 +382,7 @@ async fn stop_services(state: &SuiteState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launch::free_port;
+    use crate::launch::free_ports;
 
     /// A binary directory holding empty files named like `binaries`, and a launcher pointing at
     /// it with every port moved off its default.
@@ -393,8 +393,8 @@ mod tests {
             std::fs::write(dir.join(name), "")?;
         }
         let mut vars = vec![("SAGA_BIN_DIR".to_owned(), dir.display().to_string())];
-        for spec in &SUITE {
-            vars.push((format!("{}_PORT", spec.name.to_uppercase()), free_port()?.to_string()));
+        for (spec, port) in SUITE.iter().zip(free_ports(SUITE.len())?) {
+            vars.push((format!("{}_PORT", spec.name.to_uppercase()), port.to_string()));
         }
         Ok((dir, LauncherEnv::from_pairs(vars)))
     }
