@@ -95,18 +95,8 @@ fn stand_in_grafana() -> std::path::PathBuf {
     std::fs::create_dir_all(home.join("bin")).unwrap();
     std::fs::write(home.join("conf/defaults.ini"), "").unwrap();
     let binary = home.join("bin/grafana");
-    let script = r#"#!/bin/sh
-exec python3 -c '
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/api/health" else 404)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(os.environ["GF_SERVER_HTTP_PORT"])), H).serve_forever()
-'
-"#;
+    // The one sagactl's unit tests use: records its arguments and GF_* variables beside itself.
+    let script = include_str!("../fixtures/stand-in-grafana.sh");
     std::fs::write(&binary, script).unwrap();
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     binary

@@ -540,21 +540,9 @@ mod tests {
     }
 
     /// A stand-in for Grafana (no real one can be installed here): records its arguments and
-    /// `GF_*` variables, then answers 200 on the port it was given.
-    const FAKE_GRAFANA: &str = r#"#!/bin/sh
-printf '%s\n' "$@" > "$0.args"
-env | grep '^GF_' | sort > "$0.env"
-exec python3 -c '
-import http.server, os
-class H(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        self.send_response(200 if self.path == "/api/health" else 404)
-        self.end_headers()
-    def log_message(self, *a):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(os.environ["GF_SERVER_HTTP_PORT"])), H).serve_forever()
-'
-"#;
+    /// `GF_*` variables, then answers 200 on `/api/health` on the port it was given. Shared with
+    /// the end-to-end test of `sagactl status`.
+    const FAKE_GRAFANA: &str = include_str!("../../../tests/fixtures/stand-in-grafana.sh");
 
     #[tokio::test]
     async fn start_runs_the_server_with_its_home_config_and_env_waits_for_health_and_stops() -> anyhow::Result<()> {
