@@ -67,6 +67,9 @@ pub struct OrchestratorConfig {
     /// `OPERATOR_TOKEN`, else `ADMIN_TOKEN`: the bearer token of `POST /orders/{id}/retry` and
     /// `/cancel`. Without either, nobody may act (403).
     pub operator_token: Option<String>,
+    /// At most this many sagas driven in this process at once; past it `POST /orders` answers
+    /// 503 `overloaded` with `Retry-After` (`MAX_IN_FLIGHT_SAGAS`; unset or 0: no limit).
+    pub max_in_flight: Option<usize>,
 }
 
 impl OrchestratorConfig {
@@ -107,6 +110,7 @@ impl OrchestratorConfig {
             stuck_after: env.millis_or("STUCK_AFTER_MS", 60_000)?,
             gauge_refresh: env.millis_or("GAUGE_REFRESH_MS", 2_000)?,
             operator_token,
+            max_in_flight: Some(env.parse_or("MAX_IN_FLIGHT_SAGAS", 0_usize)?).filter(|&n| n > 0),
             steps,
         };
         config.validate()?;

@@ -59,6 +59,7 @@ pub async fn run() -> anyhow::Result<()> {
         pool: pool.clone(),
         executor: Arc::clone(&executor),
         operator_token: config.operator_token.clone(),
+        max_in_flight: config.max_in_flight,
     };
     let console = console::ConsoleState {
         pool: pool.clone(),

@@ -24,12 +24,16 @@ pub const REQUIRES_INTERVENTION: &str = "saga_requires_intervention";
 pub const DEAD_LETTERED_TOTAL: &str = "saga_dead_lettered_total";
 /// `saga_reconciliations_total{step,result="happened|compensated|absent|unreachable"}`
 pub const RECONCILIATIONS_TOTAL: &str = "saga_reconciliations_total";
+/// `saga_orders_refused_total{reason="overloaded"}`: `POST /orders` refused before anything was
+/// written
+pub const REFUSED_TOTAL: &str = "saga_orders_refused_total";
 /// `saga_fenced_total`: writes refused because another instance or an operator wrote first
 pub const FENCED_TOTAL: &str = "saga_fenced_total";
 
 /// Registers the descriptions with the recorder.
 pub fn describe() {
     metrics::describe_counter!(STARTED_TOTAL, "Sagas accepted (POST /orders that created a saga).");
+    metrics::describe_counter!(REFUSED_TOTAL, "Orders refused before anything was written, by reason (overloaded).");
     metrics::describe_counter!(FINISHED_TOTAL, "Sagas that reached a terminal state, by outcome.");
     metrics::describe_histogram!(DURATION_SECONDS, Unit::Seconds, "Time from acceptance to the terminal state.");
     metrics::describe_histogram!(STEP_DURATION_SECONDS, Unit::Seconds, "Duration of each participant call.");

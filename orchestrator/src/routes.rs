@@ -45,6 +45,8 @@ pub struct AppState {
     pub executor: Arc<Executor>,
     /// The bearer token operator actions need (`None`: nobody may act).
     pub operator_token: Option<String>,
+    /// Admission limit: sagas driven here at once (`None`: no limit).
+    pub max_in_flight: Option<usize>,
 }
 
 #[derive(OpenApi)]
@@ -101,6 +103,21 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
     })
 }
 
+/// 503 `overloaded` with `Retry-After: 1`: past the admission limit, an order is refused before
+/// anything is written, so a retry (with the same `Idempotency-Key`) is safe. Refusing keeps
+/// the sagas already accepted fast instead of queueing every new one behind them.
+fn overloaded(in_flight: usize, limit: usize) -> Response {
+    let problem = AppError::problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "overloaded",
+        "Too many sagas in flight",
+        format!("{in_flight} sagas in flight here, the limit is {limit} (MAX_IN_FLIGHT_SAGAS); retry later"),
+    );
+    let mut response = problem.into_response();
+    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 fn accepted(view: &OrderView) -> Response {
     let location = HeaderValue::from_str(&format!("/orders/{}", view.order_id)).ok();
     let mut response = (StatusCode::ACCEPTED, AppJson(view)).into_response();
@@ -127,6 +144,13 @@ async fn create_order(
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
     let executor = &app.executor;
+    if let Some(limit) = app.max_in_flight {
+        let in_flight = executor.waiters().driving_count();
+        if in_flight >= limit {
+            metrics::counter!(m::REFUSED_TOTAL, "reason" => "overloaded").increment(1);
+            return Ok(overloaded(in_flight, limit));
+        }
+    }
     let (mut saga, started) = machine::start(executor.definition(), Uuid::now_v7(), order, Clock::system());
     tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
     saga.trace_context = saga_shared::telemetry::traceparent();

@@ -141,3 +141,40 @@ async fn a_long_poll_answers_once_the_saga_has_finished() {
         .await
         .assert_problem(400);
 }
+
+#[tokio::test]
+async fn past_the_admission_limit_an_order_is_refused_with_503_and_nothing_is_written() {
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    // A step timeout well above the slow reservation, so the two sagas are slow, not failing.
+    let env = [("MAX_IN_FLIGHT_SAGAS", "2"), ("STEP_TIMEOUT_MS", "5000"), ("LEASE_MS", "12000")];
+    suite.spawn(Service::Orchestrator, &env).await;
+    suite.set_faults(Service::Inventory, &json!({ "latency_ms": 1500 })).await;
+    let first = suite.accepted_order(&happy_order()).await;
+    let second = suite.accepted_order(&happy_order()).await;
+
+    let refused = suite.place_order(&happy_order(), Some("admission-key")).await;
+
+    assert_eq!(refused.assert_problem(503), "/problems/overloaded");
+    assert_eq!(refused.headers.get("retry-after").and_then(|v| v.to_str().ok()), Some("1"));
+    assert!(refused.body["detail"].as_str().unwrap().contains("MAX_IN_FLIGHT_SAGAS"), "{}", refused.body);
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    let sagas: i64 = sqlx::query_scalar("select count(*) from sagas").fetch_one(&pool).await.unwrap();
+    assert_eq!(sagas, 2, "the refused order wrote nothing");
+    let metrics = suite.http.inner().get(suite.url(Service::Orchestrator, "/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "saga_orders_refused_total{reason=\"overloaded\"} 1"), "{metrics}");
+
+    // Once the two have finished, the same request (same key) is accepted.
+    suite.wait_terminal(first, Duration::from_secs(20)).await;
+    suite.wait_terminal(second, Duration::from_secs(20)).await;
+    let mut retried = suite.place_order(&happy_order(), Some("admission-key")).await;
+    for _ in 0..50 {
+        // Each driver leaves the count right after the saga's last write.
+        if retried.status != 503 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        retried = suite.place_order(&happy_order(), Some("admission-key")).await;
+    }
+    assert_eq!(retried.status, 202, "{}", retried.body);
+}

@@ -49,6 +49,11 @@ impl Waiters {
         Waiting { waiters: self.clone(), order_id, receiver }
     }
 
+    /// How many sagas have a driver in this process (the admission limit's measure).
+    pub fn driving_count(&self) -> usize {
+        self.lock().driving.len()
+    }
+
     /// A driver of `order_id` starts in this process.
     pub fn driving(&self, order_id: Uuid) {
         *self.lock().driving.entry(order_id).or_default() += 1;
