@@ -141,13 +141,10 @@ pub fn probe_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().context("cannot build the HTTP client")
 }
 
-/// True if nothing listens on `127.0.0.1:port`. Checked before starting a service: an old
-/// instance still on the port would otherwise answer the readiness probe for the new one.
 /// A loopback port that was free a moment ago (the OS picked it); whoever binds it next may
-/// still lose a race for it.
+/// still lose a race for it. For several at once, [`free_ports`].
 pub fn free_port() -> anyhow::Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0 to find a free port")?;
-    Ok(listener.local_addr().context("cannot read the probe port")?.port())
+    free_ports(1)?.pop().context("no probe port")
 }
 
 /// `n` distinct free ports: each probe stays bound until all are picked, so one call never
@@ -160,7 +157,8 @@ pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
     probes.iter().map(|p| Ok(p.local_addr().context("cannot read the probe port")?.port())).collect()
 }
 
-/// Whether nothing listens on `127.0.0.1:port` right now.
+/// Whether nothing listens on `127.0.0.1:port` right now. Checked before starting a service: an
+/// old instance still on the port would otherwise answer the readiness probe for the new one.
 pub fn port_is_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }

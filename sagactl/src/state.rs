@@ -16,6 +16,9 @@ use crate::launch::Launch;
 use crate::postgres::ServerSpec;
 use crate::process::{is_alive, runs_binary};
 
+/// How long a `sagactl` command waits for another one's hold on the state file.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// The running suite.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SuiteState {

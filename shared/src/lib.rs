@@ -18,6 +18,7 @@ pub mod step_batch;
 pub mod telemetry;
 
 pub use error::{AppError, Problem};
+pub use json::{AppJson, AppPath, AppQuery};
 
 /// Every process that links this crate (each service, `sagactl`, the tests) allocates with
 /// mimalloc: glibc's malloc and free were about 15 % of the orchestrator's CPU under load (a
@@ -25,4 +26,3 @@ pub use error::{AppError, Problem};
 /// docs/performance.md#levers-of-the-evening.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-pub use json::{AppJson, AppPath, AppQuery};

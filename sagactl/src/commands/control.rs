@@ -11,12 +11,11 @@ use crate::invocation::sagactl_command;
 use crate::launch::{probe_client, wait_port_free};
 use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
 use crate::services::{spec, validate_admin_token, LauncherEnv, SUITE};
-use crate::state::{ServiceState, StateDir, StateLock, SuiteState};
+use crate::state::{ServiceState, StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Longest wait for another sagactl to finish its change of the state file.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for a just-stopped service's port to be released before starting it again.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -102,10 +101,7 @@ pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
     for (name, svc) in services {
         let pid = svc.pid.map_or_else(|| "-".to_owned(), |pid| pid.to_string());
         let process = if running_pid(svc).is_some() { "alive" } else { "down" };
-        let health = match client.get(format!("{}/healthz", svc.url)).send().await {
-            Ok(response) => response.status().to_string(),
-            Err(_) => "no answer".to_owned(),
-        };
+        let health = answer_of(&client, &format!("{}/healthz", svc.url)).await;
         all_up &= process == "alive" && health.starts_with("200");
         crate::outln!("{name:<14} {pid:<8} {process:<8} {health:<22} {}", svc.url);
     }
@@ -116,13 +112,18 @@ pub async fn status(dir: &StateDir) -> anyhow::Result<ExitCode> {
             continue;
         };
         let process = if is_alive(tool.pid) { "alive" } else { "down" };
-        let health = match client.get(&tool.health_url).send().await {
-            Ok(response) => response.status().to_string(),
-            Err(_) => "no answer".to_owned(),
-        };
+        let health = answer_of(&client, &tool.health_url).await;
         crate::outln!("{name:<14} {:<8} {process:<8} {health:<22} {}", tool.pid, tool.url);
     }
     Ok(if all_up { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The status line a `GET url` answers (`200 OK`), or `no answer`.
+async fn answer_of(client: &reqwest::Client, url: &str) -> String {
+    match client.get(url).send().await {
+        Ok(response) => response.status().to_string(),
+        Err(_) => "no answer".to_owned(),
+    }
 }
 
 /// Takes the state lock and loads the state, checking `service` is part of it.

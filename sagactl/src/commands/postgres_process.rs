@@ -10,12 +10,11 @@ use crate::invocation::sagactl_command;
 use crate::launch::wait_port_free;
 use crate::postgres::{restart_server, stop_server};
 use crate::process::{kill_with_children, wait_gone};
-use crate::state::{StateDir, StateLock, SuiteState};
+use crate::state::{StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
 
 /// The name the control commands know Postgres by.
 pub const POSTGRES: &str = "postgres";
 /// Longest wait for another sagactl to finish its change of the state file.
-const LOCK_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest wait for the port of a server that just died to be released.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -18,7 +18,7 @@ use crate::launch::port_is_free;
 use crate::process::{is_alive, runs_binary, terminate_all, Ending};
 use crate::provision::{provision, validate_identifier, Provisioned};
 use crate::services::{service_env, EnvContext, LauncherEnv, ServiceSpec, SUITE};
-use crate::state::{ServiceState, StateDir, SuiteState, ToolState};
+use crate::state::{ServiceState, StateDir, SuiteState, ToolState, LOCK_TIMEOUT};
 
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -193,7 +193,7 @@ async fn start_grafana(
 async fn record_tool(dir: &StateDir, name: &str, tool: Option<ToolState>) {
     let Some(tool) = tool else { return };
     let recorded = async {
-        let _lock = dir.lock(Duration::from_secs(60)).await?;
+        let _lock = dir.lock(LOCK_TIMEOUT).await?;
         let mut state = dir.load_running()?;
         state.tools.insert(name.to_owned(), tool);
         dir.save(&state)
