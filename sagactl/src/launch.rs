@@ -141,57 +141,9 @@ pub fn probe_client() -> anyhow::Result<reqwest::Client> {
     reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().context("cannot build the HTTP client")
 }
 
-/// A loopback port that was free a moment ago (the OS picked it); whoever binds it next may
-/// still lose a race for it. For several at once, [`free_ports`].
-pub fn free_port() -> anyhow::Result<u16> {
-    free_ports(1)?.pop().context("no probe port")
-}
-
-/// `n` distinct free ports: each probe stays bound until all are picked, so one call never
-/// returns the same port twice (separate calls of [`free_port`] can: the kernel may hand the
-/// port just released to the next probe).
-pub fn free_ports(n: usize) -> anyhow::Result<Vec<u16>> {
-    let probes = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").context("cannot bind 127.0.0.1:0 to find a free port"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    probes.iter().map(|p| Ok(p.local_addr().context("cannot read the probe port")?.port())).collect()
-}
-
-/// Whether nothing listens on `127.0.0.1:port` right now. Checked before starting a service: an
-/// old instance still on the port would otherwise answer the readiness probe for the new one.
-pub fn port_is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
-}
-
-/// Polls until `127.0.0.1:port` is free or `timeout` passes; returns whether it is free. Right
-/// after a kill the port can stay bound for a moment: the thread-group leader already shows as
-/// a zombie while its other threads, which share the listening socket, are still exiting.
-pub async fn wait_port_free(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if port_is_free(port) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn free_ports_are_distinct_and_free() -> anyhow::Result<()> {
-        let mut ports = free_ports(50)?;
-        assert!(ports.iter().all(|&p| port_is_free(p)));
-        ports.sort_unstable();
-        ports.dedup();
-        assert_eq!(ports.len(), 50);
-        Ok(())
-    }
 
     /// Answers every HTTP request on `listener` with 200 and `body` (a stand-in for a service
     /// of someone else that holds the port).
@@ -246,20 +198,6 @@ mod tests {
             launch.command_line(),
             "env PORT=8082 RUST_LOG=info,sqlx=warn 'X=a b' /opt/bin/payment >> /tmp/logs/payment.log 2>&1"
         );
-    }
-
-    #[tokio::test]
-    async fn waiting_for_a_port_ends_when_its_listener_closes() -> anyhow::Result<()> {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
-        let port = listener.local_addr()?.port();
-        assert!(!wait_port_free(port, Duration::from_millis(100)).await);
-        let closer = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            drop(listener);
-        });
-        assert!(wait_port_free(port, Duration::from_secs(5)).await);
-        closer.await?;
-        Ok(())
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ pub mod invocation;
 pub mod launch;
 pub mod load;
 pub mod output;
+pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod procstat;

@@ -108,6 +108,9 @@ pub struct Suite {
     pub http: Http,
     ports: HashMap<Service, u16>,
     running: HashMap<Service, Running>,
+    /// Keeps other test processes off `ports` while this suite lives (services restart on them).
+    /// After `running`: fields drop in order, so the services are killed first.
+    _reserved: sagactl::ports::Reserved,
     log_dir: PathBuf,
 }
 
@@ -122,15 +125,13 @@ impl Suite {
         let db = TestDb::new().await.expect("test database");
         let log_dir = target_dir().join("test-logs").join(&db.name);
         std::fs::create_dir_all(&log_dir).expect("log dir");
+        let reserved = sagactl::ports::reserve(Service::ALL.len()).expect("reserved ports");
         let mut suite = Self {
             db,
             http: Http::new(Duration::from_secs(30)),
-            ports: Service::ALL
-                .iter()
-                .copied()
-                .zip(sagactl::launch::free_ports(Service::ALL.len()).expect("free ports"))
-                .collect(),
+            ports: Service::ALL.iter().copied().zip(reserved.ports().iter().copied()).collect(),
             running: HashMap::new(),
+            _reserved: reserved,
             log_dir,
         };
         for &service in services {

@@ -20,6 +20,8 @@ pub struct Prometheus {
     pub url: String,
     http: Http,
     _child: Child,
+    /// Its port, kept from other test processes while it runs.
+    _port: sagactl::ports::Reserved,
     _dir: TempDir,
 }
 
@@ -61,8 +63,8 @@ impl Prometheus {
             services.iter().map(|&s| (s.log_name(), suite.port(s))),
         );
         std::fs::write(dir.0.join("prometheus.yml"), config).expect("config");
-        let port =
-            std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("port");
+        let reserved = sagactl::ports::reserve(1).expect("a reserved port");
+        let port = reserved.port();
         let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log");
         let child = Command::new(&binary)
             .arg(format!("--config.file={}", dir.0.join("prometheus.yml").display()))
@@ -78,6 +80,7 @@ impl Prometheus {
             url: format!("http://127.0.0.1:{port}"),
             http: Http::new(Duration::from_secs(5)),
             _child: child,
+            _port: reserved,
             _dir: dir,
         };
         prometheus

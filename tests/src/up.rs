@@ -28,6 +28,8 @@ pub struct UpSuite {
     /// The state directory (`SAGA_STATE_DIR`): state file, logs.
     pub state_dir: PathBuf,
     ports: Vec<(&'static str, u16)>,
+    /// Keeps other test processes off `ports` while this suite lives.
+    _reserved: sagactl::ports::Reserved,
     stdout: PathBuf,
     stderr: PathBuf,
     /// A client with a generous timeout.
@@ -40,11 +42,9 @@ impl UpSuite {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let state_dir = std::env::temp_dir().join(format!("saga-up-{}", Uuid::new_v4().simple()));
         std::fs::create_dir_all(&state_dir).expect("state dir");
-        let ports: Vec<(&'static str, u16)> = UP_SERVICES
-            .iter()
-            .copied()
-            .zip(sagactl::launch::free_ports(UP_SERVICES.len()).expect("free ports"))
-            .collect();
+        let reserved = sagactl::ports::reserve(UP_SERVICES.len()).expect("reserved ports");
+        let ports: Vec<(&'static str, u16)> =
+            UP_SERVICES.iter().copied().zip(reserved.ports().iter().copied()).collect();
         let (stdout, stderr) = (state_dir.join("up.stdout"), state_dir.join("up.stderr"));
         let mut command = Command::new(bin_dir().join("sagactl"));
         command
@@ -66,8 +66,15 @@ impl UpSuite {
             .stdout(std::fs::File::create(&stdout).expect("stdout file"))
             .stderr(std::fs::File::create(&stderr).expect("stderr file"));
         let child = command.spawn().expect("cannot start sagactl up (run `cargo build --workspace` first)");
-        let mut suite =
-            Self { child: Some(child), state_dir, ports, stdout, stderr, http: Http::new(Duration::from_secs(30)) };
+        let mut suite = Self {
+            child: Some(child),
+            state_dir,
+            ports,
+            _reserved: reserved,
+            stdout,
+            stderr,
+            http: Http::new(Duration::from_secs(30)),
+        };
         suite.wait_up().await;
         suite
     }

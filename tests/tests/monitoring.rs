@@ -106,8 +106,8 @@ fn stand_in_grafana() -> std::path::PathBuf {
 async fn status_shows_the_prometheus_and_grafana_up_started_without_counting_them() {
     let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
     let grafana = stand_in_grafana();
-    let ports = sagactl::launch::free_ports(2).unwrap();
-    let (prometheus_port, grafana_port) = (ports[0].to_string(), ports[1].to_string());
+    let reserved = sagactl::ports::reserve(2).unwrap();
+    let (prometheus_port, grafana_port) = (reserved.ports()[0].to_string(), reserved.ports()[1].to_string());
     let up = UpSuite::start(
         &[],
         &[

@@ -16,8 +16,9 @@ use tokio::process::Child;
 
 use crate::{
     bench::{detail_line, row_cells, BenchRun, TABLE_HEADER},
-    launch::{free_ports, Launch},
+    launch::Launch,
     load::{progress::progress_bar, Keys, Kind, Pacing, Targets},
+    ports,
     postgres::{TempPostgres, TempPostgresOptions},
     process::{send_signal, Signal},
     procstat::{pid_of, Watched, Watchlist},
@@ -137,7 +138,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
 
     let logs = tempdir()?;
-    let ports: BTreeMap<&'static str, u16> = SUITE.iter().map(|spec| spec.name).zip(free_ports(SUITE.len())?).collect();
+    // Held until the bench ends, so no other process of ours takes a port of its services.
+    let reserved = ports::reserve(SUITE.len())?;
+    let ports: BTreeMap<&'static str, u16> =
+        SUITE.iter().map(|spec| spec.name).zip(reserved.ports().iter().copied()).collect();
     let bin_dir = launcher.bin_dir()?;
     let ctx =
         EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "bench-admin-token", launcher: &launcher };

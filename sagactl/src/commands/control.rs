@@ -8,7 +8,8 @@ use anyhow::{bail, Context as _};
 
 use super::postgres_process::{self, POSTGRES};
 use crate::invocation::sagactl_command;
-use crate::launch::{probe_client, wait_port_free};
+use crate::launch::probe_client;
+use crate::ports::wait_port_free;
 use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
 use crate::services::{spec, validate_admin_token, LauncherEnv, SUITE};
 use crate::state::{ServiceState, StateDir, StateLock, SuiteState, LOCK_TIMEOUT};

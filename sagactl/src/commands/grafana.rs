@@ -552,7 +552,8 @@ mod tests {
         executable(&binary_path, FAKE_GRAFANA)?;
         let binary = Binary::at(binary_path.clone());
         let dashboards = dashboards(&repo_root()?)?;
-        let port = crate::launch::free_port()?;
+        let reserved = crate::ports::reserve(1)?;
+        let port = reserved.port();
         let setup = Setup { binary: &binary, home: &home, dashboards: &dashboards, prometheus_url: "http://p:1" };
         let state = dir.join("state");
         let log_path = dir.join("grafana.log");
@@ -580,7 +581,7 @@ mod tests {
         assert!(state.join("provisioning/datasources/prometheus.yml").is_file());
 
         grafana.stop().await;
-        assert!(crate::launch::port_is_free(port), "the stand-in still listens after stop");
+        assert!(crate::ports::port_is_free(port), "the stand-in still listens after stop");
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
@@ -597,7 +598,8 @@ mod tests {
         let log_path = dir.join("grafana.log");
         let started = Instant::now();
 
-        let err = LocalGrafana::start(&setup, &dir.join("state"), crate::launch::free_port()?, &log_path)
+        let reserved = crate::ports::reserve(1)?;
+        let err = LocalGrafana::start(&setup, &dir.join("state"), reserved.port(), &log_path)
             .await
             .err()
             .context("a Grafana that exits started")?;

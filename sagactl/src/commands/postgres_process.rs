@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 
 use crate::invocation::sagactl_command;
-use crate::launch::wait_port_free;
+use crate::ports::wait_port_free;
 use crate::postgres::{restart_server, stop_server};
 use crate::process::{kill_with_children, wait_gone};
 use crate::state::{StateDir, StateLock, SuiteState, LOCK_TIMEOUT};

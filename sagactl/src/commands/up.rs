@@ -14,7 +14,7 @@ use super::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
 use crate::invocation::build_command;
-use crate::launch::port_is_free;
+use crate::ports::port_is_free;
 use crate::process::{is_alive, runs_binary, terminate_all, Ending};
 use crate::provision::{provision, validate_identifier, Provisioned};
 use crate::services::{service_env, EnvContext, LauncherEnv, ServiceSpec, SUITE};
@@ -382,7 +382,6 @@ async fn stop_services(state: &SuiteState) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::launch::free_ports;
 
     /// A binary directory holding empty files named like `binaries`, and a launcher pointing at
     /// it with every port moved off its default.
@@ -393,7 +392,7 @@ mod tests {
             std::fs::write(dir.join(name), "")?;
         }
         let mut vars = vec![("SAGA_BIN_DIR".to_owned(), dir.display().to_string())];
-        for (spec, port) in SUITE.iter().zip(free_ports(SUITE.len())?) {
+        for (spec, port) in SUITE.iter().zip(crate::ports::reserve(SUITE.len())?.ports()) {
             vars.push((format!("{}_PORT", spec.name.to_uppercase()), port.to_string()));
         }
         Ok((dir, LauncherEnv::from_pairs(vars)))

@@ -20,11 +20,11 @@ use scratch::{make_private_dir, ScratchDir};
 pub use server::{restart_server, stop_server, ServerSpec};
 use server::{wait_ready, Server, StartError};
 
-use crate::launch::free_port;
-
+use crate::ports::{self, Reserved};
 use crate::text::random_hex;
 
-/// Another process can grab the port between our probe and the server's bind; retry that often.
+/// A process that does not reserve its ports through [`ports`] can still take the port before the
+/// server binds it; retry that often.
 const PORT_ATTEMPTS: usize = 5;
 /// In a kept directory: the superuser password, readable by its owner only.
 const PASSWORD_FILE: &str = "superuser.password";
@@ -69,6 +69,8 @@ pub struct TempPostgres {
     /// Declared before `scratch`: fields drop in order, so the server is stopped before its
     /// directory is deleted.
     server: Server,
+    /// The server's port, reserved until it has stopped.
+    _port: Reserved,
     spec: ServerSpec,
     password: String,
     root: PathBuf,
@@ -119,17 +121,18 @@ impl TempPostgres {
         }
 
         for _ in 0..PORT_ATTEMPTS {
+            let reserved = ports::reserve(1)?;
             let spec = ServerSpec {
                 binary: postgres.clone(),
                 data_dir: data_dir.clone(),
                 socket_dir: socket_dir.clone(),
                 log_path: log_path.clone(),
-                port: free_port()?,
+                port: reserved.port(),
                 settings: opts.server_settings(),
             };
             let mut server = Server { child: spec.spawn(true)? };
             match wait_ready(&mut server.child, &admin_url(&password, spec.port), &log_path).await {
-                Ok(()) => return Ok(TempPostgres { server, spec, password, root, scratch }),
+                Ok(()) => return Ok(TempPostgres { server, _port: reserved, spec, password, root, scratch }),
                 Err(StartError::PortTaken) => continue,
                 Err(StartError::Leftovers) => {
                     bail!("another Postgres still uses {}; stop it first", data_dir.display())
