@@ -22,7 +22,7 @@ pub use browser::{artifacts_dir, Chromium, Dom, Element};
 pub use client::{Answer, Http};
 pub use devtools::Page;
 pub use orders::{happy_order, order_body, TERMINAL};
-pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN};
+pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS};
 pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};
 
 use sagactl::{

@@ -84,6 +84,15 @@ pub(crate) const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
     ("DB_MAX_CONNECTIONS", "20"),
 ];
 
+/// How long a slowed participant takes to answer, in a test that acts in the middle of its call
+/// (kills a service, cancels the saga): room to act in time on a loaded machine, where 700 ms
+/// once was not (the saga had moved on before the test acted).
+pub const SLOW_CALL_MS: u64 = 2500;
+
+/// Orchestrator settings under which a call slowed by [`SLOW_CALL_MS`] still succeeds: a step
+/// timeout above it, and a lease above twice the timeout (the orchestrator requires that).
+pub const SLOW_CALL_ENV: [(&str, &str); 2] = [("STEP_TIMEOUT_MS", "5000"), ("LEASE_MS", "12000")];
+
 /// The admin token every test service is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
@@ -118,6 +127,12 @@ impl Suite {
     /// A fresh database with `services` running on it (with `ADMIN_TOKEN` set).
     pub async fn start(services: &[Service]) -> Self {
         Self::start_with_env(services, &[]).await
+    }
+
+    /// Like [`Suite::start`], with the orchestrator's settings for [`SLOW_CALL_MS`].
+    pub async fn start_for_slow_calls(services: &[Service]) -> Self {
+        let env: Vec<_> = SLOW_CALL_ENV.iter().map(|&(k, v)| (Service::Orchestrator, k, v)).collect();
+        Self::start_with_env(services, &env).await
     }
 
     /// Like [`Suite::start`], with extra environment variables per service.

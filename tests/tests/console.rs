@@ -12,7 +12,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use saga_tests::{artifacts_dir, happy_order, order_body, Chromium, Dom, Page, Service, Suite};
+use saga_tests::{
+    artifacts_dir, happy_order, order_body, Chromium, Dom, Page, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -98,7 +100,7 @@ fn assert_rendered_without_errors(dom: &Dom) {
 #[tokio::test]
 async fn the_console_in_a_real_browser_shows_a_dead_participant_a_stuck_saga_and_its_timeline_then_the_recovery() {
     let chromium = Chromium::find();
-    let mut suite = Suite::start(&Service::SUITE).await;
+    let mut suite = Suite::start_for_slow_calls(&Service::SUITE).await;
     // Arrange: two completed orders; then one stuck in compensation (payment dies after
     // capturing, shipping then refuses the address; shipping is slowed to leave time for the
     // kill); then two orders placed while payment is down, which compensate.
@@ -106,7 +108,7 @@ async fn the_console_in_a_real_browser_shows_a_dead_participant_a_stuck_saga_and
     for order in completed {
         assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "completed");
     }
-    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 700 })).await;
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": SLOW_CALL_MS })).await;
     let stuck = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
     suite.wait_for_step(stuck, 1, "succeeded").await;
     suite.kill(Service::Payment).await;
@@ -254,10 +256,10 @@ async fn an_operator_retries_a_failed_saga_from_the_console_with_the_token_typed
     let chromium = Chromium::find();
     let mut suite =
         Suite::start(&[Service::Inventory, Service::Payment, Service::Shipping, Service::Notification]).await;
-    suite.spawn(Service::Orchestrator, &[("COMPENSATION_BUDGET_MS", "1500")]).await;
+    suite.spawn(Service::Orchestrator, &[&[("COMPENSATION_BUDGET_MS", "1500")], &SLOW_CALL_ENV[..]].concat()).await;
     // A dead-lettered saga (as in saga_failures.rs): dave is declined, and inventory is dead
     // when his reservation must be released, for longer than the compensation budget.
-    suite.set_faults(Service::Payment, &serde_json::json!({ "latency_ms": 300 })).await;
+    suite.set_faults(Service::Payment, &serde_json::json!({ "latency_ms": SLOW_CALL_MS })).await;
     let order_id = suite.accepted_order(&order_body("dave", &[("WIDGET-1", 1)], "FR")).await;
     suite.wait_for_step(order_id, 0, "succeeded").await;
     suite.kill(Service::Inventory).await;

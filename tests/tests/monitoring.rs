@@ -10,14 +10,14 @@ use std::time::Duration;
 use saga_tests::{
     happy_order, order_body,
     prometheus::{dashboard_queries, Prometheus},
-    Service, Suite, UpSuite,
+    Service, Suite, UpSuite, SLOW_CALL_ENV, SLOW_CALL_MS,
 };
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dashboard_query_has_data_and_saga_stuck_fires_and_resolves() {
     let mut suite = Suite::start(&Service::PARTICIPANTS).await;
-    suite.spawn(Service::Orchestrator, &[("STUCK_AFTER_MS", "1500")]).await;
+    suite.spawn(Service::Orchestrator, &[&[("STUCK_AFTER_MS", "1500")], &SLOW_CALL_ENV[..]].concat()).await;
     let prometheus = Prometheus::start(&suite, &Service::SUITE, "2s").await;
 
     // Traffic of every kind: completed, compensated at two different steps.
@@ -35,7 +35,7 @@ async fn every_dashboard_query_has_data_and_saga_stuck_fires_and_resolves() {
     }
 
     // A saga stuck in compensation: payment dies after capturing, shipping then refuses.
-    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 700 })).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let stuck = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
     suite.wait_for_step(stuck, 1, "succeeded").await;
     suite.kill(Service::Payment).await;

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use saga_tests::{happy_order, order_body, Service, Suite};
+use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -101,8 +101,8 @@ async fn a_long_poll_of_a_saga_driven_here_answers_when_its_driver_stops_or_its_
     // driver ends the wait. Here the driver is fenced out by an operator's cancel mid-call (it
     // stops without finishing the saga; a new driver compensates it), and another long-poll
     // runs out of time while the saga is still in its slow step.
-    let suite = Suite::start(&Service::SUITE).await;
-    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 800 })).await;
+    let suite = Suite::start_for_slow_calls(&Service::SUITE).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let order_id = suite.accepted_order(&happy_order()).await;
     let long_poll = suite.url(Service::Orchestrator, &format!("/orders/{order_id}?wait_ms=20000"));
     let waited = suite.http.get(&long_poll);
@@ -146,8 +146,7 @@ async fn a_long_poll_answers_once_the_saga_has_finished() {
 async fn past_the_admission_limit_an_order_is_refused_with_503_and_nothing_is_written() {
     let mut suite = Suite::start(&Service::PARTICIPANTS).await;
     // A step timeout well above the slow reservation, so the two sagas are slow, not failing.
-    let env = [("MAX_IN_FLIGHT_SAGAS", "2"), ("STEP_TIMEOUT_MS", "5000"), ("LEASE_MS", "12000")];
-    suite.spawn(Service::Orchestrator, &env).await;
+    suite.spawn(Service::Orchestrator, &[&[("MAX_IN_FLIGHT_SAGAS", "2")], &SLOW_CALL_ENV[..]].concat()).await;
     suite.set_faults(Service::Inventory, &json!({ "latency_ms": 1500 })).await;
     let first = suite.accepted_order(&happy_order()).await;
     let second = suite.accepted_order(&happy_order()).await;

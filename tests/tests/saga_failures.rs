@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use saga_tests::{happy_order, order_body, Service, Suite};
+use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -124,10 +124,10 @@ async fn a_committed_step_whose_answer_was_lost_is_found_by_reconciliation_and_n
 
 #[tokio::test]
 async fn a_compensation_target_that_is_down_keeps_the_saga_compensating_and_stuck_until_it_returns() {
-    let mut suite = Suite::start(&Service::SUITE).await;
+    let mut suite = Suite::start_for_slow_calls(&Service::SUITE).await;
     // Shipping answers slowly (but within the step timeout), leaving time to stop payment after
     // it captured and before shipping refuses the address.
-    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 700 })).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let before = balance(&suite, "bob").await;
     let order_id = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
     suite.wait_for_step(order_id, 1, "succeeded").await;
@@ -150,10 +150,10 @@ async fn a_compensation_target_that_is_down_keeps_the_saga_compensating_and_stuc
 async fn an_exhausted_compensation_budget_dead_letters_the_saga_and_retry_finishes_it() {
     let mut suite =
         Suite::start(&[Service::Inventory, Service::Payment, Service::Shipping, Service::Notification]).await;
-    suite.spawn(Service::Orchestrator, &[("COMPENSATION_BUDGET_MS", "1500")]).await;
+    suite.spawn(Service::Orchestrator, &[&[("COMPENSATION_BUDGET_MS", "1500")], &SLOW_CALL_ENV[..]].concat()).await;
     // dave is declined, so the reservation must be released: stop inventory once it reserved
     // (payment answers slowly to leave time for that), and the release cannot happen.
-    suite.set_faults(Service::Payment, &json!({ "latency_ms": 300 })).await;
+    suite.set_faults(Service::Payment, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let order_id = suite.accepted_order(&order_body("dave", &[("WIDGET-1", 1)], "FR")).await;
     suite.wait_for_step(order_id, 0, "succeeded").await;
     suite.kill(Service::Inventory).await;
@@ -184,8 +184,9 @@ async fn an_exhausted_compensation_budget_dead_letters_the_saga_and_retry_finish
 
 #[tokio::test]
 async fn an_operator_can_cancel_a_running_saga_and_the_step_in_flight_is_undone_too() {
-    let suite = Suite::start(&Service::SUITE).await;
-    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 800 })).await;
+    // The cancel must land while the shipment call is in flight.
+    let suite = Suite::start_for_slow_calls(&Service::SUITE).await;
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let before = balance(&suite, "alice").await;
     let order_id = suite.accepted_order(&happy_order()).await;
     suite.wait_for_step(order_id, 1, "succeeded").await;

@@ -154,6 +154,13 @@ impl<'a> Trace<'a> {
         self.spans.iter().copied().filter(|s| s.service == service && s.name == name).collect()
     }
 
+    /// Whether every `(service, name)` has arrived. Each process exports on its own schedule, so
+    /// a test waits for the last span of every process it asserts on (a parent ends, and is
+    /// exported, after its children) before asserting.
+    fn has_all(&self, expected: &[(&str, &str)]) -> bool {
+        expected.iter().all(|(service, name)| !self.named(service, name).is_empty())
+    }
+
     fn one(&self, service: &str, name: &str) -> &'a Span {
         let found = self.named(service, name);
         assert_eq!(found.len(), 1, "one {service} span named {name:?} expected: {:#?}", self.spans);
@@ -233,10 +240,13 @@ async fn one_trace_per_saga_from_the_post_through_every_step_into_each_participa
 
     let spans = receiver
         .wait_until("the completed saga's spans", |spans| {
-            let trace = Trace::of(spans, CALLER_TRACE);
-            trace.named("orchestrator", "saga").len() == 1
-                && trace.spans.iter().filter(|s| s.service == "notification" && s.name.starts_with("store")).count()
-                    == 1
+            Trace::of(spans, CALLER_TRACE).has_all(&[
+                ("orchestrator", "saga"),
+                ("inventory", "PUT /reservations/{order_id}"),
+                ("payment", "PUT /payments/{order_id}"),
+                ("shipping", "PUT /shipments/{order_id}"),
+                ("notification", "PUT /notifications/{order_id}"),
+            ])
         })
         .await;
     let trace = Trace::of(&spans, CALLER_TRACE);
@@ -292,9 +302,12 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
     let spans = receiver
         .wait_until("the compensated saga's spans", |spans| {
             of_order(spans).is_some_and(|trace_id| {
-                let trace = Trace::of(spans, &trace_id);
-                trace.named("orchestrator", "saga").len() == 1
-                    && trace.spans.iter().filter(|s| s.name == "compensate and commit reservations").count() == 1
+                Trace::of(spans, &trace_id).has_all(&[
+                    ("orchestrator", "saga"),
+                    ("shipping", "PUT /shipments/{order_id}"),
+                    ("payment", "DELETE /payments/{order_id}"),
+                    ("inventory", "DELETE /reservations/{order_id}"),
+                ])
             })
         })
         .await;
@@ -341,10 +354,9 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
     let spans = receiver
         .wait_until("the resumed run's saga span", |spans| {
             stuck_trace(spans).is_some_and(|trace_id| {
-                Trace::of(spans, &trace_id)
-                    .spans
-                    .iter()
-                    .any(|s| s.name == "saga" && s.attributes.contains_key("order_id"))
+                let trace = Trace::of(spans, &trace_id);
+                trace.spans.iter().any(|s| s.name == "saga" && s.attributes.contains_key("order_id"))
+                    && trace.has_all(&[("payment", "PUT /payments/{order_id}")])
             })
         })
         .await;
