@@ -33,7 +33,7 @@ pub struct Reserved {
 }
 
 impl Reserved {
-    /// The reserved ports, distinct.
+    /// The reserved ports, distinct (at least one: [`reserve`] refuses to reserve none).
     pub fn ports(&self) -> &[u16] {
         &self.ports
     }
@@ -46,6 +46,9 @@ impl Reserved {
 
 /// Reserves `n` distinct loopback ports that nothing listens on, for as long as the result lives.
 pub fn reserve(n: usize) -> anyhow::Result<Reserved> {
+    if n == 0 {
+        bail!("a reservation needs at least one port");
+    }
     let range = reservation_range(ephemeral_range());
     let dir = lock_dir()?;
     let len = u32::from(range.end - range.start);
@@ -197,6 +200,11 @@ mod tests {
         assert!(again.ports().iter().all(|p| !taken.contains(p)), "a port in use was reserved");
         drop(listeners);
         Ok(())
+    }
+
+    #[test]
+    fn a_reservation_of_no_port_is_refused() {
+        assert!(reserve(0).is_err());
     }
 
     #[test]
