@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::{client::Http, processes::Service, Suite};
+use crate::{client::Http, processes::Service, repo_root, Suite};
 
 /// A running Prometheus, killed on drop.
 #[derive(Debug)]
@@ -33,8 +33,6 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
-
-use crate::repo_root;
 
 /// The project's alert rules with every `for:` duration replaced by `for_override`.
 pub fn alert_rules_with(for_override: &str) -> String {

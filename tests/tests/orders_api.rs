@@ -147,7 +147,7 @@ async fn past_the_admission_limit_an_order_is_refused_with_503_and_nothing_is_wr
     let mut suite = Suite::start(&Service::PARTICIPANTS).await;
     // A step timeout well above the slow reservation, so the two sagas are slow, not failing.
     suite.spawn(Service::Orchestrator, &[&[("MAX_IN_FLIGHT_SAGAS", "2")], &SLOW_CALL_ENV[..]].concat()).await;
-    suite.set_faults(Service::Inventory, &json!({ "latency_ms": 1500 })).await;
+    suite.set_faults(Service::Inventory, &json!({ "latency_ms": SLOW_CALL_MS })).await;
     let first = suite.accepted_order(&happy_order()).await;
     let second = suite.accepted_order(&happy_order()).await;
 

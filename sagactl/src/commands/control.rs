@@ -16,7 +16,6 @@ use crate::state::{ServiceState, StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
-/// Longest wait for another sagactl to finish its change of the state file.
 /// Longest wait for a just-stopped service's port to be released before starting it again.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(3);
 

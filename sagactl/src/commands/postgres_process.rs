@@ -14,7 +14,6 @@ use crate::state::{StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
 
 /// The name the control commands know Postgres by.
 pub const POSTGRES: &str = "postgres";
-/// Longest wait for another sagactl to finish its change of the state file.
 /// Longest wait for the port of a server that just died to be released.
 const PORT_FREE_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -38,7 +38,12 @@ pub struct LocalPrometheus {
 impl LocalPrometheus {
     /// What `sagactl status` shows of it (`None` once it was reaped).
     pub fn tool_state(&self) -> Option<ToolState> {
-        Some(ToolState { pid: self.child.id()?, url: self.url.clone(), health_url: format!("{}/-/ready", self.url) })
+        Some(ToolState { pid: self.child.id()?, url: self.url.clone(), health_url: self.ready_url() })
+    }
+
+    /// What answers 200 once it is ready: `up` waits for it, `status` shows it.
+    fn ready_url(&self) -> String {
+        format!("{}/-/ready", self.url)
     }
 }
 
@@ -124,7 +129,7 @@ impl LocalPrometheus {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let ready = client.get(format!("{}/-/ready", self.url)).send().await;
+            let ready = client.get(self.ready_url()).send().await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
