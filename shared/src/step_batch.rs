@@ -32,7 +32,7 @@ use uuid::Uuid;
 use crate::{
     ledger::{self, ActionClaim},
     metrics::{STEP_BATCHED_REQUESTS_TOTAL, STEP_BATCHES_TOTAL},
-    step::{self, sql_span, Answer, Step},
+    step::{self, sql_span, Answer, Fresh, Step},
     AppError, AppJson,
 };
 
@@ -187,33 +187,53 @@ async fn in_one_transaction<S: Step>(
         let requests: Vec<(Uuid, &Value)> = round.iter().map(|p| (p.order_id, &p.body)).collect();
         ledger::claim_actions(&mut tx, table, &requests).await?
     };
-    let mut answers = Vec::with_capacity(round.len());
-    let mut stored = Vec::with_capacity(round.len());
-    let mut refused = Vec::new();
+    // Replays and refusals are answered from the claim; the fresh orders' effects run together.
+    let mut answers: Vec<Option<(Answer, Option<&'static str>)>> = Vec::with_capacity(round.len());
+    let mut fresh = Vec::new();
     for (pending, claim) in round.iter().zip(claims) {
-        let order_id = pending.order_id;
         answers.push(match claim {
             ActionClaim::Fresh { created_at } => {
-                let span = pending.span.in_scope(|| sql_span("effect", table, order_id));
-                let effect = step.effect(&mut tx, order_id, &pending.request, created_at);
-                match effect.instrument(span).instrument(pending.span.clone()).await {
-                    Ok(answer) => {
-                        stored.push((order_id, answer.clone()));
-                        (Ok((StatusCode::CREATED, AppJson(answer))), Some(S::DONE))
-                    }
-                    // The effect counted its own refusal; its claim is taken back below.
-                    Err(refusal @ AppError::Client(_)) => {
-                        refused.push(order_id);
-                        (Err(refusal), None)
-                    }
-                    Err(err) => return Err(err),
-                }
+                fresh.push(Fresh {
+                    order_id: pending.order_id,
+                    request: &pending.request,
+                    created_at,
+                    span: &pending.span,
+                });
+                None
             }
-            ActionClaim::Replay(stored) => (Ok((StatusCode::OK, AppJson(stored))), Some("replayed")),
-            ActionClaim::Mismatch => (Err(AppError::idempotency_mismatch(order_id)), Some("refused")),
-            ActionClaim::Compensated => (Err(AppError::already_compensated(order_id)), Some("refused")),
+            ActionClaim::Replay(stored) => Some((Ok((StatusCode::OK, AppJson(stored))), Some("replayed"))),
+            ActionClaim::Mismatch => Some((Err(AppError::idempotency_mismatch(pending.order_id)), Some("refused"))),
+            ActionClaim::Compensated => Some((Err(AppError::already_compensated(pending.order_id)), Some("refused"))),
         });
     }
+    let results = {
+        let fresh_ids: HashSet<Uuid> = fresh.iter().map(|order| order.order_id).collect();
+        let _spans = sql_spans("effect", round.iter().filter(|p| fresh_ids.contains(&p.order_id)));
+        step.effects(&mut tx, &fresh).await?
+    };
+    if results.len() != fresh.len() {
+        return Err(anyhow::anyhow!("{} effects answered {} of {} orders", table.0, results.len(), fresh.len()).into());
+    }
+    let mut stored = Vec::with_capacity(fresh.len());
+    let mut refused = Vec::new();
+    let mut results = fresh.iter().zip(results);
+    let answers = answers
+        .into_iter()
+        .map(|answer| {
+            answer.unwrap_or_else(|| match results.next() {
+                Some((order, Ok(answer))) => {
+                    stored.push((order.order_id, answer.clone()));
+                    (Ok((StatusCode::CREATED, AppJson(answer))), Some(S::DONE))
+                }
+                // The effect counted its own refusal; its claim is taken back below.
+                Some((order, Err(refusal))) => {
+                    refused.push(order.order_id);
+                    (Err(refusal), None)
+                }
+                None => (Err(anyhow::anyhow!("no effect result for a fresh order").into()), None),
+            })
+        })
+        .collect::<Vec<_>>();
     {
         let stored_ids: HashSet<Uuid> = stored.iter().map(|(id, _)| *id).collect();
         let _spans = sql_spans("store answer and commit", round.iter().filter(|p| stored_ids.contains(&p.order_id)));
