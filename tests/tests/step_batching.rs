@@ -4,8 +4,12 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use futures::future::join_all;
-use saga_tests::{payment::capture, Service::Payment, Suite};
-use serde_json::Value;
+use saga_tests::{
+    payment::capture,
+    Service::{Inventory, Payment},
+    Suite,
+};
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 fn url(suite: &Suite, order: Uuid) -> String {
@@ -134,4 +138,146 @@ async fn with_batching_off_each_capture_has_a_transaction_of_its_own() {
     assert_eq!(suite.balance("alice").await, alice - 20 * 10);
     let pool = suite.db.pool_as("payment").await.unwrap();
     assert_eq!(writing_transactions(&pool, &orders).await, 20);
+}
+
+/// Inventory does a batch's effects in two statements (`Step::effects`): the batch's products
+/// locked once, each order decided in turn in memory, one update for what the accepted ones
+/// took. Each order must still get what it would get alone, in some order of the burst.
+#[tokio::test]
+async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_never_oversells() {
+    let suite = Suite::start(&[Inventory]).await;
+    let pool = suite.db.pool_as("inventory").await.unwrap();
+    for (sku, price, available) in [("SCARCE", 300, 6), ("PLENTY", 7, 1000)] {
+        sqlx::query("insert into products (sku, name, price_cents, available) values ($1, $1, $2, $3)")
+            .bind(sku)
+            .bind(price as i64)
+            .bind(available)
+            .execute(&pool)
+            .await
+            .unwrap();
+    }
+    let line = |sku: &str, quantity: i64| json!({ "sku": sku, "quantity": quantity });
+    // 48 orders: a third want only PLENTY (all must win), a third want SCARCE and PLENTY (at most
+    // six units of SCARCE to share: a loser takes neither line), a third want 2 SCARCE; plus an
+    // unknown sku, which is refused whatever its other lines.
+    let mut burst: Vec<(Uuid, Value)> = (0..48)
+        .map(|i| {
+            let items = match i % 3 {
+                0 => vec![line("PLENTY", 3)],
+                1 => vec![line("SCARCE", 1), line("PLENTY", 2)],
+                _ => vec![line("SCARCE", 2)],
+            };
+            (Uuid::new_v4(), json!({ "items": items }))
+        })
+        .collect();
+    let unknown = Uuid::new_v4();
+    burst.insert(20, (unknown, json!({ "items": [line("PLENTY", 1), line("NO-SUCH-SKU", 1)] })));
+    let url = |order: Uuid| suite.url(Inventory, &format!("/reservations/{order}"));
+
+    let urls: Vec<String> = burst.iter().map(|(order, _)| url(*order)).collect();
+    let answers = join_all(urls.iter().zip(&burst).map(|(url, (_, body))| suite.http.put(url, body))).await;
+
+    let (mut scarce, mut plenty, mut won) = (0, 0, Vec::new());
+    for ((order, body), answer) in burst.iter().zip(&answers) {
+        let wants = |sku: &str| -> i64 {
+            body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["sku"] == sku)
+                .map(|l| l["quantity"].as_i64().unwrap())
+                .sum()
+        };
+        match answer.status.as_u16() {
+            201 => {
+                assert_eq!(answer.body["total_cents"], wants("SCARCE") * 300 + wants("PLENTY") * 7, "order {order}");
+                scarce += wants("SCARCE");
+                plenty += wants("PLENTY");
+                won.push(*order);
+            }
+            409 => {
+                assert!(wants("SCARCE") > 0, "only SCARCE can run out: {}", answer.body);
+                assert_eq!(answer.body["type"], "/problems/out-of-stock");
+            }
+            422 => assert_eq!(*order, unknown, "{}", answer.body),
+            other => panic!("order {order}: {other} {}", answer.body),
+        }
+        if answer.status != 201 {
+            assert_eq!(suite.http.get(&url(*order)).await.status, 404, "a refused reservation leaves no claim");
+        }
+    }
+    assert_eq!(answers.iter().filter(|a| a.status == 422).count(), 1, "the unknown sku was refused");
+    assert_eq!(scarce, 6, "SCARCE sold out exactly: a later order that fits what is left still wins");
+    let scarce_now = suite.http.get(&suite.url(Inventory, "/products/SCARCE")).await.body;
+    let plenty_now = suite.http.get(&suite.url(Inventory, "/products/PLENTY")).await.body;
+    assert_eq!((scarce_now["available"].as_i64(), scarce_now["reserved"].as_i64()), (Some(0), Some(6)));
+    assert_eq!(
+        (plenty_now["available"].as_i64(), plenty_now["reserved"].as_i64()),
+        (Some(1000 - plenty), Some(plenty))
+    );
+    // Batched for real: the winners were written by fewer transactions than orders.
+    let transactions: i64 =
+        sqlx::query_scalar("select count(distinct xmin::text)::bigint from reservations where order_id = any($1)")
+            .bind(&won)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(transactions < won.len() as i64, "{} reservations took {transactions} transactions", won.len());
+    // And decided right in the batch: not saved by the update's guard failing a batch (which
+    // then runs order by order and would hide a wrong decision).
+    let metrics = suite.http.inner().get(&suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let failed = r#"step_batches_total{step="reservations",result="failed"} 0"#;
+    assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
+}
+
+/// The batch's one update fails when one product's row does (a trigger here): the whole batch is
+/// run again order by order, and only the broken order fails.
+#[tokio::test]
+async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_time() {
+    let suite = Suite::start(&[Inventory]).await;
+    let db = suite.db.superuser_pool().await.unwrap();
+    for statement in [
+        "insert into inventory.products (sku, name, price_cents, available) values ('BROKEN', 'BROKEN', 1, 1000)",
+        "create function inventory.explode() returns trigger language plpgsql as \
+         $$ begin raise exception 'product BROKEN is broken'; end $$",
+        "create trigger explode before update on inventory.products for each row \
+         when (new.sku = 'BROKEN') execute function inventory.explode()",
+    ] {
+        sqlx::query(statement).execute(&db).await.unwrap();
+    }
+    let body = |sku: &str| json!({ "items": [{ "sku": sku, "quantity": 1 }] });
+    let url = |order: Uuid| suite.url(Inventory, &format!("/reservations/{order}"));
+    let before = suite.http.get(&suite.url(Inventory, "/products/WIDGET-1")).await.body;
+    let metrics_url = suite.url(Inventory, "/metrics");
+    let failed_batch = r#"step_batches_total{step="reservations",result="failed"} "#;
+    let mut good = Vec::new();
+    // As with payment's: a few bursts make a shared batch certain enough.
+    for _ in 0..5 {
+        let burst_good: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+        let broken = Uuid::new_v4();
+        let mut burst: Vec<(Uuid, Value)> = burst_good.iter().map(|&id| (id, body("WIDGET-1"))).collect();
+        burst.insert(15, (broken, body("BROKEN")));
+        let urls: Vec<String> = burst.iter().map(|(id, _)| url(*id)).collect();
+        let answers = join_all(urls.iter().zip(&burst).map(|(url, (_, body))| suite.http.put(url, body))).await;
+
+        for ((id, _), answer) in burst.iter().zip(&answers) {
+            let expected = if *id == broken { 500 } else { 201 };
+            assert_eq!(answer.status, expected, "order {id}: {}", answer.body);
+        }
+        assert_eq!(suite.http.get(&url(broken)).await.status, 404, "the failed reservation left nothing");
+        good.extend(burst_good);
+        let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        if metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")) {
+            break;
+        }
+    }
+    let after = suite.http.get(&suite.url(Inventory, "/products/WIDGET-1")).await.body;
+    let n = good.len() as i64;
+    assert_eq!(after["available"].as_i64(), before["available"].as_i64().map(|a| a - n));
+    assert_eq!(after["reserved"].as_i64(), before["reserved"].as_i64().map(|r| r + n));
+    let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")),
+        "a batch failed and was counted:\n{metrics}"
+    );
 }
