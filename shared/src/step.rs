@@ -56,25 +56,33 @@ pub trait Step: Send + Sync + 'static {
     /// order: its answer, or its refusal (`AppError::Client`), for which nothing may have been
     /// written. Any other error fails the whole batch (it is rolled back and run again order by
     /// order). By default [`Step::effect`] for each in turn; a service overrides it when it can
-    /// do a batch's effects in fewer statements than one or two per order (inventory locks and
-    /// updates every product of the batch once).
+    /// do a batch's effects in fewer statements than one or two per order (inventory and payment
+    /// lock and update every product or account of the batch once).
     fn effects<'a>(
         &'a self,
         conn: &'a mut PgConnection,
         orders: &'a [Fresh<'a, Self::Request>],
     ) -> impl std::future::Future<Output = Result<Vec<Result<Value, AppError>>, AppError>> + Send + 'a {
-        async move {
-            let mut results = Vec::with_capacity(orders.len());
-            for order in orders {
-                let effect = self.effect(&mut *conn, order.order_id, order.request, order.created_at);
-                match effect.instrument(order.span.clone()).await {
-                    Err(err @ (AppError::Internal(_) | AppError::Unavailable(_))) => return Err(err),
-                    result => results.push(result),
-                }
-            }
-            Ok(results)
+        effects_one_by_one(self, conn, orders)
+    }
+}
+
+/// [`Step::effects`] as [`Step::effect`] for each order in turn: the default, and what an
+/// override falls back on where batching would not save a statement (a batch of one).
+pub async fn effects_one_by_one<S: Step + ?Sized>(
+    step: &S,
+    conn: &mut PgConnection,
+    orders: &[Fresh<'_, S::Request>],
+) -> Result<Vec<Result<Value, AppError>>, AppError> {
+    let mut results = Vec::with_capacity(orders.len());
+    for order in orders {
+        let effect = step.effect(&mut *conn, order.order_id, order.request, order.created_at);
+        match effect.instrument(order.span.clone()).await {
+            Err(err @ (AppError::Internal(_) | AppError::Unavailable(_))) => return Err(err),
+            result => results.push(result),
         }
     }
+    Ok(results)
 }
 
 /// A freshly claimed order of a batch, for [`Step::effects`].

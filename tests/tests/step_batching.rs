@@ -140,6 +140,63 @@ async fn with_batching_off_each_capture_has_a_transaction_of_its_own() {
     assert_eq!(writing_transactions(&pool, &orders).await, 20);
 }
 
+/// Payment does a batch's debits in two statements (`Step::effects`): the batch's accounts locked
+/// once, each debit decided in turn in memory against what the ones before it left, one update.
+/// A balance that covers only some of a burst must never be overdrawn.
+#[tokio::test]
+async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_never_overdraws() {
+    let suite = Suite::start(&[Payment]).await;
+    let db = suite.db.superuser_pool().await.unwrap();
+    sqlx::query("insert into payment.accounts (customer_id, balance_cents) values ('frank', 250)")
+        .execute(&db)
+        .await
+        .unwrap();
+    let alice = suite.balance("alice").await;
+    // 30 captures of 10 from frank (25 fit), interleaved with 30 from alice (all fit) and 3 of 7
+    // from frank, which fit only while 7 or more is left.
+    let mut burst: Vec<(Uuid, Value)> = (0..60)
+        .map(|i| (Uuid::new_v4(), if i % 2 == 0 { capture("frank", 10) } else { capture("alice", 10) }))
+        .collect();
+    for at in [5, 30, 55] {
+        burst.insert(at, (Uuid::new_v4(), capture("frank", 7)));
+    }
+    let answers = join_all(burst.iter().map(|(id, body)| put(&suite, *id, body))).await;
+
+    let (mut frank_paid, mut frank_declined, mut won) = (0, Vec::new(), Vec::new());
+    for ((id, body), answer) in burst.iter().zip(&answers) {
+        let amount = body["amount_cents"].as_i64().unwrap();
+        match (body["customer_id"].as_str().unwrap(), answer.status.as_u16()) {
+            ("frank", 201) => frank_paid += amount,
+            ("frank", 402) => {
+                frank_declined.push(amount);
+                assert_eq!(answer.body["type"], "/problems/payment-declined");
+                assert_eq!(suite.http.get(&url(&suite, *id)).await.status, 404, "a declined capture leaves no claim");
+            }
+            ("alice", 201) => {}
+            (customer, status) => panic!("order {id} of {customer}: {status} {}", answer.body),
+        }
+        if answer.status == 201 {
+            assert_eq!(answer.body["amount_cents"], amount);
+            won.push(*id);
+        }
+    }
+    let frank = suite.balance("frank").await;
+    assert!(frank >= 0, "frank overdrawn: {frank}");
+    assert_eq!(frank, 250 - frank_paid, "each capture debited exactly once");
+    // 321 wanted from 250: some were declined, and none of them would have fit what is left.
+    let smallest_declined = frank_declined.iter().min().copied().unwrap();
+    assert!(frank < smallest_declined, "{frank} left, yet a capture of {smallest_declined} was declined");
+    assert_eq!(suite.balance("alice").await, alice - 30 * 10);
+    // Batched for real, and decided right in the batch: no batch failed (a failed batch runs
+    // again order by order, which would hide a wrong decision).
+    let pool = suite.db.pool_as("payment").await.unwrap();
+    let transactions = writing_transactions(&pool, &won).await;
+    assert!(transactions < won.len() as i64, "{} captures took {transactions} transactions", won.len());
+    let metrics = suite.http.inner().get(&suite.url(Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let failed = r#"step_batches_total{step="payments",result="failed"} 0"#;
+    assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
+}
+
 /// Inventory does a batch's effects in two statements (`Step::effects`): the batch's products
 /// locked once, each order decided in turn in memory, one update for what the accepted ones
 /// took. Each order must still get what it would get alone, in some order of the burst.

@@ -26,6 +26,43 @@ pub async fn debit(conn: &mut PgConnection, customer_id: &str, amount: i64) -> R
     Ok(updated == 1)
 }
 
+/// An account as a batch of debits sees it, locked.
+#[derive(Debug, sqlx::FromRow)]
+pub struct BalanceRow {
+    pub customer_id: String,
+    pub balance_cents: i64,
+    pub always_decline: bool,
+}
+
+/// Locks the accounts of `customers` (sorted, so that batches lock in one order and never
+/// deadlock one another).
+pub async fn lock_accounts(conn: &mut PgConnection, customers: &[String]) -> Result<Vec<BalanceRow>, sqlx::Error> {
+    sqlx::query_as(
+        r#"select customer_id, balance_cents, always_decline from accounts
+           where customer_id = any($1) order by customer_id for update"#,
+    )
+    .bind(customers)
+    .fetch_all(conn)
+    .await
+}
+
+/// Takes each `(customer, amount)` from its balance (one entry per customer), only where the
+/// balance covers it and the card is not declined. Returns how many accounts were debited: fewer
+/// than `debits` means the batch must fail.
+pub async fn debit_all(conn: &mut PgConnection, debits: &[(String, i64)]) -> Result<u64, sqlx::Error> {
+    let (customers, amounts): (Vec<&str>, Vec<i64>) = debits.iter().map(|(c, a)| (c.as_str(), *a)).unzip();
+    Ok(sqlx::query(
+        r#"update accounts a set balance_cents = a.balance_cents - d.amount
+           from unnest($1::text[], $2::bigint[]) as d(customer_id, amount)
+           where a.customer_id = d.customer_id and not a.always_decline and a.balance_cents >= d.amount"#,
+    )
+    .bind(&customers)
+    .bind(&amounts)
+    .execute(conn)
+    .await?
+    .rows_affected())
+}
+
 /// Gives `amount` back to the customer. Returns whether the account exists.
 pub async fn credit(conn: &mut PgConnection, customer_id: &str, amount: i64) -> Result<bool, sqlx::Error> {
     let updated = sqlx::query("update accounts set balance_cents = balance_cents + $2 where customer_id = $1")

@@ -1,5 +1,7 @@
 //! Payment's HTTP routes: payments (the saga step) and accounts (reads).
 
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use chrono::{DateTime, Utc};
 use saga_shared::{
@@ -7,7 +9,7 @@ use saga_shared::{
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::ServiceSpec,
-    step::{self, OutcomeCounter, Step},
+    step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
 };
@@ -80,24 +82,89 @@ impl Step for Capture {
         let amount = body.amount_cents.get();
         // A refused debit updates nothing, so its refusal is one (see `Step::effect`).
         if !db::debit(tx, customer, amount).await? {
-            return Err(decline(tx, customer, amount).await?);
+            return Err(refusal(customer, amount, db::decline_reason(tx, customer).await?));
         }
-        tracing::info!(customer, amount, "captured");
-        let payment = Payment {
-            order_id,
-            status: PaymentStatus::Captured,
-            tombstone: false,
-            customer_id: Some(customer.to_owned()),
-            amount_cents: Some(amount),
-            created_at,
-            updated_at: created_at,
-        };
-        Ok(serde_json::to_value(&payment).map_err(anyhow::Error::from)?)
+        captured(order_id, body, created_at)
+    }
+
+    /// The batch's accounts locked once, each order decided in turn against the balance the ones
+    /// before it left, then one update debits what the accepted orders took: two statements for
+    /// the batch instead of one or two per order. A batch of one keeps `effect`'s one statement.
+    async fn effects(
+        &self,
+        tx: &mut PgConnection,
+        orders: &[Fresh<'_, PaymentRequest>],
+    ) -> Result<Vec<Result<serde_json::Value, AppError>>, AppError> {
+        if orders.len() < 2 {
+            return step::effects_one_by_one(self, tx, orders).await;
+        }
+        let customers: Vec<String> = orders
+            .iter()
+            .map(|order| order.request.customer_id.as_str().to_owned())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let mut accounts: HashMap<String, db::BalanceRow> =
+            db::lock_accounts(tx, &customers).await?.into_iter().map(|row| (row.customer_id.clone(), row)).collect();
+        let mut debits = BTreeMap::<String, i64>::new();
+        let mut results = Vec::with_capacity(orders.len());
+        for order in orders {
+            let (customer, amount) = (order.request.customer_id.as_str(), order.request.amount_cents.get());
+            let result = order.span.in_scope(|| {
+                debit_from(&mut accounts, customer, amount)?;
+                captured(order.order_id, order.request, order.created_at)
+            });
+            match result {
+                Ok(_) => *debits.entry(customer.to_owned()).or_default() += amount,
+                Err(AppError::Client(_)) => {}
+                Err(err) => return Err(err),
+            }
+            results.push(result);
+        }
+        let debits: Vec<(String, i64)> = debits.into_iter().collect();
+        // Every account was locked and checked, so each debit must find its balance; if one does
+        // not, an internal error rolls the batch back (not a refusal: see `Step::effect`).
+        if !debits.is_empty() && db::debit_all(tx, &debits).await? != debits.len() as u64 {
+            return Err(anyhow::anyhow!("a balance changed under a locked debit").into());
+        }
+        Ok(results)
     }
 }
 
-async fn decline(tx: &mut sqlx::PgConnection, customer: &str, amount: i64) -> Result<AppError, AppError> {
-    Ok(match db::decline_reason(tx, customer).await? {
+/// Decides one debit against the locked `accounts` and, if it is accepted, takes it from the
+/// balance in memory (the caller writes it). A refusal changes nothing.
+fn debit_from(accounts: &mut HashMap<String, db::BalanceRow>, customer: &str, amount: i64) -> Result<(), AppError> {
+    match accounts.get_mut(customer) {
+        None => Err(refusal(customer, amount, None)),
+        Some(account) if account.always_decline || account.balance_cents < amount => {
+            Err(refusal(customer, amount, Some(account.always_decline)))
+        }
+        Some(account) => {
+            account.balance_cents -= amount;
+            Ok(())
+        }
+    }
+}
+
+/// A captured payment's answer.
+fn captured(order_id: Uuid, body: &PaymentRequest, created_at: DateTime<Utc>) -> Result<serde_json::Value, AppError> {
+    let (customer, amount) = (body.customer_id.as_str(), body.amount_cents.get());
+    tracing::info!(customer, amount, "captured");
+    let payment = Payment {
+        order_id,
+        status: PaymentStatus::Captured,
+        tombstone: false,
+        customer_id: Some(customer.to_owned()),
+        amount_cents: Some(amount),
+        created_at,
+        updated_at: created_at,
+    };
+    Ok(serde_json::to_value(&payment).map_err(anyhow::Error::from)?)
+}
+
+/// The refusal of a debit, counted: `always_decline` is `None` when the customer does not exist.
+fn refusal(customer: &str, amount: i64, always_decline: Option<bool>) -> AppError {
+    match always_decline {
         None => {
             CAPTURES.count("unknown_customer");
             AppError::problem(
@@ -117,7 +184,7 @@ async fn decline(tx: &mut sqlx::PgConnection, customer: &str, amount: i64) -> Re
                 format!("capturing {amount} cents from {customer} failed: {why}"),
             )
         }
-    })
+    }
 }
 
 /// Refunds the order's payment (the compensation). Refunding what was never captured records a
