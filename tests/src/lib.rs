@@ -15,6 +15,7 @@ mod orders;
 pub mod payment;
 mod processes;
 pub mod prometheus;
+pub mod shipping;
 mod up;
 
 pub use audit::{AuditReport, Snapshot};

@@ -2,17 +2,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use saga_tests::{Service::Shipping, Suite};
-use serde_json::{json, Value};
+use saga_tests::{shipping::shipment, Service::Shipping, Suite};
 use uuid::Uuid;
-
-fn shipment(country: &str) -> Value {
-    json!({
-        "address": { "name": "Ada Lovelace", "line1": "12 St James's Square", "city": "London",
-                     "postal_code": "SW1Y 4JH", "country": country },
-        "items": [{ "sku": "WIDGET-1", "quantity": 1 }]
-    })
-}
 
 #[tokio::test]
 async fn creating_a_shipment_returns_a_tracking_number_and_a_replay_returns_the_same() {

@@ -6,7 +6,8 @@
 use futures::future::join_all;
 use saga_tests::{
     payment::capture,
-    Service::{Inventory, Payment},
+    shipping::shipment,
+    Service::{Inventory, Payment, Shipping},
     Suite,
 };
 use serde_json::{json, Value};
@@ -337,4 +338,39 @@ async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_ti
         metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")),
         "a batch failed and was counted:\n{metrics}"
     );
+}
+
+/// Shipping looks a batch's countries up in one statement (`Step::effects`): each order still
+/// gets its own answer, an undeliverable one its refusal and no claim.
+#[tokio::test]
+async fn a_burst_of_shipments_to_many_countries_is_batched_and_each_undeliverable_one_refused() {
+    let suite = Suite::start(&[Shipping]).await;
+    let countries = ["GB", "FR", "AQ", "DE", "GB", "JP"];
+    let burst: Vec<(Uuid, &str)> = (0..48).map(|i| (Uuid::new_v4(), countries[i % countries.len()])).collect();
+    let url = |order: Uuid| suite.url(Shipping, &format!("/shipments/{order}"));
+    let urls: Vec<String> = burst.iter().map(|(order, _)| url(*order)).collect();
+    let bodies: Vec<Value> = burst.iter().map(|(_, country)| shipment(country)).collect();
+    let answers = join_all(urls.iter().zip(&bodies).map(|(url, body)| suite.http.put(url, body))).await;
+
+    let mut created = Vec::new();
+    for ((order, country), answer) in burst.iter().zip(&answers) {
+        if *country == "AQ" {
+            assert_eq!(answer.assert_problem(422), "/problems/undeliverable", "order {order}");
+            assert_eq!(suite.http.get(&url(*order)).await.status, 404, "an undeliverable shipment leaves no claim");
+        } else {
+            assert_eq!(answer.status, 201, "order {order} to {country}: {}", answer.body);
+            assert_eq!(answer.body["country"], *country);
+            assert_eq!(answer.body["order_id"], order.to_string());
+            created.push(*order);
+        }
+    }
+    assert_eq!(created.len(), 40);
+    let pool = suite.db.pool_as("shipping").await.unwrap();
+    let transactions: i64 =
+        sqlx::query_scalar("select count(distinct xmin::text)::bigint from shipments where order_id = any($1)")
+            .bind(&created)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert!(transactions < created.len() as i64, "{} shipments took {transactions} transactions", created.len());
 }

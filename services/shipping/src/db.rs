@@ -1,5 +1,7 @@
 //! Shipping's SQL: small functions on a connection; the caller owns the transaction.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use saga_shared::{
     api::{RecordState, Shipment, ShipmentStatus},
@@ -17,6 +19,19 @@ pub async fn undeliverable_reason(conn: &mut PgConnection, country: &str) -> Res
         .bind(country)
         .fetch_optional(conn)
         .await
+}
+
+/// Why no carrier delivers to each of `countries` that none does, keyed by country.
+pub async fn undeliverable_reasons(
+    conn: &mut PgConnection,
+    countries: &[&str],
+) -> Result<HashMap<String, String>, sqlx::Error> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("select country, reason from undeliverable_countries where country = any($1)")
+            .bind(countries)
+            .fetch_all(conn)
+            .await?;
+    Ok(rows.into_iter().collect())
 }
 
 #[derive(Debug, sqlx::FromRow)]
