@@ -57,7 +57,8 @@ pub trait Step: Send + Sync + 'static {
     /// written. Any other error fails the whole batch (it is rolled back and run again order by
     /// order). By default [`Step::effect`] for each in turn; a service overrides it when it can
     /// do a batch's effects in fewer statements than one or two per order (inventory and payment
-    /// lock and update every product or account of the batch once).
+    /// lock and update every product or account of the batch once, shipping looks up the
+    /// batch's countries once).
     fn effects<'a>(
         &'a self,
         conn: &'a mut PgConnection,
@@ -78,8 +79,8 @@ pub async fn effects_one_by_one<S: Step + ?Sized>(
     for order in orders {
         let effect = step.effect(&mut *conn, order.order_id, order.request, order.created_at);
         match effect.instrument(order.span.clone()).await {
-            Err(err @ (AppError::Internal(_) | AppError::Unavailable(_))) => return Err(err),
-            result => results.push(result),
+            result @ (Ok(_) | Err(AppError::Client(_))) => results.push(result),
+            Err(err) => return Err(err),
         }
     }
     Ok(results)

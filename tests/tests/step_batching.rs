@@ -78,6 +78,15 @@ async fn writing_transactions(pool: &sqlx::PgPool, orders: &[Uuid]) -> i64 {
         .unwrap()
 }
 
+/// The most rows of `orders` in `table` that one transaction wrote: above one, some of them were
+/// decided together in one batch.
+async fn most_in_one_transaction(pool: &sqlx::PgPool, table: &str, orders: &[Uuid]) -> i64 {
+    let query = format!(
+        "select coalesce(max(n), 0) from (select count(*) as n from {table} where order_id = any($1) group by xmin::text) t"
+    );
+    sqlx::query_scalar(&query).bind(orders).fetch_one(pool).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
     let suite = Suite::start(&[Payment]).await;
@@ -163,11 +172,14 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
     }
     let answers = join_all(burst.iter().map(|(id, body)| put(&suite, *id, body))).await;
 
-    let (mut frank_paid, mut frank_declined, mut won) = (0, Vec::new(), Vec::new());
+    let (mut frank_paid, mut frank_won, mut frank_declined, mut won) = (0, Vec::new(), Vec::new(), Vec::new());
     for ((id, body), answer) in burst.iter().zip(&answers) {
         let amount = body["amount_cents"].as_i64().unwrap();
         match (body["customer_id"].as_str().unwrap(), answer.status.as_u16()) {
-            ("frank", 201) => frank_paid += amount,
+            ("frank", 201) => {
+                frank_paid += amount;
+                frank_won.push(*id);
+            }
             ("frank", 402) => {
                 frank_declined.push(amount);
                 assert_eq!(answer.body["type"], "/problems/payment-declined");
@@ -182,7 +194,6 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
         }
     }
     let frank = suite.balance("frank").await;
-    assert!(frank >= 0, "frank overdrawn: {frank}");
     assert_eq!(frank, 250 - frank_paid, "each capture debited exactly once");
     // 321 wanted from 250: some were declined, and none of them would have fit what is left.
     let smallest_declined = frank_declined.iter().min().copied().unwrap();
@@ -193,6 +204,8 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
     let pool = suite.db.pool_as("payment").await.unwrap();
     let transactions = writing_transactions(&pool, &won).await;
     assert!(transactions < won.len() as i64, "{} captures took {transactions} transactions", won.len());
+    let together = most_in_one_transaction(&pool, "payments", &frank_won).await;
+    assert!(together > 1, "frank's captures were never decided in one batch: the test proves nothing");
     let metrics = suite.http.inner().get(&suite.url(Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
     let failed = r#"step_batches_total{step="payments",result="failed"} 0"#;
     assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
@@ -205,7 +218,7 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
 async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_never_oversells() {
     let suite = Suite::start(&[Inventory]).await;
     let pool = suite.db.pool_as("inventory").await.unwrap();
-    for (sku, price, available) in [("SCARCE", 300, 6), ("PLENTY", 7, 1000)] {
+    for (sku, price, available) in [("SCARCE", 300, 12), ("PLENTY", 7, 1000)] {
         sqlx::query("insert into products (sku, name, price_cents, available) values ($1, $1, $2, $3)")
             .bind(sku)
             .bind(price as i64)
@@ -215,9 +228,10 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
             .unwrap();
     }
     let line = |sku: &str, quantity: i64| json!({ "sku": sku, "quantity": quantity });
-    // 48 orders: a third want only PLENTY (all must win), a third want SCARCE and PLENTY (at most
-    // six units of SCARCE to share: a loser takes neither line), a third want 2 SCARCE; plus an
-    // unknown sku, which is refused whatever its other lines.
+    // 48 orders: a third want only PLENTY (all must win), a third want SCARCE and PLENTY (twelve
+    // units of SCARCE to share: a loser takes neither line), a third want 2 SCARCE; plus an
+    // unknown sku, which is refused whatever its other lines. The sixteen that want one SCARCE
+    // are enough to sell it out exactly, whatever order the batches decide them in.
     let mut burst: Vec<(Uuid, Value)> = (0..48)
         .map(|i| {
             let items = match i % 3 {
@@ -235,7 +249,7 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
     let urls: Vec<String> = burst.iter().map(|(order, _)| url(*order)).collect();
     let answers = join_all(urls.iter().zip(&burst).map(|(url, (_, body))| suite.http.put(url, body))).await;
 
-    let (mut scarce, mut plenty, mut won) = (0, 0, Vec::new());
+    let (mut scarce, mut plenty, mut won, mut scarce_won) = (0, 0, Vec::new(), Vec::new());
     for ((order, body), answer) in burst.iter().zip(&answers) {
         let wants = |sku: &str| -> i64 {
             body["items"]
@@ -252,6 +266,9 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
                 scarce += wants("SCARCE");
                 plenty += wants("PLENTY");
                 won.push(*order);
+                if wants("SCARCE") > 0 {
+                    scarce_won.push(*order);
+                }
             }
             409 => {
                 assert!(wants("SCARCE") > 0, "only SCARCE can run out: {}", answer.body);
@@ -265,10 +282,10 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
         }
     }
     assert_eq!(answers.iter().filter(|a| a.status == 422).count(), 1, "the unknown sku was refused");
-    assert_eq!(scarce, 6, "SCARCE sold out exactly: a later order that fits what is left still wins");
+    assert_eq!(scarce, 12, "SCARCE sold out exactly: a later order that fits what is left still wins");
     let scarce_now = suite.http.get(&suite.url(Inventory, "/products/SCARCE")).await.body;
     let plenty_now = suite.http.get(&suite.url(Inventory, "/products/PLENTY")).await.body;
-    assert_eq!((scarce_now["available"].as_i64(), scarce_now["reserved"].as_i64()), (Some(0), Some(6)));
+    assert_eq!((scarce_now["available"].as_i64(), scarce_now["reserved"].as_i64()), (Some(0), Some(12)));
     assert_eq!(
         (plenty_now["available"].as_i64(), plenty_now["reserved"].as_i64()),
         (Some(1000 - plenty), Some(plenty))
@@ -281,6 +298,8 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
             .await
             .unwrap();
     assert!(transactions < won.len() as i64, "{} reservations took {transactions} transactions", won.len());
+    let together = most_in_one_transaction(&pool, "reservations", &scarce_won).await;
+    assert!(together > 1, "SCARCE's winners were never decided in one batch: the test proves nothing");
     // And decided right in the batch: not saved by the update's guard failing a batch (which
     // then runs order by order and would hide a wrong decision).
     let metrics = suite.http.inner().get(&suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
@@ -340,8 +359,9 @@ async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_ti
     );
 }
 
-/// Shipping looks a batch's countries up in one statement (`Step::effects`): each order still
-/// gets its own answer, an undeliverable one its refusal and no claim.
+/// Shipping decides a batch's orders together (`Step::effects`, one lookup of their countries):
+/// each order still gets the answer for its own country, an undeliverable one its refusal and
+/// no claim.
 #[tokio::test]
 async fn a_burst_of_shipments_to_many_countries_is_batched_and_each_undeliverable_one_refused() {
     let suite = Suite::start(&[Shipping]).await;

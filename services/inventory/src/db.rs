@@ -32,7 +32,8 @@ pub async fn lock_products(conn: &mut PgConnection, skus: &[String]) -> Result<V
     .await
 }
 
-/// Takes `quantity` of each sku from `available` into `reserved`, only where enough is available.
+/// Takes `quantity` of each sku (each sku once) from `available` into `reserved`, only where
+/// enough is available.
 /// Returns how many products were updated: fewer than `lines` means the reservation must fail.
 pub async fn take_stock(conn: &mut PgConnection, lines: &[(String, i64)]) -> Result<u64, sqlx::Error> {
     let (skus, quantities): (Vec<&str>, Vec<i64>) = lines.iter().map(|(s, q)| (s.as_str(), *q)).unzip();

@@ -82,7 +82,7 @@ impl Step for Reserve {
         let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
         let mut stock = lock_stock(tx, &skus).await?;
         let answer = reserve_from(&mut stock, &lines, order_id, body, created_at)?;
-        take_stock(tx, &lines).await?;
+        write_taken(tx, &lines).await?;
         Ok(answer)
     }
 
@@ -118,7 +118,7 @@ impl Step for Reserve {
         }
         let taken: Vec<(String, i64)> = taken.into_iter().collect();
         if !taken.is_empty() {
-            take_stock(tx, &taken).await?;
+            write_taken(tx, &taken).await?;
         }
         Ok(results)
     }
@@ -139,12 +139,16 @@ fn reserve_from(
     created_at: DateTime<Utc>,
 ) -> Result<serde_json::Value, AppError> {
     check_lines(lines, stock)?;
-    let mut total_cents = 0;
+    let mut total_cents: i64 = 0;
     for (sku, quantity) in lines {
         let row = stock.get_mut(sku).ok_or_else(|| anyhow::anyhow!("sku {sku} checked but not locked"))?;
         // check_lines saw at least `quantity` available, so this stays within 0..=available.
         row.available = i32::try_from(i64::from(row.available) - quantity).map_err(anyhow::Error::from)?;
-        total_cents += row.price_cents * quantity;
+        total_cents = row
+            .price_cents
+            .checked_mul(*quantity)
+            .and_then(|line| total_cents.checked_add(line))
+            .ok_or_else(|| anyhow::anyhow!("order {order_id}'s total overflows"))?;
     }
     tracing::info!(total_cents, "reserved");
     let reservation = Reservation {
@@ -162,7 +166,7 @@ fn reserve_from(
 /// Writes what was decided in memory: every line must find its stock, since the rows are locked
 /// and were checked. Not a refusal if one does not (see `Step::effect`): an internal error that
 /// rolls the transaction back.
-async fn take_stock(tx: &mut PgConnection, lines: &[(String, i64)]) -> Result<(), AppError> {
+async fn write_taken(tx: &mut PgConnection, lines: &[(String, i64)]) -> Result<(), AppError> {
     if db::take_stock(tx, lines).await? != lines.len() as u64 {
         return Err(anyhow::anyhow!("stock changed under a locked reservation").into());
     }

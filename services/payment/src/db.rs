@@ -34,8 +34,8 @@ pub struct BalanceRow {
     pub always_decline: bool,
 }
 
-/// Locks the accounts of `customers` (sorted, so that batches lock in one order and never
-/// deadlock one another).
+/// Locks the accounts of `customers` in the order of their ids, as every batch does, so that two
+/// batches wanting the same accounts queue rather than deadlock over them.
 pub async fn lock_accounts(conn: &mut PgConnection, customers: &[String]) -> Result<Vec<BalanceRow>, sqlx::Error> {
     sqlx::query_as(
         r#"select customer_id, balance_cents, always_decline from accounts

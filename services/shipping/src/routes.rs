@@ -103,8 +103,8 @@ impl Step for Ship {
         for order in orders {
             let reason = reasons.get(order.request.address.country.as_str()).map(String::as_str);
             match order.span.in_scope(|| ship(order.order_id, order.request, order.created_at, reason)) {
-                Err(err @ (AppError::Internal(_) | AppError::Unavailable(_))) => return Err(err),
-                result => results.push(result),
+                result @ (Ok(_) | Err(AppError::Client(_))) => results.push(result),
+                Err(err) => return Err(err),
             }
         }
         Ok(results)
