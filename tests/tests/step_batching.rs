@@ -206,7 +206,7 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
     assert!(transactions < won.len() as i64, "{} captures took {transactions} transactions", won.len());
     let together = most_in_one_transaction(&pool, "payments", &frank_won).await;
     assert!(together > 1, "frank's captures were never decided in one batch: the test proves nothing");
-    let metrics = suite.http.inner().get(&suite.url(Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = suite.http.inner().get(suite.url(Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
     let failed = r#"step_batches_total{step="payments",result="failed"} 0"#;
     assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
 }
@@ -302,7 +302,7 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
     assert!(together > 1, "SCARCE's winners were never decided in one batch: the test proves nothing");
     // And decided right in the batch: not saved by the update's guard failing a batch (which
     // then runs order by order and would hide a wrong decision).
-    let metrics = suite.http.inner().get(&suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let metrics = suite.http.inner().get(suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
     let failed = r#"step_batches_total{step="reservations",result="failed"} 0"#;
     assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
 }
