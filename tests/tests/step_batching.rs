@@ -7,7 +7,7 @@ use futures::future::join_all;
 use saga_tests::{
     payment::capture,
     shipping::shipment,
-    Service::{Inventory, Payment, Shipping},
+    Service::{self, Inventory, Payment, Shipping},
     Suite,
 };
 use serde_json::{json, Value};
@@ -62,29 +62,48 @@ async fn a_burst_of_mixed_captures_is_batched_and_each_gets_the_answer_it_would_
     }
     // Batched for real: the fresh captures were written by fewer transactions than orders.
     let pool = suite.db.pool_as("payment").await.unwrap();
-    let transactions = writing_transactions(&pool, &fresh).await;
+    let transactions = writing_transactions(&pool, "payments", &fresh).await;
     assert!(
         transactions < fresh.len() as i64,
         "40 concurrent captures took {transactions} transactions: none was batched"
     );
 }
 
-/// How many transactions last wrote the payments of `orders`.
-async fn writing_transactions(pool: &sqlx::PgPool, orders: &[Uuid]) -> i64 {
-    sqlx::query_scalar("select count(distinct xmin::text)::bigint from payments where order_id = any($1)")
-        .bind(orders)
-        .fetch_one(pool)
-        .await
-        .unwrap()
+/// How many transactions last wrote the rows of `orders` in the ledger `table`.
+async fn writing_transactions(pool: &sqlx::PgPool, table: &str, orders: &[Uuid]) -> i64 {
+    let query = format!("select count(distinct xmin::text)::bigint from {table} where order_id = any($1)");
+    sqlx::query_scalar(&query).bind(orders).fetch_one(pool).await.unwrap()
 }
 
-/// The most rows of `orders` in `table` that one transaction wrote: above one, some of them were
-/// decided together in one batch.
-async fn most_in_one_transaction(pool: &sqlx::PgPool, table: &str, orders: &[Uuid]) -> i64 {
+/// `step_batches_total{step, result="failed"}` as the service exports it.
+async fn failed_batches(suite: &Suite, service: Service, step: &str) -> u64 {
+    let page = suite.http.inner().get(suite.url(service, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!(r#"step_batches_total{{step="{step}",result="failed"}} "#);
+    let value = page.lines().find_map(|line| line.strip_prefix(&prefix));
+    value.unwrap_or_else(|| panic!("no {prefix}in:\n{page}")).parse().unwrap()
+}
+
+/// Asserts that a burst's `won` orders of the step `table` (its ledger table and its batches'
+/// `step` label) were batched for real and decided right in their batches: written by fewer
+/// transactions than orders, two or more of the `contested` ones (those that competed for a
+/// short row) written by one transaction, and no batch failed (a failed batch runs again order by
+/// order, which would hide a wrong decision behind the update's guard).
+async fn assert_decided_in_batches(
+    suite: &Suite,
+    pool: &sqlx::PgPool,
+    service: Service,
+    table: &str,
+    won: &[Uuid],
+    contested: &[Uuid],
+) {
+    let transactions = writing_transactions(pool, table, won).await;
+    assert!(transactions < won.len() as i64, "{} {table} took {transactions} transactions", won.len());
     let query = format!(
         "select coalesce(max(n), 0) from (select count(*) as n from {table} where order_id = any($1) group by xmin::text) t"
     );
-    sqlx::query_scalar(&query).bind(orders).fetch_one(pool).await.unwrap()
+    let together: i64 = sqlx::query_scalar(&query).bind(contested).fetch_one(pool).await.unwrap();
+    assert!(together > 1, "the contested {table} were never decided in one batch: the test proves nothing");
+    assert_eq!(failed_batches(suite, service, table).await, 0, "no batch of {table} failed");
 }
 
 #[tokio::test]
@@ -102,8 +121,6 @@ async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
         sqlx::query(statement).execute(&db).await.unwrap();
     }
     let alice = suite.balance("alice").await;
-    let metrics_url = suite.url(Payment, "/metrics");
-    let failed_batch = r#"step_batches_total{step="payments",result="failed"} "#;
     let mut good = Vec::new();
     // The broken capture fails a batch unless it happens to run alone (first in, to an idle
     // writer): a few bursts make a shared batch certain enough.
@@ -120,17 +137,12 @@ async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
         }
         assert_eq!(suite.http.get(&url(&suite, broken)).await.status, 404, "the failed capture left nothing");
         good.extend(burst_good);
-        let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
-        if metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")) {
+        if failed_batches(&suite, Payment, "payments").await > 0 {
             break;
         }
     }
     assert_eq!(suite.balance("alice").await, alice - 10 * good.len() as i64);
-    let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")),
-        "a batch failed and was counted:\n{metrics}"
-    );
+    assert!(failed_batches(&suite, Payment, "payments").await > 0, "a batch failed and was counted");
     // A replay of any of them is still a replay.
     assert_eq!(suite.http.put(&url(&suite, good[0]), &capture("alice", 10)).await.status, 200);
 }
@@ -147,7 +159,7 @@ async fn with_batching_off_each_capture_has_a_transaction_of_its_own() {
     assert!(answers.iter().all(|a| a.status == 201));
     assert_eq!(suite.balance("alice").await, alice - 20 * 10);
     let pool = suite.db.pool_as("payment").await.unwrap();
-    assert_eq!(writing_transactions(&pool, &orders).await, 20);
+    assert_eq!(writing_transactions(&pool, "payments", &orders).await, 20);
 }
 
 /// Payment does a batch's debits in two statements (`Step::effects`): the batch's accounts locked
@@ -199,16 +211,8 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
     let smallest_declined = frank_declined.iter().min().copied().unwrap();
     assert!(frank < smallest_declined, "{frank} left, yet a capture of {smallest_declined} was declined");
     assert_eq!(suite.balance("alice").await, alice - 30 * 10);
-    // Batched for real, and decided right in the batch: no batch failed (a failed batch runs
-    // again order by order, which would hide a wrong decision).
     let pool = suite.db.pool_as("payment").await.unwrap();
-    let transactions = writing_transactions(&pool, &won).await;
-    assert!(transactions < won.len() as i64, "{} captures took {transactions} transactions", won.len());
-    let together = most_in_one_transaction(&pool, "payments", &frank_won).await;
-    assert!(together > 1, "frank's captures were never decided in one batch: the test proves nothing");
-    let metrics = suite.http.inner().get(suite.url(Payment, "/metrics")).send().await.unwrap().text().await.unwrap();
-    let failed = r#"step_batches_total{step="payments",result="failed"} 0"#;
-    assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
+    assert_decided_in_batches(&suite, &pool, Payment, "payments", &won, &frank_won).await;
 }
 
 /// Inventory does a batch's effects in two statements (`Step::effects`): the batch's products
@@ -290,21 +294,7 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
         (plenty_now["available"].as_i64(), plenty_now["reserved"].as_i64()),
         (Some(1000 - plenty), Some(plenty))
     );
-    // Batched for real: the winners were written by fewer transactions than orders.
-    let transactions: i64 =
-        sqlx::query_scalar("select count(distinct xmin::text)::bigint from reservations where order_id = any($1)")
-            .bind(&won)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-    assert!(transactions < won.len() as i64, "{} reservations took {transactions} transactions", won.len());
-    let together = most_in_one_transaction(&pool, "reservations", &scarce_won).await;
-    assert!(together > 1, "SCARCE's winners were never decided in one batch: the test proves nothing");
-    // And decided right in the batch: not saved by the update's guard failing a batch (which
-    // then runs order by order and would hide a wrong decision).
-    let metrics = suite.http.inner().get(suite.url(Inventory, "/metrics")).send().await.unwrap().text().await.unwrap();
-    let failed = r#"step_batches_total{step="reservations",result="failed"} 0"#;
-    assert!(metrics.lines().any(|line| line == failed), "no batch failed:\n{metrics}");
+    assert_decided_in_batches(&suite, &pool, Inventory, "reservations", &won, &scarce_won).await;
 }
 
 /// The batch's one update fails when one product's row does (a trigger here): the whole batch is
@@ -325,8 +315,6 @@ async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_ti
     let body = |sku: &str| json!({ "items": [{ "sku": sku, "quantity": 1 }] });
     let url = |order: Uuid| suite.url(Inventory, &format!("/reservations/{order}"));
     let before = suite.http.get(&suite.url(Inventory, "/products/WIDGET-1")).await.body;
-    let metrics_url = suite.url(Inventory, "/metrics");
-    let failed_batch = r#"step_batches_total{step="reservations",result="failed"} "#;
     let mut good = Vec::new();
     // As with payment's: a few bursts make a shared batch certain enough.
     for _ in 0..5 {
@@ -343,8 +331,7 @@ async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_ti
         }
         assert_eq!(suite.http.get(&url(broken)).await.status, 404, "the failed reservation left nothing");
         good.extend(burst_good);
-        let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
-        if metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")) {
+        if failed_batches(&suite, Inventory, "reservations").await > 0 {
             break;
         }
     }
@@ -352,11 +339,7 @@ async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_ti
     let n = good.len() as i64;
     assert_eq!(after["available"].as_i64(), before["available"].as_i64().map(|a| a - n));
     assert_eq!(after["reserved"].as_i64(), before["reserved"].as_i64().map(|r| r + n));
-    let metrics = suite.http.inner().get(&metrics_url).send().await.unwrap().text().await.unwrap();
-    assert!(
-        metrics.lines().any(|line| line.starts_with(failed_batch) && !line.ends_with(" 0")),
-        "a batch failed and was counted:\n{metrics}"
-    );
+    assert!(failed_batches(&suite, Inventory, "reservations").await > 0, "a batch failed and was counted");
 }
 
 /// Shipping decides a batch's orders together (`Step::effects`, one lookup of their countries):
@@ -386,11 +369,6 @@ async fn a_burst_of_shipments_to_many_countries_is_batched_and_each_undeliverabl
     }
     assert_eq!(created.len(), 40);
     let pool = suite.db.pool_as("shipping").await.unwrap();
-    let transactions: i64 =
-        sqlx::query_scalar("select count(distinct xmin::text)::bigint from shipments where order_id = any($1)")
-            .bind(&created)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let transactions = writing_transactions(&pool, "shipments", &created).await;
     assert!(transactions < created.len() as i64, "{} shipments took {transactions} transactions", created.len());
 }
