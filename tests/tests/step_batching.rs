@@ -75,12 +75,17 @@ async fn writing_transactions(pool: &sqlx::PgPool, table: &str, orders: &[Uuid])
     sqlx::query_scalar(&query).bind(orders).fetch_one(pool).await.unwrap()
 }
 
+/// A counter's `series` (name and labels, as exported) from the service's `/metrics`.
+async fn counter(suite: &Suite, service: Service, series: &str) -> u64 {
+    let page = suite.http.inner().get(suite.url(service, "/metrics")).send().await.unwrap().text().await.unwrap();
+    let prefix = format!("{series} ");
+    let value = page.lines().find_map(|line| line.strip_prefix(&prefix));
+    value.unwrap_or_else(|| panic!("no {series} in:\n{page}")).parse().unwrap()
+}
+
 /// `step_batches_total{step, result="failed"}` as the service exports it.
 async fn failed_batches(suite: &Suite, service: Service, step: &str) -> u64 {
-    let page = suite.http.inner().get(suite.url(service, "/metrics")).send().await.unwrap().text().await.unwrap();
-    let prefix = format!(r#"step_batches_total{{step="{step}",result="failed"}} "#);
-    let value = page.lines().find_map(|line| line.strip_prefix(&prefix));
-    value.unwrap_or_else(|| panic!("no {prefix}in:\n{page}")).parse().unwrap()
+    counter(suite, service, &format!(r#"step_batches_total{{step="{step}",result="failed"}}"#)).await
 }
 
 /// Asserts that a burst's `won` orders of the step `table` (its ledger table and its batches'
@@ -211,6 +216,10 @@ async fn a_burst_of_captures_from_a_balance_that_covers_some_is_batched_and_neve
     let smallest_declined = frank_declined.iter().min().copied().unwrap();
     assert!(frank < smallest_declined, "{frank} left, yet a capture of {smallest_declined} was declined");
     assert_eq!(suite.balance("alice").await, alice - 30 * 10);
+    // Each outcome counted once, as it would be alone.
+    let captures = |result: &str| format!(r#"payment_captures_total{{result="{result}"}}"#);
+    assert_eq!(counter(&suite, Payment, &captures("captured")).await, won.len() as u64);
+    assert_eq!(counter(&suite, Payment, &captures("declined")).await, frank_declined.len() as u64);
     let pool = suite.db.pool_as("payment").await.unwrap();
     assert_decided_in_batches(&suite, &pool, Payment, "payments", &won, &frank_won).await;
 }
@@ -294,6 +303,12 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
         (plenty_now["available"].as_i64(), plenty_now["reserved"].as_i64()),
         (Some(1000 - plenty), Some(plenty))
     );
+    // Each outcome counted once, as it would be alone.
+    let reservations = |result: &str| format!(r#"inventory_reservations_total{{result="{result}"}}"#);
+    assert_eq!(counter(&suite, Inventory, &reservations("reserved")).await, won.len() as u64);
+    let out_of_stock = answers.iter().filter(|a| a.status == 409).count() as u64;
+    assert_eq!(counter(&suite, Inventory, &reservations("out_of_stock")).await, out_of_stock);
+    assert_eq!(counter(&suite, Inventory, &reservations("unknown_sku")).await, 1);
     assert_decided_in_batches(&suite, &pool, Inventory, "reservations", &won, &scarce_won).await;
 }
 
