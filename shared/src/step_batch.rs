@@ -2,9 +2,9 @@
 //!
 //! One writer task per service takes every request that is queued, claims all their orders in
 //! one statement, gives the fresh orders to the step's effects together (each sees the ones
-//! before it, as if they had committed first: [`Step::effects`]), takes back the claims of the orders whose effect refused, stores
-//! every answer in one statement and commits; then it answers each request and takes what queued
-//! meanwhile. No added waiting: a request that finds the writer idle is done at once, alone (in
+//! before it, as if they had committed first: [`Step::effects`]), takes back the claims of the
+//! orders whose effect refused, stores every answer in one statement and commits; then it
+//! answers each request and takes what queued meanwhile. No added waiting: a request that finds the writer idle is done at once, alone (in
 //! the single-order transaction of [`crate::step::act`]).
 //!
 //! Why: a participant's transaction costs Postgres a commit and five round trips, most of them
@@ -207,8 +207,8 @@ async fn in_one_transaction<S: Step>(
         });
     }
     let results = {
-        let fresh_ids: HashSet<Uuid> = fresh.iter().map(|order| order.order_id).collect();
-        let _spans = sql_spans("effect", round.iter().filter(|p| fresh_ids.contains(&p.order_id)));
+        let _spans: Vec<_> =
+            fresh.iter().map(|order| order.span.in_scope(|| sql_span("effect", table, order.order_id))).collect();
         // A round of replays only has no effects to run (an override would still make its
         // lookups).
         if fresh.is_empty() {

@@ -69,6 +69,25 @@ async fn a_burst_of_mixed_captures_is_batched_and_each_gets_the_answer_it_would_
     );
 }
 
+/// Runs `insert`, then makes every update of `schema.table` whose new row matches `when` a
+/// database error (a trigger): not a refusal, so it fails the batch it is in.
+async fn break_updates(suite: &Suite, insert: &str, schema: &str, table: &str, when: &str) {
+    let db = suite.db.superuser_pool().await.unwrap();
+    for statement in [
+        insert.to_owned(),
+        format!(
+            "create function {schema}.explode() returns trigger language plpgsql as \
+             $$ begin raise exception 'this row of {table} is broken'; end $$"
+        ),
+        format!(
+            "create trigger explode before update on {schema}.{table} for each row \
+             when ({when}) execute function {schema}.explode()"
+        ),
+    ] {
+        sqlx::query(&statement).execute(&db).await.unwrap();
+    }
+}
+
 /// How many transactions last wrote the rows of `orders` in the ledger `table`.
 async fn writing_transactions(pool: &sqlx::PgPool, table: &str, orders: &[Uuid]) -> i64 {
     let query = format!("select count(distinct xmin::text)::bigint from {table} where order_id = any($1)");
@@ -114,17 +133,9 @@ async fn assert_decided_in_batches(
 #[tokio::test]
 async fn a_batch_that_fails_as_a_whole_is_run_again_one_request_at_a_time() {
     let suite = Suite::start(&[Payment]).await;
-    let db = suite.db.superuser_pool().await.unwrap();
     // An account whose debit is a database error (not a refusal): it fails the batch it is in.
-    for statement in [
-        "insert into payment.accounts (customer_id, balance_cents) values ('erin', 1000)",
-        "create function payment.explode() returns trigger language plpgsql as \
-         $$ begin raise exception 'erin''s account is broken'; end $$",
-        "create trigger explode before update on payment.accounts for each row \
-         when (new.customer_id = 'erin') execute function payment.explode()",
-    ] {
-        sqlx::query(statement).execute(&db).await.unwrap();
-    }
+    let erin = "insert into payment.accounts (customer_id, balance_cents) values ('erin', 1000)";
+    break_updates(&suite, erin, "payment", "accounts", "new.customer_id = 'erin'").await;
     let alice = suite.balance("alice").await;
     let mut good = Vec::new();
     // The broken capture fails a batch unless it happens to run alone (first in, to an idle
@@ -317,16 +328,9 @@ async fn a_burst_of_reservations_over_scarce_and_plentiful_stock_is_batched_and_
 #[tokio::test]
 async fn a_reservation_batch_whose_update_fails_is_run_again_one_request_at_a_time() {
     let suite = Suite::start(&[Inventory]).await;
-    let db = suite.db.superuser_pool().await.unwrap();
-    for statement in [
-        "insert into inventory.products (sku, name, price_cents, available) values ('BROKEN', 'BROKEN', 1, 1000)",
-        "create function inventory.explode() returns trigger language plpgsql as \
-         $$ begin raise exception 'product BROKEN is broken'; end $$",
-        "create trigger explode before update on inventory.products for each row \
-         when (new.sku = 'BROKEN') execute function inventory.explode()",
-    ] {
-        sqlx::query(statement).execute(&db).await.unwrap();
-    }
+    let broken =
+        "insert into inventory.products (sku, name, price_cents, available) values ('BROKEN', 'BROKEN', 1, 1000)";
+    break_updates(&suite, broken, "inventory", "products", "new.sku = 'BROKEN'").await;
     let body = |sku: &str| json!({ "items": [{ "sku": sku, "quantity": 1 }] });
     let url = |order: Uuid| suite.url(Inventory, &format!("/reservations/{order}"));
     let before = suite.http.get(&suite.url(Inventory, "/products/WIDGET-1")).await.body;

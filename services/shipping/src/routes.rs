@@ -1,7 +1,5 @@
 //! Shipping's HTTP routes: shipments (the saga step).
 
-use std::collections::BTreeSet;
-
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use chrono::{DateTime, Utc};
 use saga_shared::{
@@ -92,12 +90,7 @@ impl Step for Ship {
         tx: &mut PgConnection,
         orders: &[Fresh<'_, ShipmentRequest>],
     ) -> Result<Vec<Result<serde_json::Value, AppError>>, AppError> {
-        let countries: Vec<&str> = orders
-            .iter()
-            .map(|order| order.request.address.country.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        let countries: Vec<&str> = orders.iter().map(|order| order.request.address.country.as_str()).collect();
         let reasons = db::undeliverable_reasons(tx, &countries).await?;
         let mut results = Vec::with_capacity(orders.len());
         for order in orders {
