@@ -102,14 +102,35 @@ validated_string!(
     expect = "two upper-case letters (ISO 3166-1 alpha-2)"
 );
 
-/// Free text of at most `MAX` characters: no control characters (Postgres cannot store NUL, and
-/// none belongs in an address), and at least one visible character.
+/// Free text of at most `MAX` characters, with at least one visible character, and none that is
+/// a control character or changes the text's direction (see [`is_refused_in_text`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Text<const MAX: usize>(String);
 
+/// The characters `Text` refuses, as a regex character class (for the schema; the check is
+/// [`is_refused_in_text`]).
+macro_rules! refused_class {
+    () => {
+        "\\x00-\\x1f\\x7f-\\x9f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069"
+    };
+}
+
 /// The rule of `Text`, written once for the check and (as a regex) for the schema.
-const TEXT_PATTERN: &str = "^[^\\x00-\\x1f\\x7f]*[^\\x00-\\x20\\x7f][^\\x00-\\x1f\\x7f]*$";
+const TEXT_PATTERN: &str =
+    concat!("^[^", refused_class!(), "]*[^\\x20", refused_class!(), "][^", refused_class!(), "]*$");
+
+/// Whether `Text` refuses `c`:
+/// - control characters (C0, DEL and C1): Postgres cannot store NUL, and none belongs in a
+///   name, an address or a reason; line breaks would forge lines in logs and timelines;
+/// - the line and paragraph separators U+2028 and U+2029, line breaks by another name;
+/// - the bidirectional formatting characters (U+061C, U+200E, U+200F, U+202A–U+202E,
+///   U+2066–U+2069): they make text display in another order than it is stored (an address
+///   or an operator's reason that reads differently on the console than in the database).
+pub(crate) fn is_refused_in_text(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
 
 impl<const MAX: usize> Text<MAX> {
     /// The validated value.
@@ -121,12 +142,14 @@ impl<const MAX: usize> Text<MAX> {
 impl<const MAX: usize> TryFrom<String> for Text<MAX> {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        let is_control = |c: char| c <= '\u{1f}' || c == '\u{7f}';
         let length = value.chars().count();
         if length == 0 || length > MAX {
             Err(format!("text must be 1-{MAX} characters long, got {length}"))
-        } else if value.chars().any(is_control) {
-            Err("text must not contain control characters".to_owned())
+        } else if let Some(c) = value.chars().find(|&c| is_refused_in_text(c)) {
+            Err(format!(
+                "text must not contain control or bidirectional-formatting characters (found U+{:04X})",
+                u32::from(c)
+            ))
         } else if value.chars().all(|c| c == ' ') {
             Err("text must not be blank".to_owned())
         } else {
@@ -332,8 +355,26 @@ mod tests {
     #[test]
     fn text_refuses_control_characters_and_blanks() {
         assert!(Text::<10>::try_from("Ada".to_owned()).is_ok());
-        for bad in ["", "   ", "a\u{0}b", "line\nbreak", "01234567890"] {
+        for bad in ["", "   ", "a\u{0}b", "line\nbreak", "01234567890", "a\u{85}b", "a\u{7f}"] {
             assert!(Text::<10>::try_from(bad.to_owned()).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn text_refuses_every_bidirectional_formatting_character_and_names_it() {
+        let bidi = ['\u{061c}', '\u{200e}', '\u{200f}', '\u{2028}', '\u{2029}']
+            .into_iter()
+            .chain('\u{202a}'..='\u{202e}')
+            .chain('\u{2066}'..='\u{2069}');
+        for c in bidi {
+            let refused = Text::<20>::try_from(format!("evil{c}txt.exe"));
+            assert!(refused.as_ref().is_err_and(|e| e.contains(&format!("U+{:04X}", u32::from(c)))), "{refused:?}");
+        }
+        // Letters of right-to-left scripts are text like any other; only the overrides are refused.
+        for fine in
+            ["\u{05e9}\u{05dc}\u{05d5}\u{05dd}", "Zo\u{eb} M\u{fc}ller", "\u{6771}\u{4eac}", "caf\u{e9} \u{2014} 12"]
+        {
+            assert!(Text::<20>::try_from(fine.to_owned()).is_ok(), "{fine:?} refused");
         }
     }
 
