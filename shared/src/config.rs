@@ -122,6 +122,9 @@ pub struct ServiceConfig {
     pub body_limit_bytes: usize,
     /// `SHUTDOWN_GRACE_MS`: how long in-flight requests may drain after SIGTERM.
     pub shutdown_grace: Duration,
+    /// How long connections may take and hold (`HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS`,
+    /// `MAX_CONNECTIONS`; see [`ConnectionLimits`]).
+    pub connections: ConnectionLimits,
     /// `ADMIN_TOKEN`: enables `/admin/faults` and is the bearer token it checks.
     pub admin_token: Option<String>,
     /// `FAULT_*`: faults injected from start-up (all off by default).
@@ -129,6 +132,53 @@ pub struct ServiceConfig {
     /// `STEP_BATCHING`: concurrent step requests share one transaction (default on; off puts
     /// each in a transaction of its own, for comparison).
     pub step_batching: bool,
+    /// `STEP_QUEUE_LIMIT`: most step requests waiting for the batch writer; past it a `PUT` is
+    /// answered 503 `overloaded` with `Retry-After` (default 1024).
+    pub step_queue_limit: usize,
+    /// `STEP_WRITER_RESTART_MS`: how long a batch writer that panicked stays down (the service
+    /// not ready) before it is started again; doubled for each crash in a row, up to 30 s
+    /// (default 500 ms).
+    pub step_writer_restart: Duration,
+}
+
+/// What a connection may cost the server. A slow or silent client holds a connection (a socket,
+/// a task, buffers) until one of these ends it, so each is bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// `HEADER_READ_TIMEOUT_MS`: longest a request's head may take to arrive, from its first byte
+    /// (and, on a new connection, from the connection's accept: one that never sends anything
+    /// is closed then too). Default 10 s.
+    pub header_read_timeout: Duration,
+    /// `IDLE_TIMEOUT_MS`: longest a keep-alive connection may wait between requests. Default
+    /// 120 s: above the 90 s after which our clients (reqwest) drop an idle pooled connection,
+    /// so the client, not the server, closes it, and a request never races the server's close.
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS`: most connections served at once. Past it, new connections wait in the
+    /// kernel's accept queue, and idle keep-alive connections are closed to make room. Default
+    /// 1024; keep it below the process's open-file limit.
+    pub max_connections: usize,
+}
+
+impl ConnectionLimits {
+    /// Reads `HEADER_READ_TIMEOUT_MS`, `IDLE_TIMEOUT_MS` and `MAX_CONNECTIONS`.
+    pub fn from_env(env: &Env) -> anyhow::Result<Self> {
+        let limits = Self {
+            header_read_timeout: env.millis_or("HEADER_READ_TIMEOUT_MS", 10_000)?,
+            idle_timeout: env.millis_or("IDLE_TIMEOUT_MS", 120_000)?,
+            max_connections: env.parse_or("MAX_CONNECTIONS", 1024)?,
+        };
+        // Zero would close every connection at once (or accept none): never what is meant.
+        if limits.header_read_timeout.is_zero() {
+            bail!("HEADER_READ_TIMEOUT_MS must be at least 1");
+        }
+        if limits.idle_timeout.is_zero() {
+            bail!("IDLE_TIMEOUT_MS must be at least 1");
+        }
+        if limits.max_connections == 0 {
+            bail!("MAX_CONNECTIONS must be at least 1");
+        }
+        Ok(limits)
+    }
 }
 
 impl ServiceConfig {
@@ -153,12 +203,18 @@ impl ServiceConfig {
             request_timeout: env.millis_or("REQUEST_TIMEOUT_MS", 30_000)?,
             body_limit_bytes: env.parse_or("BODY_LIMIT_BYTES", 64 * 1024)?,
             shutdown_grace: env.millis_or("SHUTDOWN_GRACE_MS", 10_000)?,
+            connections: ConnectionLimits::from_env(env)?,
             admin_token,
             faults: FaultConfig::from_env(env).context("invalid FAULT_* configuration")?,
             step_batching: env.flag("STEP_BATCHING", true)?,
+            step_queue_limit: env.parse_or("STEP_QUEUE_LIMIT", 1024)?,
+            step_writer_restart: env.millis_or("STEP_WRITER_RESTART_MS", 500)?,
         };
         if config.db_max_connections == 0 {
             bail!("DB_MAX_CONNECTIONS must be at least 1");
+        }
+        if config.step_queue_limit == 0 {
+            bail!("STEP_QUEUE_LIMIT must be at least 1");
         }
         if !config.db_schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             bail!("DB_SCHEMA must be a lowercase identifier");
@@ -192,6 +248,19 @@ mod tests {
         let env = Env::from_pairs([("PORT", "eighty")]);
         let err = ServiceConfig::from_env(&env, "payment", 8082).map(|_| ()).unwrap_err();
         assert!(err.to_string().contains("PORT"), "{err}");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero() -> anyhow::Result<()> {
+        let limits = ServiceConfig::from_env(&Env::default(), "payment", 8082)?.connections;
+        assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(limits.idle_timeout, Duration::from_secs(120));
+        assert_eq!(limits.max_connections, 1024);
+        for variable in ["HEADER_READ_TIMEOUT_MS", "IDLE_TIMEOUT_MS", "MAX_CONNECTIONS", "STEP_QUEUE_LIMIT"] {
+            let err = ServiceConfig::from_env(&Env::from_pairs([(variable, "0")]), "payment", 8082).unwrap_err();
+            assert!(err.to_string().contains(variable), "{err}");
+        }
+        Ok(())
     }
 
     #[test]

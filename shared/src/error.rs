@@ -68,6 +68,10 @@ pub enum AppError {
     /// A dependency (the database) is unreachable or saturated: a retry later may succeed.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// This process has more work queued than it takes: refused before anything was done, with
+    /// `Retry-After`, so a caller backs off instead of adding to the queue.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
 }
 
 impl AppError {
@@ -111,7 +115,7 @@ impl AppError {
         match self {
             Self::Client(problem) => problem.status_code(),
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -156,9 +160,21 @@ impl IntoResponse for AppError {
                 )
                 .into_response()
             }
+            Self::Overloaded(detail) => {
+                tracing::warn!(%detail, "overloaded; request refused");
+                let mut response =
+                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(detail))
+                        .into_response();
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+                response
+            }
         }
     }
 }
+
+/// `Retry-After` of an `overloaded` answer, in seconds: a queue that is full now has usually
+/// drained a second later (a batch takes milliseconds).
+const RETRY_AFTER_SECS: &str = "1";
 
 /// Answer for a route that exists but not with this method (the `Allow` header is kept by axum).
 pub async fn method_not_allowed_fallback() -> Problem {

@@ -52,6 +52,10 @@ pub struct FaultConfig {
     pub drop_response_rate: f64,
     /// Which requests are affected (`FAULT_SCOPE`: writes | all).
     pub scope: FaultScope,
+    /// Participants, for tests: the step's batch writer panics at its next round, once (the
+    /// flag then switches itself off), so its supervision can be seen working: `/readyz` 503
+    /// until the writer is restarted. Set only through `PUT /admin/faults`.
+    pub panic_step_writer: bool,
 }
 
 impl FaultConfig {
@@ -68,6 +72,7 @@ impl FaultConfig {
             hang: env.flag("FAULT_HANG", false)?,
             drop_response_rate: env.parse_or("FAULT_DROP_RESPONSE_RATE", 0.0)?,
             scope,
+            panic_step_writer: false,
         };
         config.validate().map_err(anyhow::Error::msg)?;
         Ok(config)
@@ -118,6 +123,15 @@ impl Faults {
 
     fn replace(&self, config: FaultConfig) {
         *self.0.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// Whether the step writer should panic now; switches the fault off, so it fires once.
+    pub fn take_step_writer_panic(&self) -> bool {
+        // The read lock first: the writer asks at every round, and the answer is nearly always no.
+        if !self.0.read().unwrap_or_else(|p| p.into_inner()).panic_step_writer {
+            return false;
+        }
+        std::mem::take(&mut self.0.write().unwrap_or_else(|p| p.into_inner()).panic_step_writer)
     }
 }
 
@@ -232,6 +246,14 @@ mod tests {
         assert_eq!(config.drop_response_rate, 0.5);
         assert_eq!(config.scope, FaultScope::All);
         Ok(())
+    }
+
+    #[test]
+    fn the_step_writer_panic_fires_once() {
+        let faults = Faults::new(FaultConfig { panic_step_writer: true, ..FaultConfig::default() });
+        assert!(faults.take_step_writer_panic());
+        assert!(!faults.take_step_writer_panic());
+        assert!(!faults.current().panic_step_writer);
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub mod faults;
 pub mod json;
 pub mod ledger;
 pub mod metrics;
+pub mod readiness;
+mod serve;
 pub mod server;
 pub mod step;
 pub mod step_batch;

@@ -23,6 +23,17 @@ pub const STEP_BATCHES_TOTAL: &str = "step_batches_total";
 /// `step_batched_requests_total{step}`: the requests answered by committed batches; divided by
 /// the committed batches, the mean batch size.
 pub const STEP_BATCHED_REQUESTS_TOTAL: &str = "step_batched_requests_total";
+/// `step_requests_dropped_total{step,reason}`: step requests the batch writer never ran:
+/// `queue_full` (answered 503 `overloaded`) or `caller_gone` (its caller hung up while it waited).
+pub const STEP_REQUESTS_DROPPED_TOTAL: &str = "step_requests_dropped_total";
+/// `step_writer_restarts_total{step}`: a step's batch writer panicked and was started again.
+pub const STEP_WRITER_RESTARTS_TOTAL: &str = "step_writer_restarts_total";
+
+/// `http_connections_open{service}`: connections being served (at most `MAX_CONNECTIONS`).
+pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
+/// `http_connections_closed_total{service,reason}`: connections the server closed because of a
+/// limit: `header_timeout`, `idle_timeout`, or `evicted` (idle, to make room at the cap).
+pub const HTTP_CONNECTIONS_CLOSED_TOTAL: &str = "http_connections_closed_total";
 
 /// Latency buckets (seconds): fine below 100 ms where a healthy step lives, coarse above.
 const LATENCY_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -42,6 +53,10 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     );
     metrics::describe_counter!(STEP_BATCHES_TOTAL, "Batched step transactions, committed or failed.");
     metrics::describe_counter!(STEP_BATCHED_REQUESTS_TOTAL, "Step requests answered by committed batches.");
+    metrics::describe_counter!(STEP_REQUESTS_DROPPED_TOTAL, "Step requests never run: queue full, or caller gone.");
+    metrics::describe_counter!(STEP_WRITER_RESTARTS_TOTAL, "Step batch writers restarted after a panic.");
+    metrics::describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections being served.");
+    metrics::describe_counter!(HTTP_CONNECTIONS_CLOSED_TOTAL, "HTTP connections closed by a server limit, by reason.");
     Ok(handle)
 }
 

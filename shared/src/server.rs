@@ -3,7 +3,8 @@
 //! A service hands over its business routes and OpenAPI document; this module adds `/healthz`,
 //! `/readyz`, `/metrics`, `/openapi.json`, `/admin/faults` (when an admin token is set), wraps
 //! everything in one middleware stack, binds the listener (port 0 picks a free one, which
-//! [`Application::port`] reports) and serves until SIGTERM or Ctrl-C with a bounded drain.
+//! [`Application::port`] reports) and serves until SIGTERM or Ctrl-C with a bounded drain, each
+//! connection within the limits of the `serve` module.
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -29,7 +30,12 @@ use utoipa::{
     OpenApi,
 };
 
-use crate::{config::ServiceConfig, error::Problem, faults, metrics as http_metrics};
+use crate::{
+    config::{ConnectionLimits, ServiceConfig},
+    error::Problem,
+    faults, metrics as http_metrics,
+    readiness::Readiness,
+};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -56,10 +62,12 @@ pub struct Application {
     router: Router,
     name: &'static str,
     shutdown_grace: Duration,
+    limits: ConnectionLimits,
 }
 
 impl Application {
-    /// Assembles the router and binds the listener.
+    /// Assembles the router and binds the listener, with faults from the config and no parts
+    /// besides the database in `/readyz` (the orchestrator's way in).
     pub async fn build(
         config: &ServiceConfig,
         spec: ServiceSpec,
@@ -67,6 +75,19 @@ impl Application {
         metrics: PrometheusHandle,
     ) -> anyhow::Result<Self> {
         let faults = faults::Faults::new(config.faults.clone());
+        Self::build_with(config, spec, pool, metrics, faults, Readiness::default()).await
+    }
+
+    /// Assembles the router and binds the listener. `faults` are the live fault settings (the
+    /// service's routes may read them too) and `readiness` the parts `/readyz` reports on.
+    pub async fn build_with(
+        config: &ServiceConfig,
+        spec: ServiceSpec,
+        pool: PgPool,
+        metrics: PrometheusHandle,
+        faults: faults::Faults,
+        readiness: Readiness,
+    ) -> anyhow::Result<Self> {
         if config.faults.any_enabled() {
             tracing::warn!(faults = ?config.faults, "fault injection enabled at start-up");
         }
@@ -76,7 +97,7 @@ impl Application {
             .routes
             .layer(middleware::from_fn_with_state(faults.clone(), faults::inject))
             .route("/healthz", get(healthz).with_state(spec.name))
-            .route("/readyz", get(readyz).with_state(pool))
+            .route("/readyz", get(readyz).with_state((pool, readiness)))
             .route("/metrics", get(render_metrics).with_state(metrics));
         if let Some(token) = &config.admin_token {
             router = router.merge(faults::admin_router(faults, token));
@@ -109,7 +130,13 @@ impl Application {
         let address = SocketAddr::new(config.host, config.port);
         let listener =
             TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        Ok(Self { listener, router, name: spec.name, shutdown_grace: config.shutdown_grace })
+        Ok(Self {
+            listener,
+            router,
+            name: spec.name,
+            shutdown_grace: config.shutdown_grace,
+            limits: config.connections,
+        })
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -117,24 +144,13 @@ impl Application {
         self.listener.local_addr().map(|a| a.port()).unwrap_or_default()
     }
 
-    /// Serves until SIGTERM/Ctrl-C, then drains in-flight requests for at most the grace period.
+    /// Serves until SIGTERM/Ctrl-C, then drains in-flight requests for at most the grace period
+    /// (each connection within the limits of the `serve` module).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let address = self.listener.local_addr()?;
-        tracing::info!(service = self.name, %address, "listening");
-        let (stopping_tx, mut stopping_rx) = tokio::sync::watch::channel(false);
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            let _ = stopping_tx.send(true);
-        });
-        let grace = self.shutdown_grace;
-        let drain_deadline = async move {
-            let _ = stopping_rx.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = server => result?,
-            () = drain_deadline => tracing::warn!(?grace, "drain deadline reached; dropping open requests"),
-        }
+        tracing::info!(service = self.name, %address, limits = ?self.limits, "listening");
+        crate::serve::serve(self.listener, self.router, self.limits, self.name, shutdown_signal(), self.shutdown_grace)
+            .await;
         tracing::info!(service = self.name, "stopped");
         Ok(())
     }
@@ -232,17 +248,22 @@ struct Health {
     pid: u32,
 }
 
-/// Readiness: the database answers (migrations ran before the listener opened).
+/// Readiness: the database answers (migrations ran before the listener opened) and every part
+/// of the process works (a step's batch writer is not restarting after a panic).
 #[utoipa::path(get, path = "/readyz", tag = "probes",
     responses(
         (status = 200, description = "Ready to serve", body = Status),
-        (status = 503, description = "Database unreachable", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Database unreachable, or a part of the service restarting", body = Problem, content_type = "application/problem+json"),
     ))]
-async fn readyz(State(pool): State<PgPool>) -> axum::response::Response {
-    if crate::db::is_reachable(&pool, Duration::from_secs(2)).await {
+async fn readyz(State((pool, readiness)): State<(PgPool, Readiness)>) -> axum::response::Response {
+    let mut not_ready = readiness.not_ready();
+    if !crate::db::is_reachable(&pool, Duration::from_secs(2)).await {
+        not_ready.insert(0, "database unreachable".to_owned());
+    }
+    if not_ready.is_empty() {
         Json(Status { status: "ready".to_owned() }).into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some("database unreachable".to_owned()))
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(not_ready.join("; ")))
             .into_response()
     }
 }
@@ -315,6 +336,10 @@ pub struct Boot {
     pub config: ServiceConfig,
     /// The migrated pool of the service's schema.
     pub pool: PgPool,
+    /// The live fault settings (`/admin/faults` changes them; a step's writer reads them).
+    pub faults: faults::Faults,
+    /// The parts `/readyz` reports on besides the database (each step's batch writer).
+    pub readiness: Readiness,
 }
 
 /// The whole life of a participant (telemetry is [`block_on_main`]'s): config → pool and migrations → routes → serve.
@@ -329,9 +354,13 @@ pub async fn run(
     let config = ServiceConfig::from_env(&env, name, default_port)?;
     let pool = crate::db::pool(&config)?;
     crate::db::migrate(&pool, migrator, config.db_startup_timeout).await?;
-    let boot = Boot { env, config, pool };
+    let faults = faults::Faults::new(config.faults.clone());
+    let boot = Boot { env, config, pool, faults, readiness: Readiness::default() };
     let spec = routes(&boot)?;
-    Application::build(&boot.config, spec, boot.pool, metrics).await?.run_until_stopped().await
+    Application::build_with(&boot.config, spec, boot.pool, metrics, boot.faults, boot.readiness)
+        .await?
+        .run_until_stopped()
+        .await
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use saga_shared::{
     api::{Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
-    server::ServiceSpec,
+    server::{Boot, ServiceSpec},
     step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
@@ -34,12 +34,12 @@ const RELEASES: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
+pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/reservations/{order_id}", get(get_reservation).put(reserve).delete(release))
         .route("/products", get(list_products))
         .route("/products/{sku}", get(get_product))
-        .with_state(Steps::start(pool, Reserve, batched));
+        .with_state(Steps::start(Reserve, boot));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 

@@ -6,7 +6,7 @@ use saga_shared::{
     api::{Notification, NotificationRequest, NotificationStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
-    server::ServiceSpec,
+    server::{Boot, ServiceSpec},
     step::{self, OutcomeCounter, Step},
     step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
@@ -32,10 +32,10 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
+pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/notifications/{order_id}", get(get_notification).put(send_confirmation).delete(send_cancellation))
-        .with_state(Steps::start(pool, Confirm, batched));
+        .with_state(Steps::start(Confirm, boot));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 

@@ -26,7 +26,7 @@ pub fn main() -> std::process::ExitCode {
 pub async fn run() -> anyhow::Result<()> {
     saga_shared::server::run(NAME, DEFAULT_PORT, &MIGRATOR, |boot| {
         metric_definitions::describe();
-        Ok(routes::spec(boot.pool.clone(), boot.config.step_batching))
+        Ok(routes::spec(boot))
     })
     .await
 }

@@ -8,7 +8,7 @@ use saga_shared::{
     api::{Account, CustomerId, Payment, PaymentRequest, PaymentStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
-    server::ServiceSpec,
+    server::{Boot, ServiceSpec},
     step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
@@ -34,11 +34,11 @@ const REFUNDS: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
+pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/payments/{order_id}", get(get_payment).put(capture).delete(refund))
         .route("/accounts/{customer_id}", get(get_account))
-        .with_state(Steps::start(pool, Capture, batched));
+        .with_state(Steps::start(Capture, boot));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 

@@ -6,7 +6,7 @@ use saga_shared::{
     api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
-    server::ServiceSpec,
+    server::{Boot, ServiceSpec},
     step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
     AppError, AppJson, AppPath, Problem,
@@ -32,10 +32,10 @@ const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 struct ApiDoc;
 
 /// The service's business routes and their OpenAPI document.
-pub fn spec(pool: PgPool, batched: bool) -> ServiceSpec {
+pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/shipments/{order_id}", get(get_shipment).put(create_shipment).delete(cancel_shipment))
-        .with_state(Steps::start(pool, Ship, batched));
+        .with_state(Steps::start(Ship, boot));
     ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
 }
 

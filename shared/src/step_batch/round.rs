@@ -1,34 +1,15 @@
-//! Batched steps: a participant's concurrent `PUT`s share one transaction and one commit.
-//!
-//! One writer task per service takes every request that is queued, claims all their orders in
-//! one statement, gives the fresh orders to the step's effects together (each sees the ones
-//! before it, as if they had committed first: [`Step::effects`]), takes back the claims of the
-//! orders whose effect refused, stores every answer in one statement and commits; then it
-//! answers each request and takes what queued meanwhile. No added waiting: a request that finds the writer idle is done at once, alone (in
-//! the single-order transaction of [`crate::step::act`]).
-//!
-//! Why: a participant's transaction costs Postgres a commit and five round trips, most of them
-//! the same for every order; and when many orders want the same product or account, each
-//! transaction holds that row's lock through its commit's fsync, so one row's commit rate caps
-//! them all. Batched, one commit (and one lock, held once) covers the whole batch.
-//!
-//! The rules of the ledger hold per order exactly as in a transaction of its own
-//! ([`crate::step::act`]): a replay answers its stored answer, another body 422, a compensated
-//! order 409, a refusal leaves no claim. A round never holds the same order twice (a second
-//! request for it waits for the next round, and is then a replay). A round that fails as a whole
-//! (a lost connection, a deadlock with another replica's batch, an effect's database error) is
-//! run again with every request in a transaction of its own, concurrently, so one request's
-//! error is only its own, and nothing is answered before its commit.
+//! One round of the batch writer: its requests in one transaction, or, if that fails as a
+//! whole, each in a transaction of its own (see the parent module for why and the rules kept).
 
-use std::{collections::HashSet, sync::Arc};
+use std::collections::HashSet;
 
-use axum::{extract::FromRef, http::StatusCode};
+use axum::http::StatusCode;
 use serde_json::Value;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use super::Pending;
 use crate::{
     ledger::{self, ActionClaim},
     metrics::{STEP_BATCHED_REQUESTS_TOTAL, STEP_BATCHES_TOTAL},
@@ -36,105 +17,8 @@ use crate::{
     AppError, AppJson,
 };
 
-/// The most orders one transaction takes.
-const MAX_BATCH: usize = 64;
-
-/// A request waiting for the writer.
-struct Pending<S: Step> {
-    order_id: Uuid,
-    request: S::Request,
-    body: Value,
-    /// The request's span, so the effect's logs and SQL spans stay under it.
-    span: tracing::Span,
-    reply: oneshot::Sender<Answer>,
-}
-
-/// The handle a service's `PUT` route acts through (its router state; the pool is reachable
-/// from it, so the other routes keep `State<PgPool>`).
-pub struct Steps<S: Step> {
-    pool: PgPool,
-    step: Arc<S>,
-    /// `None` when batching is off: every request in a transaction of its own.
-    queue: Option<mpsc::UnboundedSender<Pending<S>>>,
-}
-
-impl<S: Step> Clone for Steps<S> {
-    fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), step: self.step.clone(), queue: self.queue.clone() }
-    }
-}
-
-impl<S: Step> std::fmt::Debug for Steps<S> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Steps").field("table", &S::TABLE.0).field("batched", &self.queue.is_some()).finish()
-    }
-}
-
-impl<S: Step> FromRef<Steps<S>> for PgPool {
-    fn from_ref(steps: &Steps<S>) -> Self {
-        steps.pool.clone()
-    }
-}
-
-impl<S: Step> Steps<S> {
-    /// The step's handle; with `batched`, starts its writer task (it ends with the last handle).
-    pub fn start(pool: PgPool, step: S, batched: bool) -> Self {
-        let step = Arc::new(step);
-        let queue = batched.then(|| {
-            let (queue, pending) = mpsc::unbounded_channel();
-            tokio::spawn(write_batches(pool.clone(), step.clone(), pending));
-            queue
-        });
-        Self { pool, step, queue }
-    }
-
-    /// The step's `PUT` for `order_id` (see [`step::act`] for the answers).
-    pub async fn act(&self, order_id: Uuid, request: S::Request) -> Answer {
-        let body = serde_json::to_value(&request).map_err(anyhow::Error::from)?;
-        let Some(queue) = &self.queue else {
-            return step::act(&self.pool, &*self.step, order_id, &request, &body).await;
-        };
-        let (reply, answer) = oneshot::channel();
-        let span = tracing::Span::current();
-        queue
-            .send(Pending { order_id, request, body, span, reply })
-            .map_err(|_| anyhow::anyhow!("the {} writer has stopped", S::TABLE.0))?;
-        answer.await.map_err(|_| anyhow::anyhow!("the {} writer dropped order {order_id}", S::TABLE.0))?
-    }
-}
-
-async fn write_batches<S: Step>(pool: PgPool, step: Arc<S>, mut queue: mpsc::UnboundedReceiver<Pending<S>>) {
-    // Every series exists from the start, so a rate of them is 0 rather than missing.
-    for result in ["committed", "failed"] {
-        metrics::counter!(STEP_BATCHES_TOTAL, "step" => S::TABLE.0, "result" => result).increment(0);
-    }
-    metrics::counter!(STEP_BATCHED_REQUESTS_TOTAL, "step" => S::TABLE.0).increment(0);
-    let mut taken = Vec::with_capacity(MAX_BATCH);
-    // Requests for an order already in the round: they go in the next one.
-    let mut deferred: Vec<Pending<S>> = Vec::new();
-    loop {
-        if deferred.is_empty() {
-            if queue.recv_many(&mut taken, MAX_BATCH).await == 0 {
-                return;
-            }
-        } else {
-            taken.append(&mut deferred);
-            while taken.len() < MAX_BATCH {
-                match queue.try_recv() {
-                    Ok(pending) => taken.push(pending),
-                    Err(_) => break,
-                }
-            }
-        }
-        let mut seen = HashSet::with_capacity(taken.len());
-        let (round, again): (Vec<_>, Vec<_>) = taken.drain(..).partition(|p| seen.insert(p.order_id));
-        deferred = again;
-        run_round(&pool, &*step, round).await;
-    }
-}
-
 /// Runs one round in one transaction, or, if that fails, each request in its own.
-async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<Pending<S>>) {
+pub(super) async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<Pending<S>>) {
     if round.len() == 1 {
         // Alone: the single-order statements, prepared once per connection, cost Postgres less
         // than the batch statements, which are planned at every call (see `ledger::claim_actions`).
