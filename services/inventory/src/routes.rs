@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use chrono::{DateTime, Utc};
 use saga_shared::{
-    api::{Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
+    api::{AmountCents, Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
@@ -139,16 +139,11 @@ fn reserve_from(
     created_at: DateTime<Utc>,
 ) -> Result<serde_json::Value, AppError> {
     check_lines(lines, stock)?;
-    let mut total_cents: i64 = 0;
+    let total_cents = total_cents(lines, stock)?;
     for (sku, quantity) in lines {
         let row = stock.get_mut(sku).ok_or_else(|| anyhow::anyhow!("sku {sku} checked but not locked"))?;
         // check_lines saw at least `quantity` available, so this stays within 0..=available.
         row.available = i32::try_from(i64::from(row.available) - quantity).map_err(anyhow::Error::from)?;
-        total_cents = row
-            .price_cents
-            .checked_mul(*quantity)
-            .and_then(|line| total_cents.checked_add(line))
-            .ok_or_else(|| anyhow::anyhow!("order {order_id}'s total overflows"))?;
     }
     tracing::info!(total_cents, "reserved");
     let reservation = Reservation {
@@ -161,6 +156,33 @@ fn reserve_from(
         updated_at: created_at,
     };
     Ok(serde_json::to_value(&reservation).map_err(anyhow::Error::from)?)
+}
+
+/// The order's price, refused (422, before anything is taken) unless payment can charge it: a
+/// total of zero (free products only) is not a payment, and one that overflows, or exceeds
+/// the largest amount payment takes, could never be charged; reserving it would only strand
+/// the stock until the saga gave it back. Every sku of `lines` is in `stock` (checked).
+fn total_cents(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -> Result<i64, AppError> {
+    let total = lines.iter().try_fold(0_i64, |total, (sku, quantity)| {
+        stock.get(sku).and_then(|row| row.price_cents.checked_mul(*quantity)).and_then(|line| total.checked_add(line))
+    });
+    match total {
+        Some(total) if AmountCents::try_from(total).is_ok() => Ok(total),
+        _ => {
+            RESERVATIONS_COUNTER.count("invalid_total");
+            let why = match total {
+                Some(0) => "is zero".to_owned(),
+                Some(total) => format!("is {total} cents; a payment takes 1 to {} cents", AmountCents::MAX),
+                None => "overflows".to_owned(),
+            };
+            Err(AppError::problem(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-total",
+                "The order's total cannot be charged",
+                format!("the order's total {why}"),
+            ))
+        }
+    }
 }
 
 /// Writes what was decided in memory: every line must find its stock, since the rows are locked
