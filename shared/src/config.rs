@@ -216,6 +216,10 @@ impl ServiceConfig {
         if config.step_queue_limit == 0 {
             bail!("STEP_QUEUE_LIMIT must be at least 1");
         }
+        // Zero would restart a writer that panics at every round at once, forever (0 doubled).
+        if config.step_writer_restart.is_zero() {
+            bail!("STEP_WRITER_RESTART_MS must be at least 1");
+        }
         if !config.db_schema.chars().all(|c| c.is_ascii_lowercase() || c == '_') {
             bail!("DB_SCHEMA must be a lowercase identifier");
         }
@@ -256,7 +260,13 @@ mod tests {
         assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
         assert_eq!(limits.idle_timeout, Duration::from_secs(120));
         assert_eq!(limits.max_connections, 1024);
-        for variable in ["HEADER_READ_TIMEOUT_MS", "IDLE_TIMEOUT_MS", "MAX_CONNECTIONS", "STEP_QUEUE_LIMIT"] {
+        for variable in [
+            "HEADER_READ_TIMEOUT_MS",
+            "IDLE_TIMEOUT_MS",
+            "MAX_CONNECTIONS",
+            "STEP_QUEUE_LIMIT",
+            "STEP_WRITER_RESTART_MS",
+        ] {
             let err = ServiceConfig::from_env(&Env::from_pairs([(variable, "0")]), "payment", 8082).unwrap_err();
             assert!(err.to_string().contains(variable), "{err}");
         }

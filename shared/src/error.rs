@@ -206,7 +206,8 @@ pub enum StepErrors {
     /// Invalid values, or a replay with another body than the first.
     #[response(status = 422, content_type = "application/problem+json")]
     Unprocessable(#[to_schema] Problem),
-    /// Database unavailable, request timed out, or an injected fault: retry later.
+    /// Database unavailable, request timed out, the step queue full (`overloaded`, with
+    /// `Retry-After`), or an injected fault: retry later.
     #[response(status = 503, content_type = "application/problem+json")]
     Unavailable(#[to_schema] Problem),
 }
