@@ -1,6 +1,7 @@
 //! The audit of DESIGN.md §5, read straight from every service's schema as superuser, in one
 //! consistent snapshot of the database: every saga terminal, every participant's state agreeing
-//! with its saga's outcome, no effect without a saga, and stock and money conserved.
+//! with its saga's outcome, each saga's timeline ending once and as its status says (see
+//! [`endings`]), no effect without a saga, and stock and money conserved.
 //!
 //! Conservation needs the stock and balances from before a run: [`snapshot`] records them (as
 //! the quantities a run must not change: available + live reservations per sku, balance +
@@ -136,6 +137,7 @@ pub async fn audit(pool: &PgPool, initial: Option<&Snapshot>, require_terminal: 
         }
     }
     report.violations.extend(effects(&mut tx).await?);
+    report.violations.extend(endings(&mut tx).await?);
     for (check, query) in CHECKS {
         let broken: Vec<(String, String)> =
             sqlx::query_as(query).fetch_all(&mut *tx).await.with_context(|| format!("cannot check: {check}"))?;
@@ -176,7 +178,7 @@ pub async fn wait_terminal(
 }
 
 /// Each query returns (subject, detail) for every case breaking the invariant named beside it.
-const CHECKS: [(&str, &str); 4] = [
+const CHECKS: [(&str, &str); 3] = [
     (
         "confirmation compensated without a cancellation notice",
         r#"select order_id::text, 'the confirmation was compensated but no cancellation notice is recorded'
@@ -191,14 +193,6 @@ const CHECKS: [(&str, &str); 4] = [
                union all select order_id, 'a shipment' from shipping.shipments
                union all select order_id, 'a notification' from notification.notifications) x
            where not exists (select 1 from orchestrator.sagas s where s.order_id = x.order_id)"#,
-    ),
-    (
-        "completed saga whose timeline does not say completed exactly once",
-        r#"select s.order_id::text, format('%s completed events in its timeline', count(e.id))
-           from orchestrator.sagas s
-           left join orchestrator.saga_events e
-                  on e.order_id = s.order_id and e.kind = 'saga' and e.outcome = 'completed'
-           where s.status = 'completed' group by s.order_id having count(e.id) <> 1"#,
     ),
     (
         "payment differs from its reservation's total",
@@ -262,6 +256,74 @@ fn effect_violation(order_id: String, status: &str, states: [&str; 4]) -> Option
         _ => "compensated saga with a live effect",
     };
     (!wrong.is_empty()).then(|| Violation { check, subject: order_id, detail: wrong.join(", ") })
+}
+
+/// Each saga's timeline against its status: how many times it ends, and how.
+///
+/// A timeline's *endings* are its `saga` events that say `completed`, `compensated` or `failed`.
+/// An operator's `retry` (accepted only on a `failed` saga) starts a new run of the saga, so the
+/// timeline is read as runs separated by retries: each run before a retry ends exactly once,
+/// `failed`; the last run ends exactly once, as the saga's status says, if the saga is terminal,
+/// and not at all while it is in flight. Only the sagas whose timeline is not simply their one
+/// ending are read back (a retried saga, or a broken one); [`ending_violation`] decides.
+async fn endings(conn: &mut PgConnection) -> anyhow::Result<Vec<Violation>> {
+    let rows: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+        r#"with marks as (
+               select order_id,
+                      array_agg(case when kind = 'operator' then 'retry' else outcome end order by id) as marks
+               from orchestrator.saga_events
+               where (kind = 'saga' and outcome in ('completed', 'compensated', 'failed'))
+                  or (kind = 'operator' and outcome = 'retry')
+               group by order_id)
+           select s.order_id::text, s.status, coalesce(m.marks, '{}'::text[])
+           from orchestrator.sagas s left join marks m on m.order_id = s.order_id
+           where coalesce(m.marks, '{}'::text[])
+                 <> case when s.status in ('completed', 'compensated', 'failed') then array[s.status]
+                         else '{}'::text[] end
+           order by s.created_at, s.order_id"#,
+    )
+    .fetch_all(conn)
+    .await
+    .context("cannot compare the sagas' timelines with their statuses")?;
+    Ok(rows.into_iter().filter_map(|(order_id, status, marks)| ending_violation(order_id, &status, &marks)).collect())
+}
+
+/// The check of a timeline that ends more than once in one run.
+const TWO_ENDINGS: &str = "saga whose timeline ends more than once";
+/// The check of a timeline whose ending is not the saga's status (or is missing, or a retry
+/// that did not follow a `failed`).
+const WRONG_ENDING: &str = "saga whose timeline's ending disagrees with its status";
+
+/// `marks`: the timeline's endings (`completed`, `compensated`, `failed`) and operator retries
+/// (`retry`), in order. See [`endings`] for the rule.
+fn ending_violation(order_id: String, status: &str, marks: &[String]) -> Option<Violation> {
+    let terminal = matches!(status, "completed" | "compensated" | "failed");
+    let runs: Vec<&[String]> = marks.split(|mark| mark == "retry").collect();
+    let last = runs.len() - 1;
+    let timeline = if marks.is_empty() { "none".to_owned() } else { marks.join(", ") };
+    let violation = |check, why: String| {
+        Some(Violation {
+            check,
+            subject: order_id.clone(),
+            detail: format!("{why} (status {status}; endings and retries: {timeline})"),
+        })
+    };
+    if runs.iter().any(|run| run.len() > 1) {
+        return violation(TWO_ENDINGS, "its timeline ends more than once".to_owned());
+    }
+    for run in &runs[..last] {
+        if run.first().map(String::as_str) != Some("failed") {
+            let ended = run.first().map_or("did not end", |_| "did not fail");
+            return violation(WRONG_ENDING, format!("an operator retry follows a run that {ended}"));
+        }
+    }
+    match (runs[last].first().map(String::as_str), terminal) {
+        (Some(ending), true) if ending == status => None,
+        (None, false) => None,
+        (Some(ending), true) => violation(WRONG_ENDING, format!("its timeline ends {ending}")),
+        (None, true) => violation(WRONG_ENDING, "its timeline never ends".to_owned()),
+        (Some(ending), false) => violation(WRONG_ENDING, format!("its timeline ends {ending} though it is in flight")),
+    }
 }
 
 /// A product's stock now.
@@ -375,6 +437,62 @@ mod tests {
                 detail: "reservation reserved".to_owned()
             })
         );
+    }
+
+    fn ending(status: &str, marks: &[&str]) -> Option<(&'static str, String)> {
+        let marks: Vec<String> = marks.iter().map(|&m| m.to_owned()).collect();
+        ending_violation("0190-order".to_owned(), status, &marks).map(|v| (v.check, v.detail))
+    }
+
+    #[test]
+    fn a_terminal_saga_ends_once_as_its_status_says_and_one_in_flight_not_at_all() {
+        assert_eq!(ending("completed", &["completed"]), None);
+        assert_eq!(ending("compensated", &["compensated"]), None);
+        assert_eq!(ending("failed", &["failed"]), None);
+        assert_eq!(ending("running", &[]), None);
+        assert_eq!(ending("compensating", &[]), None);
+        let two = ending("completed", &["compensated", "completed"]);
+        assert_eq!(
+            two,
+            Some((
+                TWO_ENDINGS,
+                "its timeline ends more than once (status completed; endings and retries: compensated, completed)"
+                    .to_owned()
+            ))
+        );
+        assert_eq!(ending("completed", &["completed", "completed"]).map(|v| v.0), Some(TWO_ENDINGS));
+        assert_eq!(ending("completed", &["compensated"]).map(|v| v.0), Some(WRONG_ENDING));
+        assert_eq!(
+            ending("compensated", &[]).map(|v| v.1).as_deref().map(|d| d.starts_with("its timeline never ends")),
+            Some(true)
+        );
+        assert_eq!(ending("running", &["completed"]).map(|v| v.0), Some(WRONG_ENDING));
+    }
+
+    #[test]
+    fn an_operator_retry_of_a_failed_saga_starts_a_run_that_ends_once_again() {
+        assert_eq!(ending("compensated", &["failed", "retry", "compensated"]), None);
+        assert_eq!(ending("failed", &["failed", "retry", "failed"]), None);
+        assert_eq!(ending("completed", &["failed", "retry", "failed", "retry", "completed"]), None);
+        assert_eq!(ending("compensating", &["failed", "retry"]), None);
+        // Two endings after the retry, or before it.
+        assert_eq!(
+            ending("compensated", &["failed", "retry", "compensated", "compensated"]).map(|v| v.0),
+            Some(TWO_ENDINGS)
+        );
+        assert_eq!(
+            ending("compensated", &["compensated", "failed", "retry", "compensated"]).map(|v| v.0),
+            Some(TWO_ENDINGS)
+        );
+        // A retry only resumes a failed saga.
+        let after_completed = ending("completed", &["completed", "retry", "completed"]);
+        assert_eq!(
+            after_completed.map(|v| (v.0, v.1.starts_with("an operator retry follows a run that did not fail"))),
+            Some((WRONG_ENDING, true))
+        );
+        assert_eq!(ending("compensated", &["retry", "compensated"]).map(|v| v.0), Some(WRONG_ENDING));
+        // The last run's ending is the status.
+        assert_eq!(ending("failed", &["failed", "retry", "compensated"]).map(|v| v.0), Some(WRONG_ENDING));
     }
 
     fn snapshot(stock: &[(&str, i64)], balances: &[(&str, i64)]) -> Snapshot {
