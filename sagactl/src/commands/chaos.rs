@@ -4,6 +4,12 @@
 //! schedule comes from a seed, so a run that found something can be replayed. Every action is
 //! logged with a timestamp; at the end everything is running again and the faults it set are off.
 //!
+//! Two more ways to break it, for the races of issue 16 (DESIGN.md §6, "operator actions and
+//! stalls"): `--stalls` freezes the orchestrator (SIGSTOP) for longer than its lease, once per
+//! round of kills, and resumes it (SIGCONT), as a long pause of its host would; `--cancels N`
+//! has an operator cancel up to N sagas in flight after each kill or stall, so cancels land while
+//! calls are in flight. A stall is always resumed, also when chaos is stopped with Ctrl-C.
+//!
 //! It runs beside a load (`sagactl load` in another terminal); `sagactl audit` afterwards tells
 //! whether anything was left half-done.
 
@@ -22,7 +28,9 @@ use serde_json::{json, Value};
 
 use super::control;
 use super::postgres_process::POSTGRES;
+use super::signals::StopSignals;
 use crate::load::progress::progress_bar;
+use crate::process::{is_alive, runs_binary};
 use crate::services::LauncherEnv;
 use crate::state::{StateDir, SuiteState};
 
@@ -34,6 +42,14 @@ const FAULT_TARGETS: [&str; 4] = ["inventory", "payment", "shipping", "notificat
 const START_ATTEMPTS: u32 = 5;
 /// Bound on each admin API call.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// The orchestrator's lease when its environment does not set `LEASE_MS` (its own default).
+const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+/// How much longer than the orchestrator's lease a stall lasts, unless `--stall-ms` says.
+const STALL_PAST_LEASE: Duration = Duration::from_millis(1500);
+/// How many of the newest running sagas a cancel picks from.
+const CANCEL_CANDIDATES: usize = 50;
+/// Who the timeline says cancelled (the `operator` of the cancel's body).
+const CANCEL_OPERATOR: &str = "sagactl-chaos";
 
 /// What `sagactl chaos` takes.
 #[derive(Debug, Clone, clap::Args)]
@@ -54,6 +70,19 @@ pub struct ChaosArgs {
     /// Also switch the participants' faults (errors, latency, dropped answers) on and off.
     #[arg(long)]
     pub faults: bool,
+    /// Also freeze the orchestrator past its lease: once per round of kills, SIGSTOP it, wait
+    /// `--stall-ms` and SIGCONT it. Its sagas' leases expire meanwhile.
+    #[arg(long)]
+    pub stalls: bool,
+    /// How long a stall lasts, in milliseconds (default: the orchestrator's `LEASE_MS`, read
+    /// from its process, plus 1.5 s).
+    #[arg(long)]
+    pub stall_ms: Option<u64>,
+    /// Also cancel sagas in flight, as an operator would: after each kill or stall, up to this
+    /// many of the newest running sagas, picked at random, get `POST /orders/{id}/cancel` with
+    /// the operator token (`OPERATOR_TOKEN`, else the suite's admin token). 0: none.
+    #[arg(long, default_value_t = 0)]
+    pub cancels: usize,
     /// Seed of the schedule (default: a random one, printed so the run can be replayed).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -69,7 +98,8 @@ pub struct Action {
     pub at: String,
     /// Milliseconds since the run started.
     pub elapsed_ms: u64,
-    /// `kill`, `start`, `faults` or `faults-off`.
+    /// `kill`, `start`, `faults`, `faults-off`, `stall` (SIGSTOP), `resume` (SIGCONT), `cancel`
+    /// (its target is the order) or `interrupted`.
     pub action: &'static str,
     pub target: String,
     pub ok: bool,
@@ -85,6 +115,11 @@ pub struct ChaosReport {
     pub actions: Vec<Action>,
     /// Kills per process.
     pub kills: BTreeMap<String, u32>,
+    /// Times the orchestrator was frozen and resumed.
+    pub stalls: u32,
+    /// Cancels the orchestrator accepted (202); refused ones (409: the saga had ended) are in
+    /// the log only.
+    pub cancels: u32,
     /// Actions that failed (a process that would not come back, say).
     pub failures: u32,
 }
@@ -102,14 +137,29 @@ pub async fn run(dir: &StateDir, launcher: &LauncherEnv, args: ChaosArgs) -> any
             args.targets.join(",")
         );
     }
+    let mut signals = StopSignals::install()?;
     let mut chaos = Chaos::new(dir, launcher, &state, &args, seed)?;
-    chaos.run().await;
+    // Ctrl-C stops the schedule, not the clean-up: a stall in progress is resumed, faults are
+    // switched off and every process is brought back.
+    let interrupted = tokio::select! {
+        () = chaos.run() => None,
+        signal = signals.recv() => Some(signal),
+    };
+    if let Some(signal) = interrupted {
+        chaos.log("interrupted", "chaos", Ok(format!("{signal}: cleaning up")));
+    }
     let report = chaos.finish().await;
     if args.json {
         crate::outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let kills: Vec<String> = report.kills.iter().map(|(target, n)| format!("{target} {n}")).collect();
-        crate::outln!("chaos: done; kills: {}; failed actions: {}", kills.join(", "), report.failures);
+        crate::outln!(
+            "chaos: done; kills: {}; stalls: {}; cancels: {}; failed actions: {}",
+            kills.join(", "),
+            report.stalls,
+            report.cancels,
+            report.failures
+        );
     }
     Ok(if report.failures == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
@@ -124,7 +174,32 @@ fn validate(args: &ChaosArgs) -> anyhow::Result<()> {
     if args.every_ms == 0 {
         bail!("--every-ms must be at least 1");
     }
+    if args.stall_ms == Some(0) {
+        bail!("--stall-ms must be at least 1");
+    }
+    if args.stall_ms.is_some() && !args.stalls {
+        bail!("--stall-ms needs --stalls");
+    }
     Ok(())
+}
+
+/// One move of the schedule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Move {
+    /// Kill this process and start it again.
+    Kill(String),
+    /// Freeze the orchestrator and resume it.
+    Stall,
+}
+
+/// One round of the schedule: every target once, and one stall with `--stalls`, shuffled.
+fn round(targets: &[String], stalls: bool, rng: &mut StdRng) -> Vec<Move> {
+    let mut round: Vec<Move> = targets.iter().cloned().map(Move::Kill).collect();
+    if stalls {
+        round.push(Move::Stall);
+    }
+    round.shuffle(rng);
+    round
 }
 
 struct Chaos<'a> {
@@ -132,11 +207,18 @@ struct Chaos<'a> {
     launcher: &'a LauncherEnv,
     args: &'a ChaosArgs,
     rng: StdRng,
+    /// The cancels' own randomness: how many sagas are in flight differs from run to run, and
+    /// must not change the schedule of kills a seed gives.
+    cancel_rng: StdRng,
     seed: u64,
     started: Instant,
     actions: Vec<Action>,
-    /// The next targets, one round of a shuffled order.
-    round: Vec<String>,
+    /// The next moves, one round of a shuffled order.
+    round: Vec<Move>,
+    /// The orchestrator's PID while chaos has it frozen: resumed whatever happens.
+    frozen: Option<u32>,
+    orchestrator_url: Option<String>,
+    operator_token: String,
     /// Participants whose faults chaos switched on, with their admin URL.
     faulty: BTreeMap<String, String>,
     admin_urls: BTreeMap<String, String>,
@@ -154,15 +236,20 @@ impl<'a> Chaos<'a> {
         seed: u64,
     ) -> anyhow::Result<Self> {
         let admin_urls = state.services.iter().map(|(name, svc)| (name.clone(), format!("{}/admin/faults", svc.url)));
+        let operator_token = launcher.get("OPERATOR_TOKEN").unwrap_or(&state.admin_token).to_owned();
         Ok(Self {
             dir,
             launcher,
             args,
             rng: StdRng::seed_from_u64(seed),
+            cancel_rng: StdRng::seed_from_u64(seed ^ 0x0016_ca9c_e15e_ed00),
             seed,
             started: Instant::now(),
             actions: Vec::new(),
             round: Vec::new(),
+            frozen: None,
+            orchestrator_url: state.services.get("orchestrator").map(|svc| svc.url.clone()),
+            operator_token,
             faulty: BTreeMap::new(),
             admin_urls: admin_urls.collect(),
             admin_token: state.admin_token.clone(),
@@ -183,11 +270,21 @@ impl<'a> Chaos<'a> {
                 break;
             }
             tokio::time::sleep(wait).await;
-            let target = self.next_target();
-            bar.set_message(format!("killing {target}"));
-            self.kill_and_restart(&target).await;
+            match self.next_move() {
+                Move::Kill(target) => {
+                    bar.set_message(format!("killing {target}"));
+                    self.kill_and_restart(&target).await;
+                }
+                Move::Stall => {
+                    bar.set_message("freezing the orchestrator");
+                    self.stall().await;
+                }
+            }
             if self.args.faults && self.rng.random_bool(0.5) {
                 self.switch_faults().await;
+            }
+            if self.args.cancels > 0 {
+                self.cancel_some().await;
             }
             bar.set_position(self.started.elapsed().as_secs());
             bar.set_message(format!("{} kills", self.actions.iter().filter(|a| a.action == "kill" && a.ok).count()));
@@ -195,12 +292,91 @@ impl<'a> Chaos<'a> {
         bar.finish_and_clear();
     }
 
-    fn next_target(&mut self) -> String {
+    fn next_move(&mut self) -> Move {
         if self.round.is_empty() {
-            self.round = self.args.targets.clone();
-            self.round.shuffle(&mut self.rng);
+            self.round = round(&self.args.targets, self.args.stalls, &mut self.rng);
         }
-        self.round.pop().unwrap_or_else(|| POSTGRES.to_owned())
+        self.round.pop().unwrap_or_else(|| Move::Kill(POSTGRES.to_owned()))
+    }
+
+    /// Freezes the orchestrator (SIGSTOP) for `--stall-ms`, or past its lease, and resumes it.
+    async fn stall(&mut self) {
+        let pid = match self.orchestrator_pid() {
+            Ok(pid) => pid,
+            Err(err) => return self.log("stall", "orchestrator", Err(err)),
+        };
+        let lease = lease_of(pid);
+        let stall = self.args.stall_ms.map_or(lease + STALL_PAST_LEASE, Duration::from_millis);
+        let stopped = send(pid, "STOP").await;
+        let ok = stopped.is_ok();
+        if ok {
+            self.frozen = Some(pid);
+        }
+        let detail = format!("pid {pid} frozen for {} ms (its lease: {} ms)", stall.as_millis(), lease.as_millis());
+        self.log("stall", "orchestrator", stopped.map(|()| detail));
+        if ok {
+            tokio::time::sleep(stall).await;
+            self.resume().await;
+        }
+    }
+
+    /// Resumes the orchestrator chaos froze, if it did.
+    async fn resume(&mut self) {
+        let Some(pid) = self.frozen.take() else { return };
+        let resumed = send(pid, "CONT").await;
+        self.log("resume", "orchestrator", resumed.map(|()| format!("pid {pid} resumed")));
+    }
+
+    /// The orchestrator's PID, if the one the state names still runs.
+    fn orchestrator_pid(&self) -> anyhow::Result<u32> {
+        let state = self.dir.load_running()?;
+        let svc = state.services.get("orchestrator").context("the suite has no orchestrator")?;
+        svc.pid.filter(|&pid| is_alive(pid) && runs_binary(pid, &svc.binary)).context("the orchestrator is not running")
+    }
+
+    /// Cancels up to `--cancels` of the newest running sagas, picked at random.
+    async fn cancel_some(&mut self) {
+        let Some(base) = self.orchestrator_url.clone() else { return };
+        let url = format!("{base}/orders?status=running&limit={CANCEL_CANDIDATES}");
+        let listed = async {
+            let response = self.http.get(&url).send().await?.error_for_status()?;
+            response.json::<Vec<Value>>().await
+        };
+        let running: Vec<String> = match listed.await {
+            Ok(orders) => orders.iter().filter_map(|o| o["order_id"].as_str().map(str::to_owned)).collect(),
+            // The orchestrator (or its database) may be down right now: no cancels this time.
+            Err(err) => return self.log("cancel", "orchestrator", Ok(format!("no sagas listed: {err}"))),
+        };
+        let picked: Vec<String> = running.choose_multiple(&mut self.cancel_rng, self.args.cancels).cloned().collect();
+        for order_id in picked {
+            let result = self.cancel(&base, &order_id).await;
+            self.log("cancel", &order_id, result);
+        }
+    }
+
+    /// One operator cancel. An answer that says the saga moved on (409), or a suite that
+    /// cannot answer right now (503, no answer) is logged, not a failure; one that says the
+    /// request is wrong (401, 403, 404, 422) or a 500 is.
+    async fn cancel(&self, base: &str, order_id: &str) -> anyhow::Result<String> {
+        let body = json!({ "operator": CANCEL_OPERATOR, "reason": format!("chaos, seed {}", self.seed) });
+        let sent = self
+            .http
+            .post(format!("{base}/orders/{order_id}/cancel"))
+            .bearer_auth(&self.operator_token)
+            .json(&body)
+            .send()
+            .await;
+        let status = match sent {
+            Ok(response) => response.status(),
+            Err(err) => return Ok(format!("no answer: {err}")),
+        };
+        match status.as_u16() {
+            202 => Ok("cancelled (202)".to_owned()),
+            409 => Ok("refused: the saga ended or passed its pivot (409)".to_owned()),
+            503 => Ok("unavailable (503)".to_owned()),
+            401 | 403 => bail!("answered {status}: set OPERATOR_TOKEN to the orchestrator's operator token"),
+            _ => bail!("answered {status}"),
+        }
     }
 
     async fn kill_and_restart(&mut self, target: &str) {
@@ -261,8 +437,10 @@ impl<'a> Chaos<'a> {
         Ok(())
     }
 
-    /// Leaves the suite as it found it: faults off, every process running.
+    /// Leaves the suite as it found it: the orchestrator resumed, faults off, every process
+    /// running.
     async fn finish(mut self) -> ChaosReport {
+        self.resume().await;
         for target in std::mem::take(&mut self.faulty).into_keys() {
             let result = self.set_faults(&target, &json!({})).await;
             self.log("faults-off", &target, result.map(|()| "{}".to_owned()));
@@ -285,8 +463,11 @@ impl<'a> Chaos<'a> {
             *kills.entry(action.target.clone()).or_insert(0) += 1;
         }
         let failures = self.actions.iter().filter(|a| !a.ok).count() as u32;
+        let stalls = self.actions.iter().filter(|a| a.action == "resume" && a.ok).count() as u32;
+        let cancels =
+            self.actions.iter().filter(|a| a.action == "cancel" && a.detail.ends_with("(202)")).count() as u32;
         let duration_ms = self.started.elapsed().as_millis() as u64;
-        ChaosReport { seed: self.seed, duration_ms, actions: self.actions, kills, failures }
+        ChaosReport { seed: self.seed, duration_ms, actions: self.actions, kills, stalls, cancels, failures }
     }
 
     fn log(&mut self, action: &'static str, target: &str, result: anyhow::Result<String>) {
@@ -317,6 +498,39 @@ impl<'a> Chaos<'a> {
     }
 }
 
+/// Sends SIGSTOP or SIGCONT (`name`) to `pid` through the `kill` binary (the workspace denies
+/// the `unsafe` that `libc::kill` needs).
+async fn send(pid: u32, name: &str) -> anyhow::Result<()> {
+    let output = tokio::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg("--")
+        .arg(pid.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .context("cannot run `kill`")?;
+    if !output.status.success() {
+        bail!("kill -{name} {pid} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
+    }
+    Ok(())
+}
+
+/// The lease the orchestrator `pid` runs with: `LEASE_MS` of its environment (inherited from
+/// whoever started `sagactl up`, so not in the state file), else its default.
+fn lease_of(pid: u32) -> Duration {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+    lease_in(&environ).unwrap_or(DEFAULT_LEASE)
+}
+
+/// `LEASE_MS` in a `/proc/<pid>/environ` (NUL-separated `KEY=value`).
+fn lease_in(environ: &[u8]) -> Option<Duration> {
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| entry.strip_prefix(b"LEASE_MS="))
+        .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok())
+        .map(Duration::from_millis)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,6 +557,41 @@ mod tests {
         assert!(format!("{err:#}").contains("unknown process \"redis\""), "{err:#}");
         assert!(validate(&parse(&["--every-ms", "0"])?).is_err());
         Ok(())
+    }
+
+    #[test]
+    fn stalls_and_cancels_are_options_and_a_stall_needs_some_length() -> anyhow::Result<()> {
+        let args = parse(&["--stalls", "--stall-ms", "4500", "--cancels", "2"])?;
+        assert!(args.stalls);
+        assert_eq!((args.stall_ms, args.cancels), (Some(4500), 2));
+        validate(&args)?;
+        let defaults = parse(&[])?;
+        assert!(!defaults.stalls && defaults.stall_ms.is_none() && defaults.cancels == 0);
+        assert!(validate(&parse(&["--stalls", "--stall-ms", "0"])?).is_err());
+        assert!(validate(&parse(&["--stall-ms", "4500"])?).is_err(), "--stall-ms without --stalls");
+        Ok(())
+    }
+
+    #[test]
+    fn a_round_with_stalls_kills_every_target_once_and_stalls_once() {
+        let targets: Vec<String> = TARGETS.map(str::to_owned).to_vec();
+        let mut rng = StdRng::seed_from_u64(7);
+        let with = round(&targets, true, &mut rng);
+        assert_eq!(with.len(), TARGETS.len() + 1);
+        assert_eq!(with.iter().filter(|m| **m == Move::Stall).count(), 1);
+        for target in &targets {
+            assert!(with.contains(&Move::Kill(target.clone())), "{target} missing from {with:?}");
+        }
+        let without = round(&targets, false, &mut StdRng::seed_from_u64(7));
+        assert!(!without.contains(&Move::Stall));
+    }
+
+    #[test]
+    fn the_lease_is_read_from_the_orchestrators_environment() {
+        assert_eq!(lease_in(b"PORT=8080\0LEASE_MS=3000\0RUST_LOG=info\0"), Some(Duration::from_millis(3000)));
+        assert_eq!(lease_in(b"PORT=8080\0"), None);
+        assert_eq!(lease_in(b"LEASE_MS=soon\0"), None);
+        assert_eq!(lease_in(b""), None);
     }
 
     #[test]
