@@ -15,6 +15,7 @@ mod orders;
 pub mod payment;
 mod processes;
 pub mod prometheus;
+mod races;
 pub mod shipping;
 mod up;
 
@@ -24,6 +25,7 @@ pub use client::{Answer, Http};
 pub use devtools::Page;
 pub use orders::{happy_order, order_body, TERMINAL};
 pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS};
+pub use races::RowLock;
 pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};
 
 use sagactl::{

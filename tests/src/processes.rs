@@ -219,6 +219,23 @@ impl Suite {
             .expect("wait")
     }
 
+    /// The PID of `service`'s process (it must be running).
+    pub fn pid(&self, service: Service) -> u32 {
+        let running = self.running.get(&service).unwrap_or_else(|| panic!("{} is not running", service.log_name()));
+        running.child.id().expect("a running service has a pid")
+    }
+
+    /// Freezes `service` with SIGSTOP, as a long GC pause, a VM migration or a laptop lid would:
+    /// it keeps its sockets and its leases but does nothing until [`Suite::thaw`].
+    pub fn freeze(&self, service: Service) {
+        signal(self.pid(service), "STOP");
+    }
+
+    /// Resumes a service frozen by [`Suite::freeze`] (SIGCONT).
+    pub fn thaw(&self, service: Service) {
+        signal(self.pid(service), "CONT");
+    }
+
     /// Replaces `service`'s faults through its admin API.
     pub async fn set_faults(&self, service: Service, faults: &Value) {
         let response = self
@@ -237,6 +254,19 @@ impl Suite {
     pub fn log(&self, service: Service) -> String {
         tail(&self.log_dir.join(format!("{}.log", service.log_name())))
     }
+}
+
+/// Sends SIGSTOP or SIGCONT (`name`) to `pid` through the `kill` binary (the workspace denies the
+/// `unsafe` that `libc::kill` needs, and `sagactl::process` sends only the signals that end a
+/// process).
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg("--")
+        .arg(pid.to_string())
+        .status()
+        .expect("cannot run `kill`");
+    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 /// `target/<profile>`: where cargo put this test executable's sibling binaries.
