@@ -1,7 +1,8 @@
 //! The suite's promise, checked the way a user would: `sagactl load` places orders while
-//! `sagactl chaos` kills and restarts every process (Postgres included) and switches faults on
-//! and off; then `sagactl audit` finds every order terminal and every invariant of DESIGN.md §5
-//! intact. Bounded: about a minute.
+//! `sagactl chaos` kills and restarts every process (Postgres included), switches faults on and
+//! off, freezes the orchestrator past its lease and cancels sagas in flight as an operator
+//! would; then `sagactl audit` finds every order terminal, each saga's timeline ending once and
+//! every invariant of DESIGN.md §5 intact. Bounded: about a minute.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -22,7 +23,8 @@ fn json_of(what: &str, output: &Output) -> Value {
 }
 
 #[tokio::test]
-async fn orders_under_chaos_that_kills_every_process_postgres_included_all_end_with_every_invariant_kept() {
+async fn orders_under_chaos_that_kills_every_process_stalls_the_orchestrator_and_cancels_all_end_with_every_invariant_kept(
+) {
     let up = UpSuite::start(&[], &[]).await;
     let snapshot = up.state_dir.join("before.json");
     let snapshot = snapshot.to_str().unwrap();
@@ -51,6 +53,11 @@ async fn orders_under_chaos_that_kills_every_process_postgres_included_all_end_w
         "--down-ms",
         "1500",
         "--faults",
+        // Issue 16: the orchestrator frozen past its 3 s lease once per round (4.5 s), and up to
+        // two sagas in flight cancelled after each kill or stall.
+        "--stalls",
+        "--cancels",
+        "2",
         "--seed",
         "20261203",
         "--json",
@@ -64,11 +71,17 @@ async fn orders_under_chaos_that_kills_every_process_postgres_included_all_end_w
         let kills = chaos_report["kills"][target].as_u64().unwrap_or(0);
         assert!(kills >= 1, "{target} was never killed: {chaos_report:#}");
     }
+    assert!(chaos_report["stalls"].as_u64().unwrap_or(0) >= 1, "the orchestrator was never frozen: {chaos_report:#}");
+    assert!(chaos_report["cancels"].as_u64().unwrap_or(0) >= 1, "no saga was cancelled: {chaos_report:#}");
     let load_report = json_of("load", &load);
     assert!(load.status.success(), "every order placed and ended: {load_report:#}");
     assert!(load_report["accepted"].as_u64().unwrap_or(0) >= 50, "too few orders to prove anything: {load_report:#}");
     let audit_report = json_of("audit", &audit);
     assert!(audit.status.success(), "the audit found violations: {audit_report:#}\nup:\n{}", up.stderr());
+    eprintln!(
+        "chaos: kills {}, stalls {}, cancels {}; load: {} orders",
+        chaos_report["kills"], chaos_report["stalls"], chaos_report["cancels"], load_report["accepted"]
+    );
 }
 
 /// A Postgres that chaos itself started again is its child: killed again, it must be reaped, or
