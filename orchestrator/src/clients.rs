@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::saga::{
     definition::StepDefinition,
     outcome::{CallFailure, CallOutcome, Inspection},
+    participants::Participants,
 };
 
 /// The shared client.
@@ -40,33 +41,6 @@ impl ParticipantClient {
         let mut headers = reqwest::header::HeaderMap::new();
         saga_shared::telemetry::inject(&mut headers);
         self.http.request(method, url).headers(headers).timeout(step.timeout)
-    }
-
-    /// `PUT`: do the step.
-    pub async fn act(&self, step: &StepDefinition, order_id: Uuid, body: &Value) -> CallOutcome {
-        let request = self.request(Method::PUT, step, order_id).json(body);
-        Self::outcome(request.send().await).await
-    }
-
-    /// `DELETE`: undo the step (or tombstone it if it never happened).
-    pub async fn compensate(&self, step: &StepDefinition, order_id: Uuid) -> CallOutcome {
-        let request = self.request(Method::DELETE, step, order_id);
-        Self::outcome(request.send().await).await
-    }
-
-    /// `GET`: did the step happen?
-    pub async fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> Inspection {
-        let request = self.request(Method::GET, step, order_id);
-        match Self::outcome(request.send().await).await {
-            CallOutcome::Done(record) => match (step.participant.record_state)(&record) {
-                Ok(RecordState::Done) => Inspection::Happened(record),
-                Ok(RecordState::Compensated) => Inspection::Compensated,
-                Err(err) => Inspection::Unreachable(err),
-            },
-            CallOutcome::Refused { status: 404, .. } => Inspection::Absent,
-            CallOutcome::Refused { status, detail } => Inspection::Unreachable(format!("{status}: {detail}")),
-            CallOutcome::Failed { detail, .. } => Inspection::Unreachable(detail),
-        }
     }
 
     async fn outcome(sent: reqwest::Result<reqwest::Response>) -> CallOutcome {
@@ -105,6 +79,35 @@ impl ParticipantClient {
             (CallFailure::Unanswered, format!("connection lost: {err}"))
         };
         CallOutcome::Failed { failure, detail }
+    }
+}
+
+impl Participants for ParticipantClient {
+    /// `PUT`: do the step.
+    async fn act(&self, step: &StepDefinition, order_id: Uuid, body: &Value) -> CallOutcome {
+        let request = self.request(Method::PUT, step, order_id).json(body);
+        Self::outcome(request.send().await).await
+    }
+
+    /// `DELETE`: undo the step (or tombstone it if it never happened).
+    async fn compensate(&self, step: &StepDefinition, order_id: Uuid) -> CallOutcome {
+        let request = self.request(Method::DELETE, step, order_id);
+        Self::outcome(request.send().await).await
+    }
+
+    /// `GET`: did the step happen?
+    async fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> Inspection {
+        let request = self.request(Method::GET, step, order_id);
+        match Self::outcome(request.send().await).await {
+            CallOutcome::Done(record) => match (step.participant.record_state)(&record) {
+                Ok(RecordState::Done) => Inspection::Happened(record),
+                Ok(RecordState::Compensated) => Inspection::Compensated,
+                Err(err) => Inspection::Unreachable(err),
+            },
+            CallOutcome::Refused { status: 404, .. } => Inspection::Absent,
+            CallOutcome::Refused { status, detail } => Inspection::Unreachable(format!("{status}: {detail}")),
+            CallOutcome::Failed { detail, .. } => Inspection::Unreachable(detail),
+        }
     }
 }
 

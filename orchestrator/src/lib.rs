@@ -25,8 +25,10 @@ use crate::{
     config::OrchestratorConfig,
     saga::{
         definition::{SagaDefinition, ORDER_STEPS},
-        executor::Executor,
+        executor::{Executor, ExecutorConfig},
+        machine::Clock,
         recovery,
+        store::PgStore,
     },
 };
 
@@ -49,17 +51,20 @@ pub async fn run() -> anyhow::Result<()> {
     saga_shared::db::migrate(&pool, &MIGRATOR, config.service.db_startup_timeout).await?;
     let definition = SagaDefinition::order_saga(&config)?;
     let executor = Arc::new(Executor::new(
-        pool.clone(),
+        Arc::new(PgStore { pool: pool.clone() }),
         definition,
         ParticipantClient::new()?,
-        config.instance_id.clone(),
-        config.lease,
+        ExecutorConfig {
+            instance: config.instance_id.clone(),
+            lease: config.lease,
+            max_in_flight: config.max_in_flight,
+        },
+        Arc::new(Clock::system),
     ));
     let state = routes::AppState {
         pool: pool.clone(),
         executor: Arc::clone(&executor),
         operator_token: config.operator_token.clone(),
-        max_in_flight: config.max_in_flight,
     };
     let console = console::ConsoleState {
         pool: pool.clone(),
@@ -73,12 +78,8 @@ pub async fn run() -> anyhow::Result<()> {
     spec.openapi.merge(console::openapi());
     let application = Application::build(&config.service, spec, pool.clone(), metrics).await?;
 
-    let recovery = tokio::spawn(recovery::run_recovery(
-        Arc::clone(&executor),
-        pool.clone(),
-        config.recovery_interval,
-        config.recovery_batch,
-    ));
+    let recovery =
+        tokio::spawn(recovery::run_recovery(Arc::clone(&executor), config.recovery_interval, config.recovery_batch));
     let gauges =
         tokio::spawn(recovery::run_gauges(Arc::clone(&executor), pool, config.gauge_refresh, config.stuck_after));
 

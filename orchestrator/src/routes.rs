@@ -29,10 +29,12 @@ use crate::{
     metric_definitions as m,
     order_list::{self, IdPrefix},
     saga::{
-        executor::Executor,
-        log::{self, Inserted},
-        machine::{self, Clock, Input, OperatorAction, OperatorCommand, Persist},
+        drivers::OperateError,
+        executor::Placed,
+        log,
+        machine::{OperatorAction, OperatorCommand},
         state::Saga,
+        OrderExecutor,
     },
 };
 
@@ -42,11 +44,9 @@ pub struct AppState {
     /// The saga log.
     pub pool: PgPool,
     /// Runs the sagas.
-    pub executor: Arc<Executor>,
+    pub executor: Arc<OrderExecutor>,
     /// The bearer token operator actions need (`None`: nobody may act).
     pub operator_token: Option<String>,
-    /// Admission limit: sagas driven here at once (`None`: no limit).
-    pub max_in_flight: Option<usize>,
 }
 
 #[derive(OpenApi)]
@@ -144,27 +144,20 @@ async fn create_order(
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
     let executor = &app.executor;
-    if let Some(limit) = app.max_in_flight {
-        let in_flight = executor.waiters().driving_count();
+    if let Some(limit) = executor.max_in_flight() {
+        let in_flight = executor.in_flight();
         if in_flight >= limit {
             metrics::counter!(m::REFUSED_TOTAL, "reason" => "overloaded").increment(1);
             return Ok(overloaded(in_flight, limit));
         }
     }
-    let (mut saga, started) = machine::start(executor.definition(), Uuid::now_v7(), order, Clock::system());
-    tracing::Span::current().record("order_id", tracing::field::display(saga.order_id));
-    saga.trace_context = saga_shared::telemetry::traceparent();
-    let lease = executor.lease();
-    match log::insert(&app.pool, &saga, &started, key.as_deref(), lease.owner, lease.duration).await? {
-        Inserted::Created => {
-            metrics::counter!(m::STARTED_TOTAL).increment(1);
-            tracing::info!(order_id = %saga.order_id, saga_id = %saga.order_id, "order accepted");
-            let view = saga.view();
-            executor.spawn(saga, Input::Run);
-            Ok(accepted(&view))
-        }
-        Inserted::Existing(existing) if existing.request == saga.request => Ok(accepted(&existing.view())),
-        Inserted::Existing(existing) => Err(AppError::problem(
+    let order_id = Uuid::now_v7();
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+    let request = order.clone();
+    match executor.place(order_id, order, key.as_deref(), saga_shared::telemetry::traceparent()).await? {
+        Placed::Created(view) => Ok(accepted(&view)),
+        Placed::Existing(existing) if existing.request == request => Ok(accepted(&existing.view())),
+        Placed::Existing(existing) => Err(AppError::problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-mismatch",
             "Idempotency-Key reused with another body",
@@ -334,39 +327,20 @@ fn operator_action(
     })
 }
 
-/// Decides an operator's action on the saga as the log holds it and writes it (fenced;
-/// retried a few times if a driver writes in between), then drives the saga here.
+/// Hands an operator's action to the saga's one driver in this process ([`OrderExecutor::operate`])
+/// and answers with the saga as the action left it.
 async fn operate(app: &AppState, order_id: Uuid, action: OperatorAction) -> Result<OrderView, AppError> {
-    let executor = &app.executor;
-    for _ in 0..5 {
-        let mut saga = load(app, order_id).await?;
-        let transition =
-            machine::operate(executor.definition(), &mut saga, &action, Clock::system()).map_err(|refusal| {
-                AppError::problem(
-                    StatusCode::CONFLICT,
-                    "invalid-state",
-                    "Not possible in the saga's current state",
-                    refusal.to_string(),
-                )
-            })?;
-        match transition.persist {
-            Persist::Nothing => return Ok(saga.view()),
-            Persist::Events => {
-                log::append(&app.pool, order_id, &transition.events, executor.instance()).await?;
-                return Ok(saga.view());
-            }
-            Persist::Saga { progressed } => {
-                if log::save(&app.pool, &mut saga, executor.lease(), progressed, &transition.events).await? {
-                    tracing::info!(%order_id, saga_id = %order_id, operator = %action.operator, ?action.command, "operator action");
-                    executor.finished(&saga, &transition);
-                    let view = saga.view();
-                    executor.spawn(saga, Input::Run);
-                    return Ok(view);
-                }
-            }
-        }
-    }
-    Err(AppError::Unavailable(format!("saga {order_id} kept changing; try again")))
+    app.executor.operate(order_id, action).await.map_err(|err| match err {
+        OperateError::NotFound(order_id) => AppError::not_found("order", order_id),
+        OperateError::Refused(refusal) => AppError::problem(
+            StatusCode::CONFLICT,
+            "invalid-state",
+            "Not possible in the saga's current state",
+            refusal.to_string(),
+        ),
+        OperateError::Database(err) => AppError::from(err),
+        err @ (OperateError::Busy(_) | OperateError::ShuttingDown) => AppError::Unavailable(err.to_string()),
+    })
 }
 
 /// Resumes a `failed` saga: compensation (or a step past the pivot) is tried again with a new

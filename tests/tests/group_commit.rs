@@ -5,7 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
 use orchestrator::{
@@ -16,6 +16,7 @@ use orchestrator::{
         log::{self, Lease},
         machine::{self, Clock, Input, Persist},
         state::Saga,
+        store::PgStore,
     },
 };
 use saga_shared::config::Env;
@@ -55,7 +56,7 @@ async fn saves_queued_together_are_each_fenced_and_a_bad_one_fails_alone() {
     let pool = suite.db.pool_as("orchestrator").await.unwrap();
     let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
     let definition = SagaDefinition::order_saga(&config).unwrap();
-    let writer = GroupCommit::start(pool.clone(), OWNER.to_owned(), LEASE);
+    let writer = GroupCommit::start(Arc::new(PgStore { pool: pool.clone() }), OWNER.to_owned(), LEASE);
 
     let mut sagas = Vec::new();
     for _ in 0..4 {
@@ -87,14 +88,11 @@ async fn saves_queued_together_are_each_fenced_and_a_bad_one_fails_alone() {
     }
     let saves: Vec<_> = again.iter().map(|(saga, progressed, events)| (saga, *progressed, events.as_slice())).collect();
     let written = log::save_all(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
-    let mut ids: Vec<Uuid> = written.iter().map(|(id, _, _)| *id).collect();
-    ids.sort_unstable();
-    let mut expected = vec![again[1].0.order_id, again[2].0.order_id];
-    expected.sort_unstable();
-    assert_eq!(ids, expected, "the two current rows written in one statement, the stale one fenced out");
-    for (id, version, _) in &written {
-        let saga = &mut again.iter_mut().find(|(s, _, _)| s.order_id == *id).unwrap().0;
-        saga.version = *version;
+    assert_eq!(written.len(), 3, "one answer per save");
+    assert!(written[0].is_none(), "the stale one fenced out");
+    for ((saga, _, _), answer) in again.iter_mut().zip(&written).skip(1) {
+        let (version, _) = answer.expect("the two current rows written in one statement");
+        saga.version = version;
     }
     for (saga, _, events) in &again[1..] {
         assert_eq!(saga.version, 2);
@@ -136,10 +134,39 @@ async fn no_event_is_written_for_a_saga_that_does_not_exist() {
 
     let saves = [(&real, progressed, events.as_slice()), (&ghost, true, resumed.events.as_slice())];
     let written = log::save_all(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
-    assert_eq!(written.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(), vec![real.order_id]);
+    assert!(written[0].is_some() && written[1].is_none(), "{written:?}");
     assert_eq!(events_of(real.order_id).await, real_before + events.len() as i64);
     log::append(&pool, ghost.order_id, &resumed.events, OWNER).await.unwrap();
     assert_eq!(events_of(ghost.order_id).await, 0, "neither the save nor the append wrote the missing saga's events");
     log::append(&pool, real.order_id, &resumed.events, OWNER).await.unwrap();
     assert_eq!(events_of(real.order_id).await, real_before + (events.len() + resumed.events.len()) as i64);
+}
+
+#[tokio::test]
+async fn two_saves_of_one_saga_in_one_statement_get_one_written_and_only_its_events_appended() {
+    // Two drivers of one saga at one version (what issue 16's second driver did): the answer is
+    // by position, so the save that lost is told so, and its events are not appended.
+    let suite = Suite::start(&[Service::Orchestrator]).await;
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+    let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
+    let definition = SagaDefinition::order_saga(&config).unwrap();
+    let (saga, progressed, events) = started_saga(&pool, &definition).await;
+    let (before_version, before_events) = version_and_events(&pool, &saga).await;
+    let mut other = saga.clone();
+    other.failure_reason = Some("the other driver".to_owned());
+    let other_events = vec![events[0].clone(), events[0].clone(), events[0].clone()];
+
+    let saves = [(&saga, progressed, events.as_slice()), (&other, true, other_events.as_slice())];
+    let written = log::save_all(&pool, &saves, Lease { owner: OWNER, duration: LEASE }).await.unwrap();
+
+    let winners: Vec<usize> = written.iter().enumerate().filter(|(_, w)| w.is_some()).map(|(i, _)| i).collect();
+    assert_eq!(winners.len(), 1, "exactly one of the two saves is written: {written:?}");
+    let appended = [events.len(), other_events.len()][winners[0]] as i64;
+    assert_eq!(version_and_events(&pool, &saga).await, (before_version + 1, before_events + appended));
+    let reason: Option<String> = sqlx::query_scalar("select failure_reason from sagas where order_id = $1")
+        .bind(saga.order_id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(reason.is_some(), winners[0] == 1, "the row holds the winner's state");
 }

@@ -2,43 +2,74 @@
 //! writes what it says to write (before anything else), then makes the call it asks for and
 //! feeds the outcome back. Every decision is the machine's ([`super::machine`]); this module
 //! only calls, writes, sleeps and counts.
+//!
+//! **One driver per saga** ([`super::drivers`]): a saga driven here has one task, and everything
+//! else for it (an operator's action, a recovery claim) is handed to that task's mailbox. The
+//! driver reads its mailbox while a call or a backoff is under way: an operator's cancel takes
+//! effect at once (the call in flight is abandoned, its step marked possibly done by the
+//! machine, and compensation begins), and nothing else ever writes the saga from this process.
 
-use std::{sync::Arc, time::Instant};
+use std::{collections::VecDeque, sync::Arc, time::Instant};
 
 use chrono::Utc;
-use saga_shared::telemetry;
-use sqlx::PgPool;
+use saga_shared::{api::OrderRequest, api::OrderView, telemetry};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument as _;
+use uuid::Uuid;
 
 use super::{
     definition::{SagaDefinition, StepDefinition},
+    drivers::{Drivers, Mailbox, Message, OperateError, OperateReply},
     group_commit::GroupCommit,
-    log::{self, Lease},
-    machine::{self, Clock, Command, Input, Persist, Transition},
+    log::{Inserted, Lease},
+    machine::{self, Clock, Command, Input, OperatorAction, Persist, Transition},
+    participants::Participants,
     state::Saga,
+    store::SagaStore,
     waiters::Waiters,
 };
-use crate::{clients::ParticipantClient, metric_definitions as m};
+use crate::metric_definitions as m;
+
+/// Where the executor's decisions get the time and their jitter ([`Clock::system`] in the
+/// service; a seeded, simulated clock in the executor simulation).
+pub type ClockSource = Arc<dyn Fn() -> Clock + Send + Sync>;
+
+/// How an executor runs.
+#[derive(Debug, Clone)]
+pub struct ExecutorConfig {
+    /// This instance's name (owner of its leases, actor of its events).
+    pub instance: String,
+    /// The lease it takes on the sagas it drives.
+    pub lease: std::time::Duration,
+    /// Admission limit: sagas driven here at once (`None`: no limit). Recovery claims respect
+    /// it too.
+    pub max_in_flight: Option<usize>,
+}
 
 /// Runs sagas as tasks of this process.
-#[derive(Debug)]
-pub struct Executor {
-    pool: PgPool,
+pub struct Executor<S, P> {
+    store: Arc<S>,
     definition: SagaDefinition,
-    client: ParticipantClient,
-    instance: String,
-    lease: std::time::Duration,
+    participants: P,
+    config: ExecutorConfig,
+    clock: ClockSource,
     tasks: TaskTracker,
     stopping: CancellationToken,
     waiters: Waiters,
+    drivers: Drivers,
     writer: GroupCommit,
+}
+
+impl<S, P> std::fmt::Debug for Executor<S, P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor").field("config", &self.config).finish_non_exhaustive()
+    }
 }
 
 /// Why a driver stops before its saga is terminal.
 #[derive(Debug)]
 enum Stop {
-    /// Someone else wrote first (a claim, an operator): they drive it now.
+    /// Someone else wrote first (another instance's claim or operator): they drive it now.
     Fenced,
     /// The log could not be written: the lease expires and whoever resumes it reconciles.
     Database(sqlx::Error),
@@ -46,26 +77,43 @@ enum Stop {
     ShuttingDown,
 }
 
-impl Executor {
-    /// An executor writing to `pool` as `instance`.
+/// What a driver does next: decide on an input, or carry out a command already decided (and
+/// written).
+enum Next {
+    Decide(Input),
+    Carry(Command),
+}
+
+/// A new order's fate.
+#[derive(Debug)]
+pub enum Placed {
+    /// Written and driven here; its first view.
+    Created(OrderView),
+    /// Its idempotency key placed this saga before.
+    Existing(Box<Saga>),
+}
+
+impl<S: SagaStore, P: Participants> Executor<S, P> {
+    /// An executor writing to `store`, calling `participants`.
     pub fn new(
-        pool: PgPool,
+        store: Arc<S>,
         definition: SagaDefinition,
-        client: ParticipantClient,
-        instance: String,
-        lease: std::time::Duration,
+        participants: P,
+        config: ExecutorConfig,
+        clock: ClockSource,
     ) -> Self {
-        let writer = GroupCommit::start(pool.clone(), instance.clone(), lease);
+        let writer = GroupCommit::start(Arc::clone(&store), config.instance.clone(), config.lease);
         Self {
-            pool,
+            store,
             writer,
             definition,
-            client,
-            instance,
-            lease,
+            participants,
+            config,
+            clock,
             tasks: TaskTracker::new(),
             stopping: CancellationToken::new(),
             waiters: Waiters::default(),
+            drivers: Drivers::default(),
         }
     }
 
@@ -76,7 +124,7 @@ impl Executor {
 
     /// This instance's name (owner of its leases, actor of its events).
     pub fn instance(&self) -> &str {
-        &self.instance
+        &self.config.instance
     }
 
     /// The saga definition.
@@ -86,31 +134,87 @@ impl Executor {
 
     /// The lease this instance takes on the sagas it drives.
     pub fn lease(&self) -> Lease<'_> {
-        Lease { owner: &self.instance, duration: self.lease }
+        Lease { owner: &self.config.instance, duration: self.config.lease }
     }
 
-    /// Starts driving `saga` (owned by this instance at `saga.version`) in a task of its own,
-    /// beginning with `input`: `Run` for a saga this instance wrote, `Resumed` for a claimed one.
-    pub fn spawn(self: &Arc<Self>, saga: Saga, input: Input) {
-        if self.stopping.is_cancelled() {
-            return; // the lease expires and another instance resumes it
-        }
-        // One span per run of the saga, in the trace of the request that started it (stored with
-        // the saga, so a run after a crash or by another instance joins the same trace). Not a
-        // child of the current span in-process: a parent stays open until its children close,
-        // and the request that started the saga must end (and be exported) when it answers.
-        let span = tracing::info_span!(parent: None, "saga", order_id = %saga.order_id, saga_id = %saga.order_id);
-        telemetry::continue_trace(&span, saga.trace_context.as_deref());
-        let executor = Arc::clone(self);
-        let order_id = saga.order_id;
-        self.waiters.driving(order_id);
-        self.tasks.spawn(
-            async move {
-                executor.drive(saga, input).await;
-                executor.waiters.stopped_driving(order_id);
+    /// How many sagas have a driver here.
+    pub fn in_flight(&self) -> usize {
+        self.drivers.count()
+    }
+
+    /// The admission limit, if any.
+    pub fn max_in_flight(&self) -> Option<usize> {
+        self.config.max_in_flight
+    }
+
+    fn clock(&self) -> Clock {
+        (self.clock)()
+    }
+
+    /// Writes a new saga for `request` (id `order_id`, unless `idempotency_key` placed one
+    /// before) and drives it here at once.
+    pub async fn place(
+        self: &Arc<Self>,
+        order_id: Uuid,
+        request: OrderRequest,
+        idempotency_key: Option<&str>,
+        trace_context: Option<String>,
+    ) -> Result<Placed, sqlx::Error> {
+        let (mut saga, started) = machine::start(&self.definition, order_id, request, self.clock());
+        saga.trace_context = trace_context;
+        let inserted =
+            self.store.insert(&saga, &started, idempotency_key, &self.config.instance, self.config.lease).await?;
+        Ok(match inserted {
+            Inserted::Created => {
+                metrics::counter!(m::STARTED_TOTAL).increment(1);
+                tracing::info!(%order_id, saga_id = %order_id, "order accepted");
+                let view = saga.view();
+                self.hand(order_id, Message::Drive { saga, input: Input::Run });
+                Placed::Created(view)
             }
-            .instrument(span),
-        );
+            Inserted::Existing(existing) => Placed::Existing(existing),
+        })
+    }
+
+    /// Carries out an operator's action: handed to the saga's driver here if it has one (which
+    /// decides it on the saga as it holds it, abandoning a call in flight if the saga must turn
+    /// back), otherwise decided on the log by a driver started for it. The answer is the saga's
+    /// view once the action is written.
+    pub async fn operate(self: &Arc<Self>, order_id: Uuid, action: OperatorAction) -> Result<OrderView, OperateError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.hand(order_id, Message::Operate { action, reply });
+        answer.await.unwrap_or(Err(OperateError::ShuttingDown))
+    }
+
+    /// Claims up to `batch` due sagas that nobody drives (within the admission limit), never
+    /// one driven here, and drives them. Returns how many were claimed.
+    pub async fn recover(self: &Arc<Self>, batch: i64) -> Result<usize, sqlx::Error> {
+        let room = match self.config.max_in_flight {
+            Some(max) => i64::try_from(max.saturating_sub(self.drivers.count())).unwrap_or(i64::MAX).min(batch),
+            None => batch,
+        };
+        if room <= 0 {
+            return Ok(0);
+        }
+        let driven = self.drivers.driven();
+        let claimed = self.store.claim_due(&self.config.instance, self.config.lease, room, &driven).await?;
+        let count = claimed.len();
+        for claim in claimed {
+            let input = Input::Resumed { previous_owner: claim.previous_owner };
+            self.hand(claim.saga.order_id, Message::Drive { saga: claim.saga, input });
+        }
+        Ok(count)
+    }
+
+    /// Hands `message` to the saga's driver, starting one when there is none.
+    fn hand(self: &Arc<Self>, order_id: Uuid, message: Message) {
+        let Some((first, mailbox)) = self.drivers.hand(order_id, message) else { return };
+        self.waiters.driving(order_id);
+        let executor = Arc::clone(self);
+        self.tasks.spawn(async move {
+            executor.run_slot(order_id, first, mailbox).await;
+            executor.waiters.stopped_driving(order_id);
+        });
     }
 
     /// Stops taking moves: each saga finishes its current call and writes its outcome, then is
@@ -128,8 +232,8 @@ impl Executor {
         self.stopping.clone()
     }
 
-    /// Reports a saga's terminal transition (written by whoever wrote it: a driver or a route).
-    pub fn finished(&self, saga: &Saga, transition: &Transition) {
+    /// Reports a saga's terminal transition, once it is written.
+    fn finished(&self, saga: &Saga, transition: &Transition) {
         let Some(status) = transition.finished else { return };
         self.waiters.finished(saga.order_id, || saga.view());
         let elapsed = (Utc::now() - saga.created_at).to_std().unwrap_or_default();
@@ -143,19 +247,116 @@ impl Executor {
         }
     }
 
-    async fn drive(&self, mut saga: Saga, mut input: Input) {
-        let stop = loop {
-            let transition = machine::apply(&self.definition, &mut saga, input, Clock::system());
-            if let Err(stop) = self.write(&mut saga, &transition).await {
-                break stop;
-            }
-            self.finished(&saga, &transition);
-            input = match self.execute(&saga, transition.command).await {
-                Ok(Some(next)) => next,
-                Ok(None) => return,
-                Err(stop) => break stop,
+    /// The life of one slot: its messages in turn, until none is left. `held` is the saga as
+    /// this slot last wrote it, while nobody else can have written since (a run that finished
+    /// it): an operator's action on it then needs no read of the log.
+    async fn run_slot(&self, order_id: Uuid, first: Message, mut mailbox: Mailbox) {
+        let mut next = Some(first);
+        let mut deferred = VecDeque::new();
+        let mut held: Option<Saga> = None;
+        loop {
+            let message = match next.take().or_else(|| deferred.pop_front()) {
+                Some(message) => message,
+                None => match self.drivers.leave(order_id, &mut mailbox) {
+                    Some(message) => message,
+                    None => return,
+                },
             };
-        };
+            held = match message {
+                Message::Drive { saga, input } => {
+                    self.run(saga, Next::Decide(input), &mut mailbox, &mut deferred).await
+                }
+                Message::Operate { action, reply } => {
+                    let span = tracing::info_span!("operator action", order_id = %order_id, saga_id = %order_id);
+                    let decided = self.operate_on_log(order_id, held.take(), &action).instrument(span).await;
+                    match decided {
+                        Ok((saga, transition)) => {
+                            let _ = reply.send(Ok(saga.view()));
+                            match (transition.persist, transition.command) {
+                                (Persist::Saga { .. }, Command::Stop) => Some(saga),
+                                (Persist::Saga { .. }, command) => {
+                                    self.run(saga, Next::Carry(command), &mut mailbox, &mut deferred).await
+                                }
+                                // The saga itself was not written: whoever drives it goes on.
+                                (Persist::Nothing | Persist::Events, _) => None,
+                            }
+                        }
+                        Err(err) => {
+                            let _ = reply.send(Err(err));
+                            None
+                        }
+                    }
+                }
+            };
+        }
+    }
+
+    /// An operator's action on a saga that has no driver here: decided on the log (or on the
+    /// saga this slot holds) and written, fenced; read again if another instance wrote first.
+    async fn operate_on_log(
+        &self,
+        order_id: Uuid,
+        mut held: Option<Saga>,
+        action: &OperatorAction,
+    ) -> Result<(Saga, Transition), OperateError> {
+        if self.stopping.is_cancelled() {
+            return Err(OperateError::ShuttingDown);
+        }
+        for _ in 0..5 {
+            let mut saga = match held.take() {
+                Some(saga) => saga,
+                None => self.store.load(order_id).await?.ok_or(OperateError::NotFound(order_id))?,
+            };
+            let transition = machine::operate(&self.definition, &mut saga, action, self.clock())?;
+            match transition.persist {
+                Persist::Nothing => return Ok((saga, transition)),
+                Persist::Events => {
+                    self.store.append(order_id, &transition.events, &self.config.instance).await?;
+                    return Ok((saga, transition));
+                }
+                Persist::Saga { progressed } => {
+                    if self.writer.save(&mut saga, progressed, &transition.events).await? {
+                        tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
+                        self.finished(&saga, &transition);
+                        return Ok((saga, transition));
+                    }
+                }
+            }
+        }
+        Err(OperateError::Busy(order_id))
+    }
+
+    /// One run of a driver: from `next` until the saga is terminal (the saga as written is
+    /// returned) or the driver must stop (`None`).
+    async fn run(
+        &self,
+        saga: Saga,
+        next: Next,
+        mailbox: &mut Mailbox,
+        deferred: &mut VecDeque<Message>,
+    ) -> Option<Saga> {
+        // One span per run of the saga, in the trace of the request that started it (stored with
+        // the saga, so a run after a crash or by another instance joins the same trace). Not a
+        // child of the current span in-process: a parent stays open until its children close,
+        // and the request that started the saga must end (and be exported) when it answers.
+        let span = tracing::info_span!(parent: None, "saga", order_id = %saga.order_id, saga_id = %saga.order_id);
+        telemetry::continue_trace(&span, saga.trace_context.as_deref());
+        let mut saga = saga;
+        if self.stopping.is_cancelled() {
+            // A claim that came in as this process stops: give it back at once.
+            self.stopped(&saga, Stop::ShuttingDown).instrument(span).await;
+            return None;
+        }
+        match self.drive(&mut saga, next, mailbox, deferred).instrument(span.clone()).await {
+            Ok(()) => Some(saga),
+            Err(stop) => {
+                self.stopped(&saga, stop).instrument(span).await;
+                None
+            }
+        }
+    }
+
+    async fn stopped(&self, saga: &Saga, stop: Stop) {
         match stop {
             Stop::Fenced => {
                 metrics::counter!(m::FENCED_TOTAL).increment(1);
@@ -163,8 +364,131 @@ impl Executor {
             }
             Stop::Database(err) => tracing::warn!(%err, "cannot write the saga log; leaving the saga to recovery"),
             Stop::ShuttingDown => {
-                if let Err(err) = log::release(&self.pool, &saga).await {
+                if let Err(err) = self.store.release(saga).await {
                     tracing::warn!(%err, "could not release the saga at shutdown");
+                }
+            }
+        }
+    }
+
+    async fn drive(
+        &self,
+        saga: &mut Saga,
+        mut next: Next,
+        mailbox: &mut Mailbox,
+        deferred: &mut VecDeque<Message>,
+    ) -> Result<(), Stop> {
+        loop {
+            let command = match next {
+                Next::Decide(input) => {
+                    let transition = machine::apply(&self.definition, saga, input, self.clock());
+                    self.write(saga, &transition).await?;
+                    self.finished(saga, &transition);
+                    transition.command
+                }
+                Next::Carry(command) => command,
+            };
+            if command == Command::Stop {
+                return Ok(());
+            }
+            if self.stopping.is_cancelled() {
+                // Between calls the log holds everything: release the saga instead of going on.
+                return Err(Stop::ShuttingDown);
+            }
+            next = self.carry_out(saga, command, mailbox, deferred).await?;
+        }
+    }
+
+    /// Carries out `command` while reading the mailbox: what an operator decides meanwhile is
+    /// written at once and may replace the command (the call in flight is then abandoned).
+    async fn carry_out(
+        &self,
+        saga: &mut Saga,
+        command: Command,
+        mailbox: &mut Mailbox,
+        deferred: &mut VecDeque<Message>,
+    ) -> Result<Next, Stop> {
+        let call = self.execute(saga.order_id, command);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                biased;
+                input = &mut call => return input.map(Next::Decide),
+                message = mailbox.recv() => match message {
+                    Some(Message::Operate { action, reply }) => {
+                        if let Some(next) = self.interrupt(saga, action, reply, deferred).await? {
+                            return Ok(next);
+                        }
+                    }
+                    Some(Message::Drive { saga: claimed, input: Input::Resumed { .. } })
+                        if claimed.version == saga.version + 1 =>
+                    {
+                        // This process's own recovery claimed the saga from the version this
+                        // driver wrote last (the process was paused past the lease, and the
+                        // claim raced the check that leaves driven sagas alone): nobody else
+                        // wrote in between, so this driver, which knows its call in flight,
+                        // simply holds the claim's version.
+                        saga.version = claimed.version;
+                    }
+                    // Anything else waits until this run ends (a stale claim is fenced then).
+                    Some(other) => deferred.push_back(other),
+                    // Cannot happen while the slot holds the sender; the call goes on alone.
+                    None => return call.await.map(Next::Decide),
+                },
+            }
+        }
+    }
+
+    /// An operator's action that reaches the driver while a command is under way. `Some(next)`
+    /// when the saga changed course (written; the call in flight is to be abandoned).
+    async fn interrupt(
+        &self,
+        saga: &mut Saga,
+        action: OperatorAction,
+        reply: OperateReply,
+        deferred: &mut VecDeque<Message>,
+    ) -> Result<Option<Next>, Stop> {
+        let mut changed = saga.clone();
+        let transition = match machine::operate(&self.definition, &mut changed, &action, self.clock()) {
+            Ok(transition) => transition,
+            Err(refusal) => {
+                let _ = reply.send(Err(refusal.into()));
+                return Ok(None);
+            }
+        };
+        match transition.persist {
+            Persist::Nothing => {
+                let _ = reply.send(Ok(saga.view()));
+                Ok(None)
+            }
+            Persist::Events => {
+                let appended = self.store.append(saga.order_id, &transition.events, &self.config.instance).await;
+                let _ = reply.send(appended.map(|()| saga.view()).map_err(OperateError::from));
+                Ok(None)
+            }
+            Persist::Saga { .. } => {
+                // The machine marked the step in flight possibly done; its call is abandoned.
+                *saga = changed;
+                match self.write(saga, &transition).await {
+                    Ok(()) => {
+                        tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
+                        self.finished(saga, &transition);
+                        let _ = reply.send(Ok(saga.view()));
+                        Ok(Some(Next::Carry(transition.command)))
+                    }
+                    Err(Stop::Fenced) => {
+                        // Another instance took the saga: decide the action again on the log.
+                        deferred.push_front(Message::Operate { action, reply });
+                        Err(Stop::Fenced)
+                    }
+                    Err(stop) => {
+                        let err = match &stop {
+                            Stop::Database(err) => OperateError::Database(clone_error(err)),
+                            Stop::Fenced | Stop::ShuttingDown => OperateError::ShuttingDown,
+                        };
+                        let _ = reply.send(Err(err));
+                        Err(stop)
+                    }
                 }
             }
         }
@@ -179,34 +503,64 @@ impl Executor {
         async {
             match transition.persist {
                 Persist::Nothing => Ok(()),
-                Persist::Events => log::append(&self.pool, saga.order_id, &transition.events, &self.instance)
+                Persist::Events => self
+                    .store
+                    .append(saga.order_id, &transition.events, &self.config.instance)
                     .await
                     .map_err(Stop::Database),
-                Persist::Saga { progressed } => match self.writer.save(saga, progressed, &transition.events).await {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(Stop::Fenced),
-                    Err(err) => Err(Stop::Database(err)),
-                },
+                Persist::Saga { progressed } => {
+                    let written = self.writer.save(saga, progressed, &transition.events).await;
+                    match written {
+                        Ok(true) => Ok(()),
+                        // A terminal save that was not answered "written" may still have landed
+                        // (its commit's answer lost, then the save alone fenced by itself): the
+                        // log decides, so the saga is counted and its waiters answered once.
+                        _ if transition.finished.is_some() => self.landed_anyway(saga, written.err()).await,
+                        Ok(false) => Err(Stop::Fenced),
+                        Err(err) => Err(Stop::Database(err)),
+                    }
+                }
             }
         }
         .instrument(span)
         .await
     }
 
-    /// Carries out one command; `Ok(None)` when there is nothing more to do.
-    async fn execute(&self, saga: &Saga, command: Command) -> Result<Option<Input>, Stop> {
-        if self.stopping.is_cancelled() && !matches!(command, Command::Stop) {
-            // Between calls the log holds everything: release the saga instead of going on.
-            return Err(Stop::ShuttingDown);
+    /// Whether a terminal save whose answer was not "written" landed after all. Only this driver
+    /// holds the saga's version (every change of hands raises it), and no other writer ever
+    /// writes a terminal status, so the row one version on with the status this save wrote is
+    /// this save. The log is read with patience (it may be restarting), within the lease.
+    async fn landed_anyway(&self, saga: &mut Saga, error: Option<sqlx::Error>) -> Result<(), Stop> {
+        let patience = tokio::time::Instant::now() + self.config.lease;
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match self.store.load(saga.order_id).await {
+                Ok(Some(row)) if row.version == saga.version + 1 && row.status == saga.status => {
+                    tracing::info!("a terminal save whose answer was lost had landed");
+                    saga.version = row.version;
+                    saga.updated_at = row.updated_at;
+                    return Ok(());
+                }
+                Ok(_) if error.is_none() => return Err(Stop::Fenced),
+                Ok(_) => return Err(Stop::Database(error.unwrap_or(sqlx::Error::WorkerCrashed))),
+                Err(_) if tokio::time::Instant::now() + delay < patience && !self.stopping.is_cancelled() => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(std::time::Duration::from_secs(1));
+                }
+                Err(err) => return Err(Stop::Database(error.unwrap_or(err))),
+            }
         }
-        let order_id = saga.order_id;
-        Ok(Some(match command {
+    }
+
+    /// Carries out one call or wait; its outcome is the next input.
+    async fn execute(&self, order_id: Uuid, command: Command) -> Result<Input, Stop> {
+        Ok(match command {
             Command::Act { step, attempt, body } => {
                 let step = self.step(step);
                 tracing::debug!(step = step.name, attempt, "action");
                 let started = Instant::now();
                 let outcome = self
-                    .client
+                    .participants
                     .act(step, order_id, &body)
                     .instrument(call_span("action", step, attempt, order_id))
                     .await;
@@ -215,8 +569,11 @@ impl Executor {
             }
             Command::Inspect { step } => {
                 let step = self.step(step);
-                let inspection =
-                    self.client.inspect(step, order_id).instrument(call_span("inspection", step, 0, order_id)).await;
+                let inspection = self
+                    .participants
+                    .inspect(step, order_id)
+                    .instrument(call_span("inspection", step, 0, order_id))
+                    .await;
                 metrics::counter!(m::RECONCILIATIONS_TOTAL, "step" => step.name,
                     "result" => inspection.event_outcome().as_str())
                 .increment(1);
@@ -227,7 +584,7 @@ impl Executor {
                 tracing::debug!(step = step.name, attempt, "compensation");
                 let started = Instant::now();
                 let outcome = self
-                    .client
+                    .participants
                     .compensate(step, order_id)
                     .instrument(call_span("compensation", step, attempt, order_id))
                     .await;
@@ -235,20 +592,28 @@ impl Executor {
                 Input::Compensated(outcome)
             }
             Command::Wait { until } => {
-                let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                let wait = (until - self.clock().now).to_std().unwrap_or_default();
                 tokio::select! {
-                    () = tokio::time::sleep(wait) => Input::Run,
+                    biased;
                     () = self.stopping.cancelled() => return Err(Stop::ShuttingDown),
+                    () = tokio::time::sleep(wait) => Input::Run,
                 }
             }
-            Command::Stop => return Ok(None),
-        }))
+            // The driver returns before carrying out a stop.
+            Command::Stop => return Err(Stop::ShuttingDown),
+        })
     }
 
     fn step(&self, index: usize) -> &StepDefinition {
         // The machine only names steps of this definition.
         &self.definition.steps[index]
     }
+}
+
+/// A copy of a database error for a second party (sqlx errors are not `Clone`): what the
+/// operator is told, while the driver keeps the original.
+fn clone_error(err: &sqlx::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(err.to_string())
 }
 
 /// The client span of one participant call (only while traces are exported); the participant's

@@ -1,30 +1,37 @@
 //! Group commit of the drivers' writes: one task takes every save that is queued, writes them
-//! all in one statement ([`log::save_all`]: each row still fenced on its own version, each
-//! saga's events appended in order) and answers each driver, then takes what queued meanwhile. No added waiting: a save
-//! that finds the writer idle is written at once, alone.
+//! all in one statement ([`SagaStore::save_all`]: each row still fenced on its own version,
+//! each save's events appended in order) and answers each driver, then takes what queued
+//! meanwhile. No added waiting: a save that finds the writer idle is written at once, alone.
+//!
+//! **Each save gets its own answer.** The store answers by position in the batch, never by
+//! saga, and two saves of one saga never share a batch: the later one waits for the next round
+//! (as the participants' batches do). So a save that was fenced out is told so, its events are
+//! never written, and its driver stops. (Before issue 16 the answer was looked up by order id,
+//! so when two drivers of one saga saved together the fenced one was told it had written, its
+//! events were appended too, and both drove on: two endings in one timeline.)
 //!
 //! A batch that fails as a whole (a deadlock with another writer of the same rows, a bad row, a
-//! lost connection) is written again as separate saves with [`log::save`], concurrently, so one
-//! save's error is only its own.
+//! lost connection) is written again as separate saves, concurrently, so one save's error is
+//! only its own. A batch whose commit landed but whose answer was lost then reads as fenced
+//! out; the executor tells that case apart where it matters (a terminal save, see
+//! `Executor::write`).
 
-use std::{collections::HashMap, time::Duration};
+use std::{collections::HashSet, time::Duration};
 
-use chrono::{DateTime, Utc};
-use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
-use uuid::Uuid;
 
 use super::{
-    log::{self, Lease, Save},
+    log::{Lease, Save},
     machine::NewEvent,
     state::Saga,
+    store::{SagaStore, Written},
 };
 
 /// The most saves one statement writes.
 const MAX_BATCH: usize = 256;
 
 /// What a driver gets back: the written version and time, `None` when fenced out.
-type Written = Result<Option<(i64, DateTime<Utc>)>, sqlx::Error>;
+type Answer = Result<Option<Written>, sqlx::Error>;
 
 /// A save waiting for the writer.
 #[derive(Debug)]
@@ -32,7 +39,7 @@ struct Pending {
     saga: Saga,
     progressed: bool,
     events: Vec<NewEvent>,
-    reply: oneshot::Sender<Written>,
+    reply: oneshot::Sender<Answer>,
 }
 
 /// The handle the drivers save through.
@@ -43,13 +50,14 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer task; it ends when the last handle is dropped.
-    pub fn start(pool: PgPool, owner: String, lease: Duration) -> Self {
+    pub fn start<S: SagaStore>(store: std::sync::Arc<S>, owner: String, lease: Duration) -> Self {
         let (queue, pending) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool, owner, lease, pending));
+        tokio::spawn(write_batches(store, owner, lease, pending));
         Self { queue }
     }
 
-    /// [`log::save`] through the writer: same fencing, same result.
+    /// Saves `saga` (fenced on its version) with `events` through the writer. `Ok(true)`: written,
+    /// and `saga.version`/`saga.updated_at` are the written ones; `Ok(false)`: fenced out.
     pub async fn save(&self, saga: &mut Saga, progressed: bool, events: &[NewEvent]) -> Result<bool, sqlx::Error> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending { saga: saga.clone(), progressed, events: events.to_vec(), reply };
@@ -66,37 +74,108 @@ impl GroupCommit {
     }
 }
 
-async fn write_batches(pool: PgPool, owner: String, lease: Duration, mut pending: mpsc::UnboundedReceiver<Pending>) {
+/// Splits what is queued into this round's batch (at most one save per saga) and the saves that
+/// wait for the next round, keeping each saga's saves in the order they came.
+fn one_per_saga(queued: &mut Vec<Pending>, batch: &mut Vec<Pending>) {
+    let mut seen = HashSet::with_capacity(queued.len());
+    let mut later = Vec::new();
+    for save in queued.drain(..) {
+        if seen.insert(save.saga.order_id) {
+            batch.push(save);
+        } else {
+            later.push(save);
+        }
+    }
+    *queued = later;
+}
+
+async fn write_batches<S: SagaStore>(
+    store: std::sync::Arc<S>,
+    owner: String,
+    lease: Duration,
+    mut pending: mpsc::UnboundedReceiver<Pending>,
+) {
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while pending.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        if queued.is_empty() && pending.recv_many(&mut queued, MAX_BATCH).await == 0 {
+            return; // every handle is gone
+        }
+        // Saves deferred from the last round go first; then whatever else is queued.
+        while queued.len() < MAX_BATCH {
+            match pending.try_recv() {
+                Ok(save) => queued.push(save),
+                Err(_) => break,
+            }
+        }
+        one_per_saga(&mut queued, &mut batch);
         let lease = Lease { owner: &owner, duration: lease };
         let saves: Vec<Save<'_>> = batch.iter().map(|p| (&p.saga, p.progressed, p.events.as_slice())).collect();
-        let written = log::save_all(&pool, &saves, lease).await;
+        let written = store.save_all(&saves, lease).await;
         drop(saves);
         match written {
-            Ok(written) => {
-                let written: HashMap<Uuid, (i64, DateTime<Utc>)> =
-                    written.into_iter().map(|(id, version, at)| (id, (version, at))).collect();
-                for save in batch.drain(..) {
-                    let answer = written.get(&save.saga.order_id).copied();
+            Ok(written) if written.len() == batch.len() => {
+                for (save, answer) in batch.drain(..).zip(written) {
                     let _ = save.reply.send(Ok(answer)); // a driver that gave up no longer listens
                 }
             }
-            Err(err) => {
+            Ok(_) | Err(_) => {
+                if let Err(err) = &written {
+                    tracing::warn!(%err, saves = batch.len(), "a group commit failed; writing its saves one by one");
+                } else {
+                    tracing::error!(saves = batch.len(), "a group commit answered for the wrong number of saves");
+                }
                 // Each save alone, all at once: as the drivers wrote before group commit, so a
                 // database that is down costs one timeout, not one per save.
-                tracing::warn!(%err, saves = batch.len(), "a group commit failed; writing its saves one by one");
-                let alone = batch.drain(..).map(|mut save| {
-                    let pool = &pool;
-                    async move {
-                        let answer = log::save(pool, &mut save.saga, lease, save.progressed, &save.events)
-                            .await
-                            .map(|written| written.then_some((save.saga.version, save.saga.updated_at)));
-                        let _ = save.reply.send(answer);
-                    }
+                let store = &*store;
+                let alone = batch.drain(..).map(|save| async move {
+                    let saves = [(&save.saga, save.progressed, save.events.as_slice())];
+                    let answer = match store.save_all(&saves, lease).await {
+                        Ok(written) => Ok(written.first().copied().flatten()),
+                        Err(err) => Err(err),
+                    };
+                    let _ = save.reply.send(answer);
                 });
                 futures::future::join_all(alone).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use saga_shared::config::Env;
+
+    use super::*;
+    use crate::{
+        config::OrchestratorConfig,
+        saga::definition::{SagaDefinition, ORDER_STEPS},
+    };
+
+    #[test]
+    fn two_saves_of_one_saga_never_share_a_batch_and_keep_their_order() {
+        let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
+        let definition = SagaDefinition::order_saga(&config).unwrap();
+        let request: saga_shared::api::OrderRequest = serde_json::from_value(serde_json::json!({
+            "customer_id": "alice", "items": [{ "sku": "WIDGET-1", "quantity": 1 }],
+            "shipping_address": { "name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "FR" }
+        }))
+        .unwrap();
+        let pending = |id: u128, version| {
+            let mut saga = Saga::new(uuid::Uuid::from_u128(id), request.clone(), &definition, chrono::Utc::now());
+            saga.version = version;
+            Pending { saga, progressed: false, events: Vec::new(), reply: oneshot::channel().0 }
+        };
+        let mut queued = vec![pending(1, 0), pending(2, 0), pending(1, 1), pending(1, 2), pending(3, 0)];
+        let mut batch = Vec::new();
+        one_per_saga(&mut queued, &mut batch);
+        let ids = |v: &[Pending]| v.iter().map(|p| (p.saga.order_id.as_u128(), p.saga.version)).collect::<Vec<_>>();
+        assert_eq!(ids(&batch), [(1, 0), (2, 0), (3, 0)]);
+        assert_eq!(ids(&queued), [(1, 1), (1, 2)]);
+        batch.clear();
+        one_per_saga(&mut queued, &mut batch);
+        assert_eq!(ids(&batch), [(1, 1)]);
+        assert_eq!(ids(&queued), [(1, 2)]);
     }
 }

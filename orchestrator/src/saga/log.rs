@@ -175,12 +175,12 @@ pub async fn save(
 ) -> Result<bool, sqlx::Error> {
     let written = save_all(pool, &[(saga, progressed, events)], lease).await?;
     Ok(match written.first() {
-        Some(&(_, version, updated_at)) => {
+        Some(&Some((version, updated_at))) => {
             saga.version = version;
             saga.updated_at = updated_at;
             true
         }
-        None => false,
+        _ => false,
     })
 }
 
@@ -188,28 +188,34 @@ pub async fn save(
 pub type Save<'a> = (&'a Saga, bool, &'a [NewEvent]);
 
 /// Writes every save of `batch` in one statement: each row is updated if it is still at its
-/// saga's version, and only the written sagas' events are appended, in each saga's order; every
-/// written row stays owned by `lease.owner`, the actor of the instance's events. Returns the
-/// written rows' ids, versions and times (a save missing from it was fenced out). The executor's
-/// saves come here batched by [`super::group_commit`]; [`save`] is the one-saga case.
+/// saga's version, and only the written saves' events are appended, in each save's order; every
+/// written row stays owned by `lease.owner`, the actor of the instance's events. The answer has
+/// one entry per save, in the batch's order: the written version and time, or `None` when that
+/// save was fenced out. Saves are told apart by their position, not by saga: two saves of one
+/// saga at one version (two drivers that should not both exist) get one `Some` and one `None`,
+/// and only the written one's events are appended. The executor's saves come here batched by
+/// [`super::group_commit`], which never puts two saves of one saga in one batch; [`save`] is the
+/// one-saga case.
 pub async fn save_all(
     pool: &PgPool,
     batch: &[Save<'_>],
     lease: Lease<'_>,
-) -> Result<Vec<(Uuid, i64, DateTime<Utc>)>, sqlx::Error> {
+) -> Result<Vec<Option<(i64, DateTime<Utc>)>>, sqlx::Error> {
     let sagas = batch.iter().map(|(saga, _, _)| *saga);
     let to_json = |value: Result<Value, serde_json::Error>| value.map_err(|e| sqlx::Error::Encode(Box::new(e)));
     let steps = sagas.clone().map(|s| to_json(serde_json::to_value(&s.steps))).collect::<Result<Vec<_>, _>>()?;
     let outputs = sagas.clone().map(|s| to_json(serde_json::to_value(&s.outputs))).collect::<Result<Vec<_>, _>>()?;
-    let events: Vec<(Uuid, &NewEvent)> =
-        batch.iter().flat_map(|(saga, _, events)| events.iter().map(move |e| (saga.order_id, e))).collect();
+    // Each event names its save by the save's ordinal in `input` (1-based, as `with ordinality`).
+    let events: Vec<(i64, &NewEvent)> =
+        batch.iter().zip(1_i64..).flat_map(|((_, _, events), n)| events.iter().map(move |e| (n, e))).collect();
     let columns = EventColumns::new(events.iter().map(|(_, e)| *e), lease.owner);
-    sqlx::query_as(
+    let rows: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
         r#"with input as (
                select * from unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],
                                     $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
+                   with ordinality
                    as i(order_id, version, status, step_index, steps, outputs, failure_reason,
-                        compensation_deadline_at, next_run_at, progressed, dead_letter)),
+                        compensation_deadline_at, next_run_at, progressed, dead_letter, n)),
            upd as (
                update sagas s set
                    status = i.status, step_index = i.step_index, steps = i.steps, outputs = i.outputs,
@@ -224,15 +230,16 @@ pub async fn save_all(
                    finished_at = case when i.status in ('completed', 'compensated', 'failed') then now() end
                from input i
                where s.order_id = i.order_id and s.version = i.version
-               returning s.order_id, s.version, s.updated_at),
+               returning i.n, s.version, s.updated_at),
            ev as (
                insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
-               select e.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
-               from unnest($14::uuid[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
-                    with ordinality as e(order_id, kind, step, attempt, outcome, detail, actor, n)
-               where e.order_id in (select order_id from upd)
-               order by e.n)
-           select order_id, version, updated_at from upd"#,
+               select i.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
+               from unnest($14::int8[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
+                    with ordinality as e(save, kind, step, attempt, outcome, detail, actor, m)
+               join upd on upd.n = e.save
+               join input i on i.n = e.save
+               order by e.m)
+           select n, version, updated_at from upd"#,
     )
     .bind(sagas.clone().map(|s| s.order_id).collect::<Vec<_>>())
     .bind(sagas.clone().map(|s| s.version).collect::<Vec<_>>())
@@ -247,7 +254,7 @@ pub async fn save_all(
     .bind(sagas.clone().map(|s| s.dead_letter.as_deref()).collect::<Vec<_>>())
     .bind(lease.owner)
     .bind(millis(lease.duration))
-    .bind(events.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+    .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
     .bind(&columns.kinds)
     .bind(&columns.steps)
     .bind(&columns.attempts)
@@ -255,7 +262,15 @@ pub async fn save_all(
     .bind(&columns.details)
     .bind(&columns.actors)
     .fetch_all(pool)
-    .await
+    .await?;
+    let mut written = vec![None; batch.len()];
+    for (n, version, updated_at) in rows {
+        let slot = usize::try_from(n - 1).ok().and_then(|i| written.get_mut(i));
+        if let Some(slot) = slot {
+            *slot = Some((version, updated_at));
+        }
+    }
+    Ok(written)
 }
 
 /// Appends `events` to the timeline of `order_id` without touching the saga (an operator's
@@ -302,8 +317,16 @@ struct ClaimedRow {
 
 /// Claims up to `limit` sagas that have work due and no live owner (released, or lease
 /// expired) and returns them owned by `owner`. The claim is recorded in each timeline by the
-/// state machine's `Resumed` transition, with the driver's first write.
-pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) -> Result<Vec<Claimed>, sqlx::Error> {
+/// state machine's `Resumed` transition, with the driver's first write. Sagas in `driven_here`
+/// are left alone: their driver is alive in the claimant's own process (which may merely have
+/// been paused past their lease), and one process never drives a saga twice.
+pub async fn claim_due(
+    pool: &PgPool,
+    owner: &str,
+    lease: Duration,
+    limit: i64,
+    driven_here: &[Uuid],
+) -> Result<Vec<Claimed>, sqlx::Error> {
     let columns = SAGA_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
     let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
         r#"with due as (
@@ -311,6 +334,7 @@ pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) 
                where status in ('pending', 'running', 'compensating')
                  and next_run_at <= now()
                  and (owner is null or lease_expires_at < now())
+                 and not (order_id = any($4))
                order by next_run_at
                limit $3
                for update skip locked)
@@ -322,6 +346,7 @@ pub async fn claim_due(pool: &PgPool, owner: &str, lease: Duration, limit: i64) 
     .bind(owner)
     .bind(millis(lease))
     .bind(limit)
+    .bind(driven_here)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(|row| Ok(Claimed { saga: row.saga.try_into()?, previous_owner: row.previous_owner })).collect()

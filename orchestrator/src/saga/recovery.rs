@@ -6,24 +6,20 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use saga_shared::api::SagaStatus;
 use sqlx::PgPool;
 
-use super::{executor::Executor, log, machine::Input};
+use super::{log, OrderExecutor};
 use crate::metric_definitions as m;
 
 /// Claims due, unowned sagas every `interval` (jittered ±20 % so replicas do not align) until
-/// the executor stops, and drives them.
-pub async fn run_recovery(executor: Arc<Executor>, pool: PgPool, interval: Duration, batch: i64) {
+/// the executor stops, and drives them ([`super::executor::Executor::recover`]).
+pub async fn run_recovery(executor: Arc<OrderExecutor>, interval: Duration, batch: i64) {
     let stopping = executor.stopping();
     loop {
-        match log::claim_due(&pool, executor.instance(), executor.lease().duration, batch).await {
-            Ok(sagas) => {
-                if !sagas.is_empty() {
-                    tracing::info!(count = sagas.len(), "claimed sagas for recovery");
+        match executor.recover(batch).await {
+            Ok(count) => {
+                if count > 0 {
+                    tracing::info!(count, "claimed sagas for recovery");
                 }
-                let full = sagas.len() as i64 == batch;
-                for claimed in sagas {
-                    executor.spawn(claimed.saga, Input::Resumed { previous_owner: claimed.previous_owner });
-                }
-                if full {
+                if count as i64 == batch {
                     continue; // more may be waiting: claim the next batch at once
                 }
             }
@@ -38,7 +34,7 @@ pub async fn run_recovery(executor: Arc<Executor>, pool: PgPool, interval: Durat
 }
 
 /// Recomputes the in-flight, stuck, oldest-age and requires-intervention gauges every `interval`.
-pub async fn run_gauges(executor: Arc<Executor>, pool: PgPool, interval: Duration, stuck_after: Duration) {
+pub async fn run_gauges(executor: Arc<OrderExecutor>, pool: PgPool, interval: Duration, stuck_after: Duration) {
     let stopping = executor.stopping();
     let step_names: Vec<&'static str> = executor.definition().steps.iter().map(|s| s.name).collect();
     loop {
