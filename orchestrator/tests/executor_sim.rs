@@ -17,8 +17,12 @@
 //!   saves of one saga in one group commit;
 //! - every operator action is answered.
 //!
-//! It found issue 16's two endings on the code before the fix: `tests/flaws/issue16.patch`
-//! puts back what that code did, and `the_scheduler_finds_issue_16_on_the_old_code` shows how.
+//! It finds issue 16 on the code before the fix: `tests/flaws/issue16.patch` puts back what that
+//! code did (an operator's action written beside the driver and a second driver spawned; recovery
+//! claiming sagas its own process drives; group commit answering by saga, and the old statement
+//! appending a fenced save's events), and then most seeds break a promise:
+//! `git apply orchestrator/tests/flaws/issue16.patch && cargo nextest run -p orchestrator
+//! executor_sim` (then `git apply -R` it). docs/testing.md has the figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -648,6 +652,28 @@ fn audit(db: &Db, net: &Net, violations: &mut Vec<String>) {
     violations.dedup();
 }
 
+/// How many seeds broke each kind of promise (ids taken out).
+fn kinds(failures: &[(u64, Vec<String>)]) -> BTreeMap<String, usize> {
+    let mut kinds = BTreeMap::new();
+    for (_, violations) in failures {
+        let mut seen: Vec<String> = violations
+            .iter()
+            .map(|v| {
+                v.split_whitespace()
+                    .filter(|w| Uuid::parse_str(w.trim_end_matches(':')).is_err())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        seen.sort();
+        seen.dedup();
+        for kind in seen {
+            *kinds.entry(kind).or_default() += 1;
+        }
+    }
+    kinds
+}
+
 fn seeds() -> u64 {
     std::env::var("SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(300)
 }
@@ -666,9 +692,10 @@ fn every_seeded_run_of_the_real_executor_keeps_the_promises() {
     eprintln!("{total:?}");
     assert!(
         failures.is_empty(),
-        "{} of {} seeds broke a promise; first: {:#?}",
+        "{} of {} seeds broke a promise; by kind: {:#?}\nfirst: {:#?}",
         failures.len(),
         seeds(),
+        kinds(&failures),
         failures.first()
     );
     let Tally { completed, compensated, claims, cancels, retries, fenced, cancels_going_forward } = total;
