@@ -50,8 +50,8 @@ pub enum Message {
     /// Drive this copy of the saga from `input`: a new saga (`Run`), or one claimed from the log
     /// (`Resumed`), owned by this process at `saga.version`.
     Drive {
-        /// The saga as written (or claimed).
-        saga: Saga,
+        /// The saga as written (or claimed); boxed, as it is far larger than an action.
+        saga: Box<Saga>,
         /// What to decide first.
         input: Input,
     },

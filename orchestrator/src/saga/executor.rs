@@ -169,7 +169,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                 metrics::counter!(m::STARTED_TOTAL).increment(1);
                 tracing::info!(%order_id, saga_id = %order_id, "order accepted");
                 let view = saga.view();
-                self.hand(order_id, Message::Drive { saga, input: Input::Run });
+                self.hand(order_id, Message::Drive { saga: Box::new(saga), input: Input::Run });
                 Placed::Created(view)
             }
             Inserted::Existing(existing) => Placed::Existing(existing),
@@ -201,7 +201,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         let count = claimed.len();
         for claim in claimed {
             let input = Input::Resumed { previous_owner: claim.previous_owner };
-            self.hand(claim.saga.order_id, Message::Drive { saga: claim.saga, input });
+            self.hand(claim.saga.order_id, Message::Drive { saga: Box::new(claim.saga), input });
         }
         Ok(count)
     }
@@ -264,7 +264,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
             };
             held = match message {
                 Message::Drive { saga, input } => {
-                    self.run(saga, Next::Decide(input), &mut mailbox, &mut deferred).await
+                    self.run(*saga, Next::Decide(input), &mut mailbox, &mut deferred).await
                 }
                 Message::Operate { action, reply } => {
                     let span = tracing::info_span!("operator action", order_id = %order_id, saga_id = %order_id);
