@@ -153,15 +153,13 @@ async fn create_order(
     }
     let order_id = Uuid::now_v7();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
-    let request = order.clone();
     match executor.place(order_id, order, key.as_deref(), saga_shared::telemetry::traceparent()).await? {
-        Placed::Created(view) => Ok(accepted(&view)),
-        Placed::Existing(existing) if existing.request == request => Ok(accepted(&existing.view())),
-        Placed::Existing(existing) => Err(AppError::problem(
+        Placed::Created(view) | Placed::Replayed(view) => Ok(accepted(&view)),
+        Placed::KeyReused(existing) => Err(AppError::problem(
             StatusCode::UNPROCESSABLE_ENTITY,
             "idempotency-mismatch",
             "Idempotency-Key reused with another body",
-            format!("this key placed order {} with another body", existing.order_id),
+            format!("this key placed order {existing} with another body"),
         )),
     }
 }

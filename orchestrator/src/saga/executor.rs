@@ -89,8 +89,10 @@ enum Next {
 pub enum Placed {
     /// Written and driven here; its first view.
     Created(OrderView),
-    /// Its idempotency key placed this saga before.
-    Existing(Box<Saga>),
+    /// Its idempotency key placed this same order before: that order's view.
+    Replayed(OrderView),
+    /// Its idempotency key placed another order (this id) with another body.
+    KeyReused(Uuid),
 }
 
 impl<S: SagaStore, P: Participants> Executor<S, P> {
@@ -172,7 +174,8 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                 self.hand(order_id, Message::Drive { saga: Box::new(saga), input: Input::Run });
                 Placed::Created(view)
             }
-            Inserted::Existing(existing) => Placed::Existing(existing),
+            Inserted::Existing(existing) if existing.request == saga.request => Placed::Replayed(existing.view()),
+            Inserted::Existing(existing) => Placed::KeyReused(existing.order_id),
         })
     }
 

@@ -19,7 +19,8 @@ use uuid::Uuid;
 #[derive(Debug, Default)]
 struct Registry {
     senders: HashMap<Uuid, Vec<oneshot::Sender<OrderView>>>,
-    /// Sagas with a driver in this process, and how many (a resumed saga may briefly have two).
+    /// Sagas with a driver in this process (one at most since the driver registry; still
+    /// counted, so a stray second call cannot end a wait early).
     driving: HashMap<Uuid, usize>,
 }
 
@@ -47,11 +48,6 @@ impl Waiters {
         let (sender, receiver) = oneshot::channel();
         registry.senders.entry(order_id).or_default().push(sender);
         Waiting { waiters: self.clone(), order_id, receiver }
-    }
-
-    /// How many sagas have a driver in this process (the admission limit's measure).
-    pub fn driving_count(&self) -> usize {
-        self.lock().driving.len()
     }
 
     /// A driver of `order_id` starts in this process.
