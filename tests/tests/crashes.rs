@@ -69,7 +69,18 @@ async fn an_orchestrator_killed_at_random_points_under_load_loses_and_repeats_no
     let placing = {
         let http = http.clone();
         let url = url.clone();
-        tokio::spawn(async move { join_all((0..200).map(|n| place_with_retries(&http, &url, n))).await })
+        // Spread over 4 s (one every 20 ms), so sagas are in flight whenever the kills come (up
+        // to 3.6 s in): all at once, they could all finish before the first kill.
+        tokio::spawn(async move {
+            join_all((0..200).map(|n| {
+                let (http, url) = (&http, &url);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(20 * n as u64)).await;
+                    place_with_retries(http, url, n).await
+                }
+            }))
+            .await
+        })
     };
     for _ in 0..4 {
         let pause = rand::rng().random_range(100..600);
