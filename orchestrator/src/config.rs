@@ -10,6 +10,13 @@ use crate::saga::{definition::StepKind, retry::RetryPolicy};
 /// Default port of the orchestrator.
 pub const DEFAULT_PORT: u16 = 8080;
 
+/// How long a step's transient failures are retried before the saga compensates (60 s):
+/// longer than a process restart (about a second here; a container restart or a Postgres crash
+/// recovery takes seconds) and than a rolling deploy's pause of one replica (Kubernetes waits
+/// up to 30 s for a pod to drain), yet a fifth of the saga's 5-minute deadline, so a saga whose
+/// participant is down for good still compensates within minutes.
+pub const DEFAULT_RETRY_BUDGET_MS: u64 = 60_000;
+
 /// Base URLs of the participants.
 #[derive(Debug, Clone)]
 pub struct ParticipantUrls {
@@ -28,8 +35,10 @@ pub struct ParticipantUrls {
 pub struct StepSettings {
     /// Per-attempt timeout (`STEP_<NAME>_TIMEOUT_MS`, else `STEP_TIMEOUT_MS`, else 2000).
     pub timeout: Duration,
-    /// Retry policy (`STEP_<NAME>_MAX_ATTEMPTS`, `…_INITIAL_BACKOFF_MS`, `…_MAX_BACKOFF_MS`, with
-    /// the same fallbacks: `STEP_MAX_ATTEMPTS` 4, `STEP_INITIAL_BACKOFF_MS` 100, `STEP_MAX_BACKOFF_MS` 2000).
+    /// Retry policy (`STEP_<NAME>_RETRY_BUDGET_MS`, `…_MAX_ATTEMPTS`, `…_INITIAL_BACKOFF_MS`,
+    /// `…_MAX_BACKOFF_MS`, with the same fallbacks: `STEP_RETRY_BUDGET_MS` 60000,
+    /// `STEP_MAX_ATTEMPTS` unset (no cap; 0 also means none), `STEP_INITIAL_BACKOFF_MS` 100,
+    /// `STEP_MAX_BACKOFF_MS` 2000). A retriable step has neither budget nor cap.
     pub retry: RetryPolicy,
     /// `STEP_<NAME>_KIND`: `compensatable` (default) or `retriable`.
     pub kind: StepKind,
@@ -101,6 +110,8 @@ impl OrchestratorConfig {
             compensation_budget: env.millis_or("COMPENSATION_BUDGET_MS", 1_800_000)?,
             compensation_retry: RetryPolicy {
                 max_attempts: None,
+                // The compensation budget (its deadline) bounds compensation instead.
+                budget: None,
                 initial_backoff: env.millis_or("COMPENSATION_INITIAL_BACKOFF_MS", 200)?,
                 max_backoff: env.millis_or("COMPENSATION_MAX_BACKOFF_MS", 10_000)?,
             },
@@ -156,16 +167,19 @@ fn step_settings(env: &Env, name: &str) -> anyhow::Result<StepSettings> {
         let fallback = env.millis_or(&format!("STEP_{suffix}"), default)?;
         env.millis_or(&format!("STEP_{upper}_{suffix}"), fallback.as_millis() as u64)
     };
+    // 0 (or unset) means no cap: the budget in time is what bounds a step.
     let max_attempts: u32 =
-        env.parse_or(&format!("STEP_{upper}_MAX_ATTEMPTS"), env.parse_or("STEP_MAX_ATTEMPTS", 4)?)?;
+        env.parse_or(&format!("STEP_{upper}_MAX_ATTEMPTS"), env.parse_or("STEP_MAX_ATTEMPTS", 0)?)?;
     let kind = match env.get(&format!("STEP_{upper}_KIND")).map(str::to_ascii_lowercase).as_deref() {
         None | Some("compensatable") => StepKind::Compensatable,
         Some("retriable") => StepKind::Retriable,
         Some(other) => anyhow::bail!("STEP_{upper}_KIND={other:?} is not compensatable or retriable"),
     };
+    let compensatable = kind == StepKind::Compensatable;
     let retry = RetryPolicy {
         // A retriable step (past the pivot) is retried until it succeeds.
-        max_attempts: (kind == StepKind::Compensatable).then_some(max_attempts),
+        max_attempts: Some(max_attempts).filter(|&n| compensatable && n > 0),
+        budget: Some(millis("RETRY_BUDGET_MS", DEFAULT_RETRY_BUDGET_MS)?).filter(|_| compensatable),
         initial_backoff: millis("INITIAL_BACKOFF_MS", 100)?,
         max_backoff: millis("MAX_BACKOFF_MS", 2_000)?,
     };
@@ -185,10 +199,14 @@ mod tests {
             ("STEP_TIMEOUT_MS", "1500"),
             ("STEP_PROCESS_PAYMENT_TIMEOUT_MS", "3000"),
             ("STEP_PROCESS_PAYMENT_MAX_ATTEMPTS", "7"),
+            ("STEP_RETRY_BUDGET_MS", "5000"),
+            ("STEP_RESERVE_INVENTORY_RETRY_BUDGET_MS", "9000"),
         ]);
         let config = OrchestratorConfig::from_env(&env, &STEPS).unwrap();
         assert_eq!(config.step("reserve_inventory").unwrap().timeout, Duration::from_millis(1500));
-        assert_eq!(config.step("reserve_inventory").unwrap().retry.max_attempts, Some(4));
+        assert_eq!(config.step("reserve_inventory").unwrap().retry.max_attempts, None, "no cap by default");
+        assert_eq!(config.step("reserve_inventory").unwrap().retry.budget, Some(Duration::from_secs(9)));
+        assert_eq!(config.step("process_payment").unwrap().retry.budget, Some(Duration::from_secs(5)));
         assert_eq!(config.step("process_payment").unwrap().timeout, Duration::from_millis(3000));
         assert_eq!(config.step("process_payment").unwrap().retry.max_attempts, Some(7));
     }
@@ -216,5 +234,14 @@ mod tests {
         let config = OrchestratorConfig::from_env(&env, &STEPS).unwrap();
         assert_eq!(config.step("process_payment").unwrap().kind, StepKind::Retriable);
         assert_eq!(config.step("process_payment").unwrap().retry.max_attempts, None);
+        assert_eq!(config.step("process_payment").unwrap().retry.budget, None);
+    }
+
+    #[test]
+    fn steps_retry_for_a_minute_by_default_and_a_zero_budget_is_refused() {
+        let config = OrchestratorConfig::from_env(&Env::default(), &STEPS).unwrap();
+        assert_eq!(config.step("process_payment").unwrap().retry.budget, Some(Duration::from_secs(60)));
+        let env = Env::from_pairs([("STEP_RETRY_BUDGET_MS", "0")]);
+        assert!(OrchestratorConfig::from_env(&env, &STEPS).is_err());
     }
 }

@@ -168,7 +168,10 @@ fn order() -> OrderRequest {
 }
 
 fn definition(pivot: bool) -> SagaDefinition {
-    let mut env = vec![("SAGA_DEADLINE_MS", "30000"), ("COMPENSATION_BUDGET_MS", "60000")];
+    // A retry budget of 5 s (about nine attempts at this jitter) so that runs give up on a step
+    // by time as well as by refusal; no attempt cap, as by default.
+    let mut env =
+        vec![("SAGA_DEADLINE_MS", "30000"), ("COMPENSATION_BUDGET_MS", "60000"), ("STEP_RETRY_BUDGET_MS", "5000")];
     if pivot {
         env.push(("STEP_SEND_CONFIRMATION_KIND", "retriable"));
     }
@@ -518,7 +521,7 @@ proptest! {
 }
 
 /// Issue 7's case, as it happened: shipping commits, the write of its outcome fails, the saga
-/// is claimed, and shipping refuses connections until the retries run out.
+/// is claimed, and shipping refuses connections until the retry budget runs out.
 fn lost_shipment() -> Scenario {
     let turn = |write, call| Chaos::Turn { driver: 0, write, call };
     let mut chaos = vec![
@@ -528,7 +531,7 @@ fn lost_shipment() -> Scenario {
         turn(WriteFate::Fails, CallFate::Answered), // its outcome is never written
         Chaos::Claim,
     ];
-    chaos.extend(std::iter::repeat_n(turn(WriteFate::Ok, CallFate::NotDelivered), 12));
+    chaos.extend(std::iter::repeat_n(turn(WriteFate::Ok, CallFate::NotDelivered), 40));
     Scenario { refuses: [false; 4], pivot: false, late_landing: false, chaos }
 }
 

@@ -29,6 +29,8 @@ pub enum StepKind {
 /// The participant resource a step drives: `PUT`/`DELETE`/`GET {base_url}/{resource}/{order_id}`.
 #[derive(Debug, Clone)]
 pub struct Participant {
+    /// The service's name (`inventory`, `payment`, …): its circuit's and its metrics' label.
+    pub name: &'static str,
     /// Base URL of the service.
     pub base_url: String,
     /// Resource collection (`reservations`, `payments`, …).
@@ -128,7 +130,7 @@ impl SagaDefinition {
     pub fn order_saga(config: &OrchestratorConfig) -> anyhow::Result<Self> {
         let urls = &config.participants;
         let step = |name: &'static str,
-                    base_url: &str,
+                    (service, base_url): (&'static str, &str),
                     resource,
                     record_state: RecordReader,
                     request: RequestBuilder,
@@ -137,7 +139,7 @@ impl SagaDefinition {
             let settings = config.step(name)?;
             Ok(StepDefinition {
                 name,
-                participant: Participant { base_url: base_url.to_owned(), resource, record_state },
+                participant: Participant { name: service, base_url: base_url.to_owned(), resource, record_state },
                 kind: settings.kind,
                 timeout: settings.timeout,
                 retry: settings.retry,
@@ -149,17 +151,24 @@ impl SagaDefinition {
             steps: vec![
                 step(
                     ORDER_STEPS[0],
-                    &urls.inventory,
+                    ("inventory", &urls.inventory),
                     "reservations",
                     Reservation::state_of,
                     reservation_request,
                     &["total_cents"], // what payment charges
                 )?,
-                step(ORDER_STEPS[1], &urls.payment, "payments", Payment::state_of, payment_request, &[])?,
-                step(ORDER_STEPS[2], &urls.shipping, "shipments", Shipment::state_of, shipment_request, &[])?,
+                step(ORDER_STEPS[1], ("payment", &urls.payment), "payments", Payment::state_of, payment_request, &[])?,
+                step(
+                    ORDER_STEPS[2],
+                    ("shipping", &urls.shipping),
+                    "shipments",
+                    Shipment::state_of,
+                    shipment_request,
+                    &[],
+                )?,
                 step(
                     ORDER_STEPS[3],
-                    &urls.notification,
+                    ("notification", &urls.notification),
                     "notifications",
                     Notification::state_of,
                     notification_request,

@@ -2,12 +2,15 @@
 //! happened, and the decisions that end the forward run (deadline, retries exhausted, a
 //! permanent refusal).
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use saga_shared::api::{EventKind, SagaStatus, StepStatus};
 use serde_json::Value;
 
 use super::{backward, dead_letter, due_now, finish, Actor, Command, Record};
 use crate::saga::{
-    definition::{SagaDefinition, StepKind},
+    definition::{later, SagaDefinition, StepKind},
     outcome::{CallOutcome, Inspection},
     state::Saga,
 };
@@ -32,14 +35,17 @@ pub(super) fn next(definition: &SagaDefinition, saga: &mut Saga, record: &mut Re
     attempt_or_give_up(definition, saga, record)
 }
 
-/// Another attempt if the retry policy allows one, else the step fails.
+/// Another attempt if the retry policy allows one (in attempts and in time), else the step
+/// fails.
 fn attempt_or_give_up(definition: &SagaDefinition, saga: &mut Saga, record: &mut Record) -> Command {
     let index = saga.step_index;
     let step = &definition.steps[index];
     let state = &saga.steps[index];
-    if !step.retry.may_retry(state.attempts) {
+    let elapsed = state.started_at.map_or(Duration::ZERO, |started| elapsed_since(started, record.now()));
+    if !step.retry.may_retry(state.attempts, elapsed) {
         let last = state.last_error.as_deref().unwrap_or("no error recorded");
-        let reason = format!("{} failed after {} attempts: {last}", step.name, state.attempts);
+        let reason =
+            format!("{} failed after {} attempts in {:.1} s: {last}", step.name, state.attempts, elapsed.as_secs_f64());
         return give_up(definition, saga, reason, record);
     }
     match (step.request)(&saga.request, &saga.outputs) {
@@ -122,9 +128,12 @@ pub(super) fn acted(
             state.status = if landed { StepStatus::Unknown } else { StepStatus::Retrying };
             state.last_error = Some(detail);
             // The last allowed attempt needs no backoff: what follows is a reconciliation or
-            // the compensation, which should not wait.
-            saga.next_run_at = if step.retry.may_retry(attempt) {
-                record.after(step.retry.backoff(attempt, record.clock.jitter))
+            // the compensation, which should not wait. Nor does a retry wait past the budget's
+            // end, so giving up is not late.
+            let started = state.started_at.unwrap_or(now);
+            saga.next_run_at = if step.retry.may_retry(attempt, elapsed_since(started, now)) {
+                let retry_at = record.after(step.retry.backoff(attempt, record.clock.jitter));
+                step.retry.budget.map_or(retry_at, |budget| retry_at.min(later(started, budget)))
             } else {
                 now
             };
@@ -178,6 +187,21 @@ pub(super) fn inspected(
             Some(attempt_or_give_up(definition, saga, record))
         }
     }
+}
+
+/// When the current step stops waiting for its participant: the end of its retry budget or,
+/// for a compensatable step, the saga's deadline, whichever comes first (`None`: never, a step
+/// past the pivot).
+pub(super) fn patience_end(definition: &SagaDefinition, saga: &Saga) -> Option<DateTime<Utc>> {
+    let step = definition.steps.get(saga.step_index)?;
+    let state = saga.steps.get(saga.step_index)?;
+    let budget_end = step.retry.budget.zip(state.started_at).map(|(budget, started)| later(started, budget));
+    let deadline = (step.kind == StepKind::Compensatable).then_some(saga.deadline_at);
+    budget_end.into_iter().chain(deadline).min()
+}
+
+fn elapsed_since(start: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+    (now - start).to_std().unwrap_or_default()
 }
 
 /// The current step happened (`answer`: the participant's record): keep its output and move to

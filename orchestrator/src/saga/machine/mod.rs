@@ -203,6 +203,17 @@ pub fn apply(definition: &SagaDefinition, saga: &mut Saga, input: Input, clock: 
     record.into_transition(command)
 }
 
+/// How long the current call may wait for its participant (while its circuit is open) before
+/// the executor gives it to the machine as not sent: the step's retry budget or the saga's
+/// deadline going forward, the compensation budget going backward; `None`: no limit.
+pub fn patience_end(definition: &SagaDefinition, saga: &Saga) -> Option<DateTime<Utc>> {
+    match saga.status {
+        SagaStatus::Pending | SagaStatus::Running => forward::patience_end(definition, saga),
+        SagaStatus::Compensating => saga.compensation_deadline_at,
+        SagaStatus::Completed | SagaStatus::Compensated | SagaStatus::Failed => None,
+    }
+}
+
 /// The next move from the state alone.
 fn next_move(definition: &SagaDefinition, saga: &mut Saga, record: &mut Record) -> Command {
     match saga.status {

@@ -223,7 +223,7 @@ fn a_permanent_refusal_compensates_the_earlier_steps_newest_first_in_one_write_e
 
 #[test]
 fn retries_exhausted_on_refused_connections_fail_the_step_without_compensating_it() {
-    let definition = definition(&[]);
+    let definition = definition(&[("STEP_MAX_ATTEMPTS", "4")]);
     let mut saga = saga_at_step(&definition, 1);
     let mut last = None;
     for attempt in 1..=4 {
@@ -242,8 +242,62 @@ fn retries_exhausted_on_refused_connections_fail_the_step_without_compensating_i
 }
 
 #[test]
+fn transient_failures_are_retried_until_the_budget_is_spent_however_many_attempts_that_takes() {
+    let definition = definition(&[("STEP_RETRY_BUDGET_MS", "10000"), ("STEP_MAX_BACKOFF_MS", "2000")]);
+    let mut saga = saga_at_step(&definition, 1); // process_payment's first attempt began at 1 s
+    let mut now = 1.0;
+    let mut attempts = 0;
+    let give_up = loop {
+        let outcome = apply(&definition, &mut saga, Input::Acted(failed(CallFailure::NotDelivered)), at(now));
+        attempts += 1;
+        if outcome.command != (Command::Wait { until: saga.next_run_at }) {
+            break outcome;
+        }
+        assert!(saga.next_run_at <= at(11.0).now, "no retry is due after the budget's end");
+        now = (saga.next_run_at - t0()).num_microseconds().unwrap() as f64 / 1e6;
+        let run = apply(&definition, &mut saga, Input::Run, at(now));
+        if !matches!(run.command, Command::Act { step: 1, .. }) {
+            break run;
+        }
+    };
+    assert!(attempts > 4, "a restart's worth of refused connections is ridden out: {attempts} attempts");
+    assert!((10.0..=11.0).contains(&now), "gave up at the budget's end, not before: {now}");
+    assert_eq!(give_up.command, Command::Compensate { step: 0, attempt: 1 });
+    assert_eq!(saga.steps[1].status, StepStatus::Failed, "no call of it landed");
+    let reason = saga.failure_reason.as_deref().unwrap();
+    assert!(reason.starts_with(&format!("process_payment failed after {attempts} attempts in 10.0 s")), "{reason}");
+}
+
+#[test]
+fn a_participant_back_within_the_budget_lets_the_saga_go_on() {
+    let definition = definition(&[("STEP_RETRY_BUDGET_MS", "10000")]);
+    let mut saga = saga_at_step(&definition, 1);
+    for second in [1.0, 3.0, 6.0] {
+        apply(&definition, &mut saga, Input::Acted(failed(CallFailure::NotDelivered)), at(second));
+        let run = apply(&definition, &mut saga, Input::Run, at(second + 2.5));
+        assert!(matches!(run.command, Command::Act { step: 1, .. }), "{run:?}");
+    }
+    let ok = apply(&definition, &mut saga, Input::Acted(done()), at(9.0));
+    assert!(matches!(ok.command, Command::Act { step: 2, .. }), "{ok:?}");
+    assert_eq!(saga.status, SagaStatus::Running);
+}
+
+#[test]
+fn patience_ends_at_the_budget_or_the_deadline_and_never_past_the_pivot() {
+    let deadline_first = definition(&[("STEP_RETRY_BUDGET_MS", "10000"), ("SAGA_DEADLINE_MS", "8000")]);
+    let saga = saga_at_step(&deadline_first, 1);
+    assert_eq!(patience_end(&deadline_first, &saga), Some(at(8.0).now), "the deadline comes first");
+    let budget_first = definition(&[("STEP_RETRY_BUDGET_MS", "4000")]);
+    let saga = saga_at_step(&budget_first, 1);
+    assert_eq!(patience_end(&budget_first, &saga), Some(at(5.0).now), "the budget runs from the first attempt");
+    let pivot = definition(&[("STEP_SEND_CONFIRMATION_KIND", "retriable")]);
+    let saga = saga_at_step(&pivot, 3);
+    assert_eq!(patience_end(&pivot, &saga), None, "past the pivot a step waits as long as it takes");
+}
+
+#[test]
 fn retries_exhausted_after_one_timeout_compensate_the_step_too() {
-    let definition = definition(&[]);
+    let definition = definition(&[("STEP_MAX_ATTEMPTS", "4")]);
     let mut saga = saga_at_step(&definition, 1);
     apply(&definition, &mut saga, Input::Acted(failed(CallFailure::TimedOut)), at(2.0));
     apply(&definition, &mut saga, Input::Inspected(Inspection::Absent), at(3.0));
@@ -266,7 +320,7 @@ fn retries_exhausted_after_one_timeout_compensate_the_step_too() {
 /// happened, and the saga is resumed from a log that says the step is pending.
 #[test]
 fn a_resumed_saga_reconciles_its_current_step_first_and_compensates_it_when_retries_run_out() {
-    let definition = definition(&[]);
+    let definition = definition(&[("STEP_MAX_ATTEMPTS", "4")]);
     let mut saga = saga_at_step(&definition, 2);
     assert_eq!(saga.steps[2].status, StepStatus::Pending);
 
