@@ -13,10 +13,13 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::saga::{
-    definition::StepDefinition,
+    definition::{Participant, StepDefinition},
     outcome::{CallFailure, CallOutcome, Inspection},
     participants::Participants,
 };
+
+/// Patience of a readiness probe: a ready service answers `/readyz` in milliseconds.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The shared client.
 #[derive(Debug, Clone)]
@@ -64,8 +67,14 @@ impl ParticipantClient {
             CallOutcome::Refused { status: status.as_u16(), detail: problem_detail(status, &body) }
         } else {
             // A 5xx (or 408/429) may come after the participant committed (a timeout during
-            // commit answers 503): treat it as possibly done.
-            CallOutcome::Failed { failure: CallFailure::Unanswered, detail: problem_detail(status, &body) }
+            // commit answers 503): treat it as possibly done. A 503 or 429 also says the
+            // participant cannot serve now, which its circuit counts.
+            let failure = if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
+                CallFailure::Unavailable
+            } else {
+                CallFailure::Unanswered
+            };
+            CallOutcome::Failed { failure, detail: problem_detail(status, &body) }
         }
     }
 
@@ -93,6 +102,13 @@ impl Participants for ParticipantClient {
     async fn compensate(&self, step: &StepDefinition, order_id: Uuid) -> CallOutcome {
         let request = self.request(Method::DELETE, step, order_id);
         Self::outcome(request.send().await).await
+    }
+
+    /// `GET /readyz`: is the participant (and its database) ready again?
+    async fn probe(&self, participant: &Participant) -> bool {
+        let url = format!("{}/readyz", participant.base_url);
+        let answer = self.http.get(url).timeout(PROBE_TIMEOUT).send().await;
+        answer.is_ok_and(|response| response.status().is_success())
     }
 
     /// `GET`: did the step happen?

@@ -5,7 +5,7 @@ use std::time::Duration;
 use anyhow::Context;
 use saga_shared::config::{Env, ServiceConfig};
 
-use crate::saga::{definition::StepKind, retry::RetryPolicy};
+use crate::saga::{circuits::CircuitConfig, definition::StepKind, retry::RetryPolicy};
 
 /// Default port of the orchestrator.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -16,6 +16,10 @@ pub const DEFAULT_PORT: u16 = 8080;
 /// up to 30 s for a pod to drain), yet a fifth of the saga's 5-minute deadline, so a saga whose
 /// participant is down for good still compensates within minutes.
 pub const DEFAULT_RETRY_BUDGET_MS: u64 = 60_000;
+
+/// Sagas one orchestrator drives at once before `POST /orders` answers 503 `overloaded`.
+/// See docs/configuration.md for how it follows from the measured capacity.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 2048;
 
 /// Base URLs of the participants.
 #[derive(Debug, Clone)]
@@ -77,8 +81,12 @@ pub struct OrchestratorConfig {
     /// `/cancel`. Without either, nobody may act (403).
     pub operator_token: Option<String>,
     /// At most this many sagas driven in this process at once; past it `POST /orders` answers
-    /// 503 `overloaded` with `Retry-After` (`MAX_IN_FLIGHT_SAGAS`; unset or 0: no limit).
+    /// 503 `overloaded` with `Retry-After`, and recovery claims no more
+    /// (`MAX_IN_FLIGHT_SAGAS`, default [`DEFAULT_MAX_IN_FLIGHT`]; 0: no limit).
     pub max_in_flight: Option<usize>,
+    /// The participants' circuits (`CIRCUIT_OPEN_AFTER` 5, `CIRCUIT_PROBE_MS` 500,
+    /// `CIRCUIT_RESUME_PER_SEC` 200).
+    pub circuits: CircuitConfig,
 }
 
 impl OrchestratorConfig {
@@ -121,7 +129,12 @@ impl OrchestratorConfig {
             stuck_after: env.millis_or("STUCK_AFTER_MS", 60_000)?,
             gauge_refresh: env.millis_or("GAUGE_REFRESH_MS", 2_000)?,
             operator_token,
-            max_in_flight: Some(env.parse_or("MAX_IN_FLIGHT_SAGAS", 0_usize)?).filter(|&n| n > 0),
+            max_in_flight: Some(env.parse_or("MAX_IN_FLIGHT_SAGAS", DEFAULT_MAX_IN_FLIGHT)?).filter(|&n| n > 0),
+            circuits: CircuitConfig {
+                open_after: env.parse_or("CIRCUIT_OPEN_AFTER", 5)?,
+                probe_interval: env.millis_or("CIRCUIT_PROBE_MS", 500)?,
+                resume_per_sec: env.parse_or("CIRCUIT_RESUME_PER_SEC", 200)?,
+            },
             steps,
         };
         config.validate()?;
@@ -144,6 +157,9 @@ impl OrchestratorConfig {
         }
         if let Some(token) = &self.operator_token {
             saga_shared::config::validate_token("OPERATOR_TOKEN", token)?;
+        }
+        if self.circuits.open_after < 1 || self.circuits.probe_interval.is_zero() || self.circuits.resume_per_sec < 1 {
+            anyhow::bail!("CIRCUIT_OPEN_AFTER, CIRCUIT_PROBE_MS and CIRCUIT_RESUME_PER_SEC must be positive");
         }
         if self.recovery_batch < 1 || self.recovery_interval.is_zero() || self.gauge_refresh.is_zero() {
             anyhow::bail!("RECOVERY_BATCH, RECOVERY_INTERVAL_MS and GAUGE_REFRESH_MS must be positive");

@@ -58,6 +58,7 @@ pub async fn run() -> anyhow::Result<()> {
             instance: config.instance_id.clone(),
             lease: config.lease,
             max_in_flight: config.max_in_flight,
+            circuits: config.circuits,
         },
         Arc::new(Clock::system),
     ));

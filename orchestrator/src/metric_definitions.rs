@@ -30,6 +30,12 @@ pub const REFUSED_TOTAL: &str = "saga_orders_refused_total";
 /// `saga_fenced_total`: writes refused because another instance or an operator wrote first
 pub const FENCED_TOTAL: &str = "saga_fenced_total";
 
+/// `saga_waiting_on_participant{step}` (gauge, this process): calls held back because their
+/// participant's circuit is open
+pub const WAITING_ON_PARTICIPANT: &str = "saga_waiting_on_participant";
+/// `participant_circuit_open{participant}` (gauge, this process): 1 while the circuit is open
+pub const CIRCUIT_OPEN: &str = "participant_circuit_open";
+
 /// Registers the descriptions with the recorder.
 pub fn describe() {
     metrics::describe_counter!(STARTED_TOTAL, "Sagas accepted (POST /orders that created a saga).");
@@ -45,4 +51,9 @@ pub fn describe() {
     metrics::describe_counter!(DEAD_LETTERED_TOTAL, "Sagas that became failed (compensation budget exhausted).");
     metrics::describe_counter!(RECONCILIATIONS_TOTAL, "Reconciliations of unknown outcomes, by what was found.");
     metrics::describe_counter!(FENCED_TOTAL, "Saga writes refused by the version fence.");
+    metrics::describe_gauge!(WAITING_ON_PARTICIPANT, "Saga calls held back while their participant's circuit is open.");
+    metrics::describe_gauge!(
+        CIRCUIT_OPEN,
+        "1 while a participant's circuit is open (it kept failing; probed until ready)."
+    );
 }

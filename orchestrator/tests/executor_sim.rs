@@ -17,6 +17,10 @@
 //!   saves of one saga in one group commit;
 //! - every operator action is answered.
 //!
+//! Participants also go down for a while (refusing connections, failing their readiness probe):
+//! their circuits open, calls wait without being sent, and give up when the step's 10 s retry
+//! budget runs out; the tally checks the seeds reach both.
+//!
 //! It finds issue 16 on the code before the fix: `tests/flaws/issue16.patch` puts back what that
 //! code did (an operator's action written beside the driver and a second driver spawned; recovery
 //! claiming sagas its own process drives; group commit answering by saga, and the old statement
@@ -27,7 +31,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -36,7 +40,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use orchestrator::{
     config::OrchestratorConfig,
     saga::{
-        definition::{SagaDefinition, StepDefinition, ORDER_STEPS},
+        circuits::CircuitConfig,
+        definition::{Participant, SagaDefinition, StepDefinition, ORDER_STEPS},
         executor::{Executor, ExecutorConfig},
         log::{Claimed, Inserted, Lease, Save},
         machine::{Clock, NewEvent, OperatorAction, OperatorCommand},
@@ -233,6 +238,17 @@ impl SagaStore for SimStore {
             .collect())
     }
 
+    async fn renew(&self, order_id: Uuid, version: i64, lease: Lease<'_>) -> Result<bool, sqlx::Error> {
+        self.round_trip().await;
+        let until = self.clock.now() + chrono::Duration::from_std(lease.duration).unwrap();
+        let mut db = self.db.lock().unwrap();
+        let held = db
+            .rows
+            .get_mut(&order_id)
+            .filter(|row| row.saga.version == version && row.owner.as_deref() == Some(lease.owner));
+        Ok(held.map(|row| row.lease_expires_at = row.lease_expires_at.max(until)).is_some())
+    }
+
     async fn release(&self, saga: &Saga) -> Result<bool, sqlx::Error> {
         self.round_trip().await;
         let mut db = self.db.lock().unwrap();
@@ -294,6 +310,8 @@ struct Net {
     undone_order: BTreeMap<Uuid, Vec<usize>>,
     /// Calls whose caller is still waiting, per (process, saga).
     active: BTreeMap<(String, Uuid), u32>,
+    /// Participants (by step) that are down: they refuse connections and fail their probe.
+    down: BTreeSet<usize>,
     violations: Vec<String>,
 }
 
@@ -338,7 +356,15 @@ impl SimNet {
         Active { net: Arc::clone(&self.net), key }
     }
 
+    fn is_down(&self, step: &StepDefinition) -> bool {
+        let index = ORDER_STEPS.iter().position(|s| *s == step.name).unwrap();
+        self.net.lock().unwrap().down.contains(&index)
+    }
+
     async fn call(&self, step: &StepDefinition, order_id: Uuid, verb: Verb) -> CallOutcome {
+        if self.is_down(step) {
+            return CallOutcome::Failed { failure: CallFailure::NotDelivered, detail: "connection refused".into() };
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let _active = self.send(order_id, step, verb, Reply::Call(reply));
         match tokio::time::timeout(step.timeout, answer).await {
@@ -359,6 +385,9 @@ impl Participants for SimNet {
     }
 
     async fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> Inspection {
+        if self.is_down(step) {
+            return Inspection::Unreachable("connection refused".into());
+        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         let _active = self.send(order_id, step, Verb::Get, Reply::Inspection(reply));
         match tokio::time::timeout(step.timeout, answer).await {
@@ -366,6 +395,14 @@ impl Participants for SimNet {
             Ok(Err(_)) => Inspection::Unreachable("connection lost".into()),
             Err(_) => Inspection::Unreachable("timed out".into()),
         }
+    }
+
+    async fn probe(&self, participant: &Participant) -> bool {
+        let index = ["inventory", "payment", "shipping", "notification"]
+            .iter()
+            .position(|name| *name == participant.name)
+            .unwrap();
+        !self.net.lock().unwrap().down.contains(&index)
     }
 }
 
@@ -423,7 +460,12 @@ impl Net {
 type SimExecutor = Executor<SimStore, SimNet>;
 
 fn definition() -> SagaDefinition {
-    let env = Env::from_pairs([("SAGA_DEADLINE_MS", "60000"), ("COMPENSATION_BUDGET_MS", "60000")]);
+    // A 10 s retry budget, so participants down for a while make steps give up in some runs.
+    let env = Env::from_pairs([
+        ("SAGA_DEADLINE_MS", "60000"),
+        ("COMPENSATION_BUDGET_MS", "60000"),
+        ("STEP_RETRY_BUDGET_MS", "10000"),
+    ]);
     let config = OrchestratorConfig::from_env(&env, &ORDER_STEPS).unwrap();
     SagaDefinition::order_saga(&config).unwrap()
 }
@@ -448,6 +490,10 @@ struct Tally {
     fenced: u64,
     /// Cancels written while the saga was going forward (its call in flight abandoned).
     cancels_going_forward: u64,
+    /// Calls held back by an open circuit until their patience ran out (never sent).
+    held_until_patience_ran_out: u64,
+    /// Steps given up when their retry budget was spent.
+    budgets_spent: u64,
 }
 
 impl Tally {
@@ -459,6 +505,8 @@ impl Tally {
         self.retries += other.retries;
         self.fenced += other.fenced;
         self.cancels_going_forward += other.cancels_going_forward;
+        self.held_until_patience_ran_out += other.held_until_patience_ran_out;
+        self.budgets_spent += other.budgets_spent;
     }
 }
 
@@ -485,7 +533,16 @@ async fn run(seed: u64) -> (Vec<String>, Tally) {
                 Arc::clone(&store),
                 definition(),
                 SimNet { instance: instance.to_owned(), net: Arc::clone(&net) },
-                ExecutorConfig { instance: instance.to_owned(), lease: LEASE, max_in_flight: None },
+                ExecutorConfig {
+                    instance: instance.to_owned(),
+                    lease: LEASE,
+                    max_in_flight: None,
+                    circuits: CircuitConfig {
+                        open_after: 2,
+                        probe_interval: Duration::from_millis(500),
+                        resume_per_sec: 20,
+                    },
+                },
                 Arc::new(move || clock.clock()),
             ))
         })
@@ -540,6 +597,14 @@ async fn run(seed: u64) -> (Vec<String>, Tally) {
             73 => operators.push(operate(replica, orders[random(0..orders.len())], OperatorCommand::Retry)),
             74..78 => store.db.lock().unwrap().faults.fail += 1,
             78..82 => store.db.lock().unwrap().faults.lose_ack += 1,
+            82..84 => {
+                // A participant goes down (refusing connections, failing its probe) or comes back.
+                let step = random(0..4);
+                let mut net = net.lock().unwrap();
+                if !net.down.remove(&step) {
+                    net.down.insert(step);
+                }
+            }
             _ => {}
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
@@ -548,6 +613,7 @@ async fn run(seed: u64) -> (Vec<String>, Tally) {
     // Faults stop: every request is answered (late ones land), recovery claims what nobody
     // drives, an operator retries what failed.
     store.db.lock().unwrap().faults = StoreFaults::default();
+    net.lock().unwrap().down.clear();
     let mut violations = Vec::new();
     let mut settled = false;
     for _ in 0..3000 {
@@ -594,7 +660,15 @@ fn tally(db: &Db) -> Tally {
             (EventKind::Saga, EventOutcome::Claimed) => tally.claims += 1,
             (EventKind::Operator, EventOutcome::Cancel) => tally.cancels += 1,
             (EventKind::Operator, EventOutcome::Retry) => tally.retries += 1,
+            (EventKind::Saga, EventOutcome::Compensating)
+                if event.detail.as_deref().is_some_and(|d| d.contains(" failed after ")) =>
+            {
+                tally.budgets_spent += 1;
+            }
             _ => {}
+        }
+        if event.detail.as_deref().is_some_and(|d| d.contains("(circuit open); not sent")) {
+            tally.held_until_patience_ran_out += 1;
         }
     }
     // A cancel of a saga going forward is followed at once by its `compensating` event.
@@ -698,7 +772,17 @@ fn every_seeded_run_of_the_real_executor_keeps_the_promises() {
         kinds(&failures),
         failures.first()
     );
-    let Tally { completed, compensated, claims, cancels, retries, fenced, cancels_going_forward } = total;
+    let Tally {
+        completed,
+        compensated,
+        claims,
+        cancels,
+        retries,
+        fenced,
+        cancels_going_forward,
+        held_until_patience_ran_out,
+        budgets_spent,
+    } = total;
     for (what, count) in [
         ("completed", completed),
         ("compensated", compensated),
@@ -707,6 +791,8 @@ fn every_seeded_run_of_the_real_executor_keeps_the_promises() {
         ("retries", retries),
         ("fenced saves", fenced),
         ("cancels going forward", cancels_going_forward),
+        ("calls held by an open circuit until their patience ran out", held_until_patience_ran_out),
+        ("retry budgets spent", budgets_spent),
     ] {
         assert!(count > 0, "no run had any {what}: the scheduler does not exercise it ({total:?})");
     }

@@ -11,18 +11,20 @@
 
 use std::{collections::VecDeque, sync::Arc, time::Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use saga_shared::{api::OrderRequest, api::OrderView, telemetry};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use super::{
-    definition::{SagaDefinition, StepDefinition},
+    circuits::{CircuitConfig, Circuits, Health},
+    definition::{Participant, SagaDefinition, StepDefinition},
     drivers::{Drivers, Mailbox, Message, OperateError, OperateReply},
     group_commit::GroupCommit,
     log::{Inserted, Lease},
     machine::{self, Clock, Command, Input, OperatorAction, Persist, Transition},
+    outcome::{CallFailure, CallOutcome, Inspection},
     participants::Participants,
     state::Saga,
     store::SagaStore,
@@ -44,13 +46,16 @@ pub struct ExecutorConfig {
     /// Admission limit: sagas driven here at once (`None`: no limit). Recovery claims respect
     /// it too.
     pub max_in_flight: Option<usize>,
+    /// How the participants' circuits open, probe and let held calls go.
+    pub circuits: CircuitConfig,
 }
 
 /// Runs sagas as tasks of this process.
 pub struct Executor<S, P> {
     store: Arc<S>,
     definition: SagaDefinition,
-    participants: P,
+    participants: Arc<P>,
+    circuits: Arc<Circuits>,
     config: ExecutorConfig,
     clock: ClockSource,
     tasks: TaskTracker,
@@ -105,15 +110,29 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         clock: ClockSource,
     ) -> Self {
         let writer = GroupCommit::start(Arc::clone(&store), config.instance.clone(), config.lease);
+        let circuits = Arc::new(Circuits::new(
+            config.circuits,
+            definition.steps.iter().map(|step| (step.participant.name, step.name)),
+        ));
+        let participants = Arc::new(participants);
+        let stopping = CancellationToken::new();
+        let mut probed: Vec<Participant> = Vec::new();
+        for step in &definition.steps {
+            if !probed.iter().any(|p| p.name == step.participant.name) {
+                probed.push(step.participant.clone());
+            }
+        }
+        tokio::spawn(probe_open_circuits(Arc::clone(&circuits), Arc::clone(&participants), probed, stopping.clone()));
         Self {
             store,
             writer,
             definition,
             participants,
+            circuits,
             config,
             clock,
             tasks: TaskTracker::new(),
-            stopping: CancellationToken::new(),
+            stopping,
             waiters: Waiters::default(),
             drivers: Drivers::default(),
         }
@@ -137,6 +156,11 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     /// The lease this instance takes on the sagas it drives.
     pub fn lease(&self) -> Lease<'_> {
         Lease { owner: &self.config.instance, duration: self.config.lease }
+    }
+
+    /// The participants' circuits as this process sees them.
+    pub fn circuits(&self) -> &Circuits {
+        &self.circuits
     }
 
     /// How many sagas have a driver here.
@@ -411,7 +435,8 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         mailbox: &mut Mailbox,
         deferred: &mut VecDeque<Message>,
     ) -> Result<Next, Stop> {
-        let call = self.execute(saga.order_id, command);
+        let patience = machine::patience_end(&self.definition, saga);
+        let call = self.execute(Holder { order_id: saga.order_id, version: saga.version }, patience, command);
         tokio::pin!(call);
         loop {
             tokio::select! {
@@ -555,11 +580,17 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         }
     }
 
-    /// Carries out one call or wait; its outcome is the next input.
-    async fn execute(&self, order_id: Uuid, command: Command) -> Result<Input, Stop> {
+    /// Carries out one call or wait; its outcome is the next input. A call whose participant's
+    /// circuit is open waits first (see [`Self::hold`]); if it never went, the machine is told
+    /// it was not delivered.
+    async fn execute(&self, holder: Holder, patience: Option<DateTime<Utc>>, command: Command) -> Result<Input, Stop> {
+        let order_id = holder.order_id;
         Ok(match command {
             Command::Act { step, attempt, body } => {
                 let step = self.step(step);
+                if let Some(detail) = self.hold(step, holder, patience).await? {
+                    return Ok(Input::Acted(CallOutcome::Failed { failure: CallFailure::NotDelivered, detail }));
+                }
                 tracing::debug!(step = step.name, attempt, "action");
                 let started = Instant::now();
                 let outcome = self
@@ -568,10 +599,14 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                     .instrument(call_span("action", step, attempt, order_id))
                     .await;
                 record_call(step, "action", outcome.event_outcome().as_str(), started);
+                self.observe(step, outcome.health());
                 Input::Acted(outcome)
             }
             Command::Inspect { step } => {
                 let step = self.step(step);
+                if let Some(detail) = self.hold(step, holder, patience).await? {
+                    return Ok(Input::Inspected(Inspection::Unreachable(detail)));
+                }
                 let inspection = self
                     .participants
                     .inspect(step, order_id)
@@ -580,10 +615,14 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                 metrics::counter!(m::RECONCILIATIONS_TOTAL, "step" => step.name,
                     "result" => inspection.event_outcome().as_str())
                 .increment(1);
+                self.observe(step, inspection.health());
                 Input::Inspected(inspection)
             }
             Command::Compensate { step, attempt } => {
                 let step = self.step(step);
+                if let Some(detail) = self.hold(step, holder, patience).await? {
+                    return Ok(Input::Compensated(CallOutcome::Failed { failure: CallFailure::NotDelivered, detail }));
+                }
                 tracing::debug!(step = step.name, attempt, "compensation");
                 let started = Instant::now();
                 let outcome = self
@@ -592,6 +631,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                     .instrument(call_span("compensation", step, attempt, order_id))
                     .await;
                 record_call(step, "compensation", outcome.event_outcome().as_str(), started);
+                self.observe(step, outcome.health());
                 Input::Compensated(outcome)
             }
             Command::Wait { until } => {
@@ -607,9 +647,89 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         })
     }
 
+    /// Holds a call back while its participant's circuit is open: until the circuit closes and
+    /// this call's turn comes (`None`: go), or until `patience` (the step's budget, the saga's
+    /// deadline) runs out (`Some(why)`: the call is given up without being sent, so nothing
+    /// about it may have landed). Meanwhile the saga's lease is kept alive, since nothing is
+    /// written while the driver waits.
+    async fn hold(
+        &self,
+        step: &StepDefinition,
+        holder: Holder,
+        patience: Option<DateTime<Utc>>,
+    ) -> Result<Option<String>, Stop> {
+        let participant = step.participant.name;
+        let Some(since) = self.circuits.open_since(participant) else { return Ok(None) };
+        tracing::debug!(participant, step = step.name, "waiting for the participant's circuit to close");
+        let passed = self.circuits.pass(participant, step.name);
+        tokio::pin!(passed);
+        let out_of_patience = async {
+            match patience {
+                Some(end) => tokio::time::sleep((end - self.clock().now).to_std().unwrap_or_default()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(out_of_patience);
+        let mut renewal = tokio::time::interval(self.config.lease / 3);
+        renewal.tick().await; // the first tick is now; the lease was just written or renewed
+        loop {
+            tokio::select! {
+                biased;
+                () = self.stopping.cancelled() => return Err(Stop::ShuttingDown),
+                () = &mut passed => return Ok(None),
+                () = &mut out_of_patience => {
+                    let since = since.format("%H:%M:%S%.3f UTC");
+                    return Ok(Some(format!("{participant} unavailable since {since} (circuit open); not sent")));
+                }
+                _ = renewal.tick() => {
+                    // Best effort: if someone wrote the saga meanwhile, the write after the call
+                    // is fenced out anyway.
+                    if let Err(err) = self.store.renew(holder.order_id, holder.version, self.lease()).await {
+                        tracing::debug!(%err, "could not renew the lease while waiting for a circuit");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Feeds a call's finding to its participant's circuit.
+    fn observe(&self, step: &StepDefinition, health: Health) {
+        self.circuits.record(step.participant.name, health, Utc::now());
+    }
+
     fn step(&self, index: usize) -> &StepDefinition {
         // The machine only names steps of this definition.
         &self.definition.steps[index]
+    }
+}
+
+/// The saga a call is made for, as its driver holds it when the call begins (what a lease
+/// renewal is fenced on).
+#[derive(Debug, Clone, Copy)]
+struct Holder {
+    order_id: Uuid,
+    version: i64,
+}
+
+/// Probes the participants whose circuits are open, one probe per participant at a time, and
+/// closes a circuit when its participant says it is ready. Runs until the executor stops.
+async fn probe_open_circuits<P: Participants>(
+    circuits: Arc<Circuits>,
+    participants: Arc<P>,
+    probed: Vec<Participant>,
+    stopping: CancellationToken,
+) {
+    let interval = circuits.config().probe_interval;
+    loop {
+        tokio::select! {
+            () = stopping.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        for participant in &probed {
+            if circuits.open_since(participant.name).is_some() && participants.probe(participant).await {
+                circuits.close(participant.name);
+            }
+        }
     }
 }
 

@@ -364,6 +364,23 @@ pub async fn release(pool: &PgPool, saga: &Saga) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() == 1)
 }
 
+/// Extends the lease of a saga this instance still holds at `version`, changing nothing else
+/// (no new version: nothing about the saga changed). `false` when another instance or an
+/// operator wrote it since.
+pub async fn renew(pool: &PgPool, order_id: Uuid, version: i64, lease: Lease<'_>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "update sagas set lease_expires_at = greatest(lease_expires_at, now() + $4 * interval '1 millisecond')
+         where order_id = $1 and version = $2 and owner = $3",
+    )
+    .bind(order_id)
+    .bind(version)
+    .bind(lease.owner)
+    .bind(millis(lease.duration))
+    .execute(pool)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// The saga of `order_id`.
 pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<Saga>, sqlx::Error> {
     let row: Option<SagaRow> = sqlx::query_as(&format!("select {SAGA_COLUMNS} from sagas where order_id = $1"))

@@ -1,6 +1,7 @@
 //! The saga engine: definition, state, the state machine that decides every transition, and the
 //! I/O around it (durable log, executor, recovery).
 
+pub mod circuits;
 pub mod definition;
 pub mod drivers;
 pub mod executor;

@@ -2,6 +2,8 @@
 //! ([`crate::clients`]) turns HTTP answers into these; the machine never sees HTTP.
 
 use saga_shared::api::EventOutcome;
+
+use super::circuits::Health;
 use serde_json::Value;
 
 /// What came of a `PUT` (action) or `DELETE` (compensation).
@@ -37,6 +39,10 @@ pub enum CallFailure {
     /// A lost connection or a 5xx (which can come after the participant committed): it may have
     /// landed.
     Unanswered,
+    /// 503 or 429: the participant says it cannot serve now (its database is down, it is
+    /// overloaded). A 503 can still come after a commit, so it may have landed too; it also
+    /// counts towards opening the participant's circuit.
+    Unavailable,
 }
 
 impl CallFailure {
@@ -49,12 +55,24 @@ impl CallFailure {
     pub fn event_outcome(self) -> EventOutcome {
         match self {
             Self::TimedOut => EventOutcome::Timeout,
-            Self::NotDelivered | Self::Unanswered => EventOutcome::Transient,
+            Self::NotDelivered | Self::Unanswered | Self::Unavailable => EventOutcome::Transient,
         }
     }
 }
 
 impl CallOutcome {
+    /// What the call says about its participant's health, for its circuit.
+    pub fn health(&self) -> Health {
+        match self {
+            Self::Done(_) | Self::Refused { .. } => Health::Up,
+            Self::Failed {
+                failure: CallFailure::NotDelivered | CallFailure::TimedOut | CallFailure::Unavailable,
+                ..
+            } => Health::Unavailable,
+            Self::Failed { failure: CallFailure::Unanswered, .. } => Health::Unclear,
+        }
+    }
+
     /// How the call is written in the timeline; its `as_str` is the `result` label of the call
     /// metrics (`ok`, `permanent`, `transient`, `timeout`).
     pub fn event_outcome(&self) -> EventOutcome {
@@ -81,6 +99,14 @@ pub enum Inspection {
 }
 
 impl Inspection {
+    /// What the inspection says about its participant's health, for its circuit.
+    pub fn health(&self) -> Health {
+        match self {
+            Self::Happened(_) | Self::Compensated | Self::Absent => Health::Up,
+            Self::Unreachable(_) => Health::Unclear,
+        }
+    }
+
     /// How the reconciliation is written in the timeline; its `as_str` is the `result` label of
     /// `saga_reconciliations_total`.
     pub fn event_outcome(&self) -> EventOutcome {

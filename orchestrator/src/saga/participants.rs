@@ -8,12 +8,12 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
-    definition::StepDefinition,
+    definition::{Participant, StepDefinition},
     outcome::{CallOutcome, Inspection},
 };
 
-/// The three calls of the participant contract, keyed by order id. Each returns within the
-/// step's timeout.
+/// The three calls of the participant contract, keyed by order id, and the readiness probe.
+/// Each returns within its timeout.
 pub trait Participants: Send + Sync + 'static {
     /// `PUT`: do the step.
     fn act(&self, step: &StepDefinition, order_id: Uuid, body: &Value) -> impl Future<Output = CallOutcome> + Send;
@@ -23,4 +23,8 @@ pub trait Participants: Send + Sync + 'static {
 
     /// `GET`: did the step happen?
     fn inspect(&self, step: &StepDefinition, order_id: Uuid) -> impl Future<Output = Inspection> + Send;
+
+    /// Whether the participant is ready to serve again (its `/readyz`): the probe of its open
+    /// circuit.
+    fn probe(&self, participant: &Participant) -> impl Future<Output = bool> + Send;
 }

@@ -64,6 +64,15 @@ pub trait SagaStore: Send + Sync + 'static {
 
     /// Gives up ownership of `saga` (at its version) so another instance can resume it.
     fn release(&self, saga: &Saga) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
+
+    /// Extends the lease of a saga still held at `version` (a driver waiting for its
+    /// participant's circuit writes nothing meanwhile); `false` if someone wrote it since.
+    fn renew(
+        &self,
+        order_id: Uuid,
+        version: i64,
+        lease: Lease<'_>,
+    ) -> impl Future<Output = Result<bool, sqlx::Error>> + Send;
 }
 
 /// The saga log in Postgres.
@@ -109,5 +118,9 @@ impl SagaStore for PgStore {
 
     async fn release(&self, saga: &Saga) -> Result<bool, sqlx::Error> {
         log::release(&self.pool, saga).await
+    }
+
+    async fn renew(&self, order_id: Uuid, version: i64, lease: Lease<'_>) -> Result<bool, sqlx::Error> {
+        log::renew(&self.pool, order_id, version, lease).await
     }
 }
