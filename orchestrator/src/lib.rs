@@ -73,6 +73,7 @@ pub async fn run() -> anyhow::Result<()> {
         stuck_after: config.stuck_after,
         probes: Arc::new(console::Probes::new(&config.participants)?),
         instance: config.instance_id.clone(),
+        circuits: executor.circuits(),
     };
     let mut spec = routes::spec(state);
     spec.routes = spec.routes.merge(console::router(console));

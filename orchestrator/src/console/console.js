@@ -96,6 +96,13 @@ async function loadServices() {
     const why = s.up ? `${s.latency_ms} ms` : s.detail || '';
     li.append(el('span', '', 'dot'), el('span', s.name, 'name'), el('span', s.up ? 'up' : 'down', 'state'),
       el('span', why, 'muted'));
+    if (s.circuit_open_since) {
+      // Sagas at its steps wait instead of calling it, until a probe finds it ready again.
+      const since = new Date(s.circuit_open_since).toLocaleTimeString();
+      const waiting = el('span', `circuit open: ${s.waiting} waiting for ${s.name} since ${since}`, 'circuit');
+      li.dataset.circuit = 'open';
+      li.append(waiting);
+    }
     if (s.url) li.title = s.url;
     return li;
   });

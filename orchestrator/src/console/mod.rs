@@ -3,8 +3,8 @@
 //! besides the order API: `/console/overview` (figures from the saga log) and
 //! `/console/services` (who answers `/readyz`).
 //!
-//! Everything it shows is read from the database or probed on each request, never kept in this
-//! process, so every replica serves the same console.
+//! Everything it shows is read from the database or probed on each request, so every replica
+//! serves the same console, except each participant's circuit, which is this replica's own.
 
 mod overview;
 mod services;
@@ -21,6 +21,8 @@ use saga_shared::{api::SagaStatus, Problem};
 use sqlx::PgPool;
 use utoipa::OpenApi;
 
+use crate::saga::circuits::Circuits;
+
 pub use services::Probes;
 
 /// What the console's endpoints share.
@@ -36,6 +38,8 @@ pub struct ConsoleState {
     pub probes: Arc<Probes>,
     /// This instance's name (`ORCHESTRATOR_ID`), shown as the one that served the page.
     pub instance: String,
+    /// This instance's participant circuits.
+    pub circuits: Arc<Circuits>,
 }
 
 #[derive(OpenApi)]

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use axum::extract::State;
+use chrono::{DateTime, Utc};
 use saga_shared::{AppJson, Problem};
 use serde::Serialize;
 use sqlx::PgPool;
@@ -43,6 +44,12 @@ pub(super) struct ServiceHealth {
     detail: Option<String>,
     /// How long the probe took, in milliseconds.
     latency_ms: u64,
+    /// Since when this orchestrator's circuit for the participant has been open (it kept
+    /// failing; its calls wait until a probe finds it ready). `null` when closed, and for the
+    /// orchestrator itself.
+    circuit_open_since: Option<DateTime<Utc>>,
+    /// Calls of this orchestrator's sagas waiting for the participant's circuit to close.
+    waiting: usize,
 }
 
 /// Probes the participants, sharing each round between concurrent requests.
@@ -104,6 +111,8 @@ impl Probes {
             up: detail.is_none(),
             detail,
             latency_ms: elapsed_ms(started),
+            circuit_open_since: None,
+            waiting: 0,
         }
     }
 }
@@ -122,12 +131,15 @@ async fn orchestrator(pool: &PgPool) -> ServiceHealth {
         up,
         detail: (!up).then(|| "its database does not answer".to_owned()),
         latency_ms: elapsed_ms(started),
+        circuit_open_since: None,
+        waiting: 0,
     }
 }
 
 /// Each service up or down: the participants' `/readyz` probed by this orchestrator (500 ms
-/// timeout, one round a second at most), and the orchestrator's own database. Answers even
-/// when the database is down.
+/// timeout, one round a second at most), with this orchestrator's circuit for each (open since
+/// when, how many calls wait for it), and the orchestrator's own database. Answers even when the
+/// database is down.
 #[utoipa::path(get, path = "/console/services", tag = "console",
     responses(
         (status = 200, description = "Each service's readiness", body = ServicesView),
@@ -135,6 +147,15 @@ async fn orchestrator(pool: &PgPool) -> ServiceHealth {
     ))]
 pub(super) async fn get_services(State(console): State<ConsoleState>) -> AppJson<ServicesView> {
     let (own, participants) = tokio::join!(orchestrator(&console.pool), console.probes.participants());
-    let services = std::iter::once(own).chain(participants).collect();
+    let circuits = console.circuits.views();
+    let services = std::iter::once(own)
+        .chain(participants.into_iter().map(|mut health| {
+            if let Some(circuit) = circuits.iter().find(|c| c.participant == health.name) {
+                health.circuit_open_since = circuit.open_since;
+                health.waiting = circuit.waiting;
+            }
+            health
+        }))
+        .collect();
     AppJson(ServicesView { instance: console.instance.clone(), services })
 }

@@ -159,8 +159,8 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     }
 
     /// The participants' circuits as this process sees them.
-    pub fn circuits(&self) -> &Circuits {
-        &self.circuits
+    pub fn circuits(&self) -> Arc<Circuits> {
+        Arc::clone(&self.circuits)
     }
 
     /// How many sagas have a driver here.
