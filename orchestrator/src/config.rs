@@ -19,7 +19,7 @@ pub const DEFAULT_RETRY_BUDGET_MS: u64 = 60_000;
 
 /// Sagas one orchestrator drives at once before `POST /orders` answers 503 `overloaded`.
 /// See docs/configuration.md for how it follows from the measured capacity.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 2048;
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 /// Base URLs of the participants.
 #[derive(Debug, Clone)]

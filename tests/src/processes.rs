@@ -71,10 +71,12 @@ impl Service {
 
 /// Orchestrator settings for tests: short timeouts, leases and backoffs so failures and recovery
 /// play out in seconds. A test can override any of them.
-pub(crate) const ORCHESTRATOR_TEST_ENV: [(&str, &str); 10] = [
+pub(crate) const ORCHESTRATOR_TEST_ENV: [(&str, &str); 11] = [
     ("STEP_TIMEOUT_MS", "1000"),
     ("STEP_INITIAL_BACKOFF_MS", "50"),
     ("STEP_MAX_BACKOFF_MS", "300"),
+    // Failure tests need steps to give up soon; the tests of riding out outages set their own.
+    ("STEP_RETRY_BUDGET_MS", "2000"),
     ("COMPENSATION_INITIAL_BACKOFF_MS", "100"),
     ("COMPENSATION_MAX_BACKOFF_MS", "500"),
     ("LEASE_MS", "3000"),

@@ -2,7 +2,8 @@
 //! `sagactl chaos` kills and restarts every process (Postgres included), switches faults on and
 //! off, freezes the orchestrator past its lease and cancels sagas in flight as an operator
 //! would; then `sagactl audit` finds every order terminal, each saga's timeline ending once and
-//! every invariant of DESIGN.md §5 intact. Bounded: about a minute.
+//! every invariant of DESIGN.md §5 intact, and at least 99.5 % of the good orders completed
+//! (issue 17: a restart is not a reason to roll back). Bounded: about a minute.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -25,7 +26,8 @@ fn json_of(what: &str, output: &Output) -> Value {
 #[tokio::test]
 async fn orders_under_chaos_that_kills_every_process_stalls_the_orchestrator_and_cancels_all_end_with_every_invariant_kept(
 ) {
-    let up = UpSuite::start(&[], &[]).await;
+    // The default retry budget (the tests' own is 2 s, to keep failure tests short).
+    let up = UpSuite::start(&[], &[("STEP_RETRY_BUDGET_MS", "60000")]).await;
     let snapshot = up.state_dir.join("before.json");
     let snapshot = snapshot.to_str().unwrap();
     up.sagactl_ok(&["audit", "--snapshot", snapshot]).await;
@@ -76,10 +78,20 @@ async fn orders_under_chaos_that_kills_every_process_stalls_the_orchestrator_and
     let load_report = json_of("load", &load);
     assert!(load.status.success(), "every order placed and ended: {load_report:#}");
     assert!(load_report["accepted"].as_u64().unwrap_or(0) >= 50, "too few orders to prove anything: {load_report:#}");
+    // Good orders complete unless an operator cancelled them: kills, stalls and transient
+    // faults are ridden out within the retry budget.
+    let happy = &load_report["by_intent"]["happy"];
+    let (completed, placed) = (happy["completed"].as_u64().unwrap_or(0), happy["placed"].as_u64().unwrap_or(0));
+    let cancels = chaos_report["cancels"].as_u64().unwrap_or(0);
+    let share = (completed + cancels) as f64 / placed.max(1) as f64;
+    assert!(
+        share >= 0.995,
+        "only {completed} of {placed} good orders completed ({cancels} cancelled on purpose): {load_report:#}"
+    );
     let audit_report = json_of("audit", &audit);
     assert!(audit.status.success(), "the audit found violations: {audit_report:#}\nup:\n{}", up.stderr());
     eprintln!(
-        "chaos: kills {}, stalls {}, cancels {}; load: {} orders",
+        "chaos: kills {}, stalls {}, cancels {}; load: {} orders, {completed} of {placed} good ones completed",
         chaos_report["kills"], chaos_report["stalls"], chaos_report["cancels"], load_report["accepted"]
     );
 }

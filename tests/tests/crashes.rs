@@ -61,7 +61,10 @@ async fn wait_all_terminal(pool: &PgPool, timeout: Duration) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_orchestrator_killed_at_random_points_under_load_loses_and_repeats_nothing() {
-    let mut suite = Suite::start(&Service::SUITE).await;
+    // The default retry budget: a restart is not a reason to roll back (the tests' own 2 s
+    // budget would run out while a killed orchestrator's leases expire).
+    let budget = [("STEP_RETRY_BUDGET_MS", "60000")];
+    let mut suite = Suite::start_with_env(&Service::SUITE, &[(Service::Orchestrator, budget[0].0, budget[0].1)]).await;
     let initial = suite.snapshot().await;
     let url = suite.url(Service::Orchestrator, "/orders");
     let http = Http::new(Duration::from_secs(5));
@@ -87,7 +90,7 @@ async fn an_orchestrator_killed_at_random_points_under_load_loses_and_repeats_no
         tokio::time::sleep(Duration::from_millis(pause)).await;
         suite.kill(Service::Orchestrator).await;
         tokio::time::sleep(Duration::from_millis(rand::rng().random_range(0..300))).await;
-        suite.spawn(Service::Orchestrator, &[]).await;
+        suite.spawn(Service::Orchestrator, &budget).await;
     }
     let accepted = placing.await.unwrap();
 
@@ -202,15 +205,17 @@ async fn a_step_that_landed_before_the_orchestrator_died_is_compensated_though_i
     suite.kill(Service::Shipping).await;
 
     suite.spawn(Service::Orchestrator, &[]).await;
-    // The new instance claims the saga once the lease expires and retries until its attempts
-    // run out against a shipping service that refuses connections.
+    // The new instance claims the saga once the lease expires and retries until its budget
+    // runs out against a shipping service that refuses connections.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let order = suite.order(order_id).await;
-        if order["steps"][2]["attempts"].as_u64() >= Some(4) && order["status"] != "running" {
+        if order["status"] == "compensating" {
+            let reason = order["failure_reason"].as_str().unwrap_or_default();
+            assert!(reason.starts_with("create_shipment failed after"), "the step's budget ran out: {order}");
             break;
         }
-        assert!(Instant::now() < deadline, "retries never ran out: {order}");
+        assert!(Instant::now() < deadline, "the retry budget never ran out: {order}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     suite.spawn(Service::Shipping, &[]).await;

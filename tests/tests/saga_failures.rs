@@ -45,7 +45,8 @@ async fn wait_metric(suite: &Suite, line_prefix: &str, wanted: f64) {
 }
 
 #[tokio::test]
-async fn a_participant_down_is_retried_with_backoff_then_the_saga_compensates() {
+async fn a_participant_down_is_retried_with_backoff_until_its_budget_runs_out_then_the_saga_compensates() {
+    // The tests' retry budget is 2 s; the circuit opens after 5 refused connections.
     let mut suite = Suite::start(&Service::SUITE).await;
     suite.kill(Service::Payment).await;
 
@@ -53,9 +54,15 @@ async fn a_participant_down_is_retried_with_backoff_then_the_saga_compensates() 
     let order = suite.wait_terminal(order_id, WAIT).await;
 
     assert_eq!(order["status"], "compensated", "{order}");
-    assert_eq!(order["steps"][1]["attempts"], 4);
+    // Five refused connections open payment's circuit; the next attempt waits for it until the
+    // budget runs out and is recorded as not sent.
+    assert_eq!(order["steps"][1]["attempts"], 6, "{order}");
     let events = suite.events(order_id).await;
-    assert_eq!(outcomes(&events, "action", "process_payment"), ["transient"; 4]);
+    assert_eq!(outcomes(&events, "action", "process_payment"), ["transient"; 6]);
+    let held = events.iter().rfind(|e| e["kind"] == "action").unwrap();
+    assert!(held["detail"].as_str().unwrap().contains("circuit open"), "{held}");
+    let reason = order["failure_reason"].as_str().unwrap();
+    assert!(reason.starts_with("process_payment failed after 6 attempts in 2.0 s"), "{reason}");
     let times: Vec<chrono::DateTime<chrono::Utc>> = events
         .iter()
         .filter(|e| e["kind"] == "action" && e["step"] == "process_payment")
@@ -84,7 +91,8 @@ async fn a_participant_slower_than_the_step_timeout_is_reconciled_then_compensat
 
     assert_eq!(order["status"], "compensated", "{order}");
     let events = suite.events(order_id).await;
-    assert_eq!(outcomes(&events, "action", "process_payment"), ["timeout"; 4]);
+    // Each attempt takes the whole 1 s step timeout: two fit in the 2 s budget.
+    assert_eq!(outcomes(&events, "action", "process_payment"), ["timeout"; 2]);
     assert!(outcomes(&events, "reconcile", "process_payment").iter().all(|o| o == "not_found"), "{events:?}");
     assert!(!outcomes(&events, "reconcile", "process_payment").is_empty(), "an unknown outcome is reconciled");
     // The ambiguous step is compensated too (its DELETE leaves a tombstone), before inventory.

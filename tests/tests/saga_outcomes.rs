@@ -136,7 +136,8 @@ async fn an_undeliverable_address_refunds_the_payment_then_releases_the_reservat
 async fn a_confirmation_that_cannot_be_sent_undoes_the_three_steps_before_it_newest_first() {
     let mut suite = Suite::start(&Service::SUITE).await;
     // Notification is down: every attempt is refused at connect (it certainly did not happen),
-    // so once retries run out, exactly the three earlier steps are compensated.
+    // so once its retry budget (2 s in tests) runs out, exactly the three earlier steps are
+    // compensated.
     suite.kill(Service::Notification).await;
     let order_id = suite.accepted_order(&happy_order()).await;
     let order = suite.wait_terminal(order_id, WAIT).await;
@@ -148,13 +149,16 @@ async fn a_confirmation_that_cannot_be_sent_undoes_the_three_steps_before_it_new
         &["create_shipment", "process_payment", "reserve_inventory"],
     )
     .await;
-    assert_eq!(order["steps"][3]["attempts"], 4, "the default policy makes four attempts: {order}");
+    // Five refused connections open notification's circuit; the sixth attempt waits for it
+    // until the budget runs out, and is recorded as not sent.
+    assert_eq!(order["steps"][3]["attempts"], 6, "{order}");
     let attempts: Vec<Value> = suite
         .events(order_id)
         .await
         .into_iter()
         .filter(|e| e["kind"] == "action" && e["step"] == "send_confirmation")
         .collect();
-    assert_eq!(attempts.len(), 4);
+    assert_eq!(attempts.len(), 6);
     assert!(attempts.iter().all(|e| e["outcome"] == "transient"), "{attempts:?}");
+    assert!(attempts[5]["detail"].as_str().is_some_and(|d| d.contains("(circuit open); not sent")), "{attempts:?}");
 }

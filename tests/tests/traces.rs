@@ -288,8 +288,9 @@ async fn one_trace_per_saga_from_the_post_through_every_step_into_each_participa
 #[tokio::test]
 async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in_its_trace() {
     let receiver = Receiver::start().await;
-    // Payment will be down for a while: retry it until it is back instead of compensating.
-    let mut suite = receiver.suite(&[(Service::Orchestrator, "STEP_MAX_ATTEMPTS", "1000")]).await;
+    // Payment will be down for a while: the default one-minute retry budget rides it out
+    // (the tests' own is 2 s).
+    let mut suite = receiver.suite(&[(Service::Orchestrator, "STEP_RETRY_BUDGET_MS", "60000")]).await;
     let env = receiver.env();
 
     // An undeliverable address: shipping refuses, payment is refunded, the reservation released.
@@ -343,7 +344,7 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
         let mut vars: Vec<(&str, &str)> =
             env.iter().filter(|(s, _, _)| *s == service).map(|(_, k, v)| (*k, v.as_str())).collect();
         if service == Service::Orchestrator {
-            vars.push(("STEP_MAX_ATTEMPTS", "1000"));
+            vars.push(("STEP_RETRY_BUDGET_MS", "60000"));
         }
         vars
     };

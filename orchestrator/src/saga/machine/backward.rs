@@ -46,6 +46,12 @@ pub(super) fn next(definition: &SagaDefinition, saga: &mut Saga, record: &mut Re
         return Command::Stop;
     };
     saga.step_index = index;
+    // A step that succeeded is being undone from now on, whether or not its first `DELETE` has
+    // gone out yet (it may wait for its participant's circuit): the log and the console say so.
+    // An `unknown` step stays so until its `DELETE` is tried: it may not have happened at all.
+    if saga.steps[index].status == StepStatus::Succeeded {
+        saga.steps[index].status = StepStatus::Compensating;
+    }
     if record.now() < saga.next_run_at {
         return Command::Wait { until: saga.next_run_at };
     }

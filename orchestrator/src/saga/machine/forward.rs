@@ -183,6 +183,7 @@ pub(super) fn inspected(
         }
         Inspection::Unreachable(detail) => {
             // It cannot be asked: retry the step itself (a replay is harmless if it happened).
+            saga.steps[index].last_error = Some(detail.clone());
             push(record, Some(detail));
             Some(attempt_or_give_up(definition, saga, record))
         }
