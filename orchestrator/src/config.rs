@@ -260,4 +260,24 @@ mod tests {
         let env = Env::from_pairs([("STEP_RETRY_BUDGET_MS", "0")]);
         assert!(OrchestratorConfig::from_env(&env, &STEPS).is_err());
     }
+
+    #[test]
+    fn admission_is_on_by_default_and_zero_turns_it_off() {
+        let config = OrchestratorConfig::from_env(&Env::default(), &STEPS).unwrap();
+        assert_eq!(config.max_in_flight, Some(DEFAULT_MAX_IN_FLIGHT));
+        let env = Env::from_pairs([("MAX_IN_FLIGHT_SAGAS", "0")]);
+        assert_eq!(OrchestratorConfig::from_env(&env, &STEPS).unwrap().max_in_flight, None);
+    }
+
+    #[test]
+    fn circuits_have_defaults_and_refuse_zero_settings() {
+        let config = OrchestratorConfig::from_env(&Env::default(), &STEPS).unwrap();
+        assert_eq!(
+            (config.circuits.open_after, config.circuits.probe_interval, config.circuits.resume_per_sec),
+            (5, Duration::from_millis(500), 200)
+        );
+        for name in ["CIRCUIT_OPEN_AFTER", "CIRCUIT_PROBE_MS", "CIRCUIT_RESUME_PER_SEC"] {
+            assert!(OrchestratorConfig::from_env(&Env::from_pairs([(name, "0")]), &STEPS).is_err(), "{name}=0");
+        }
+    }
 }
