@@ -30,7 +30,7 @@ use crate::{
     order_list::{self, IdPrefix},
     saga::{
         drivers::OperateError,
-        executor::Placed,
+        executor::{Overloaded, Placed},
         log,
         machine::{OperatorAction, OperatorCommand},
         state::Saga,
@@ -106,7 +106,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
 /// 503 `overloaded` with `Retry-After: 1`: past the admission limit, an order is refused before
 /// anything is written, so a retry (with the same `Idempotency-Key`) is safe. Refusing keeps
 /// the sagas already accepted fast instead of queueing every new one behind them.
-fn overloaded(in_flight: usize, limit: usize) -> Response {
+fn overloaded(Overloaded { in_flight, limit }: Overloaded) -> Response {
     let problem = AppError::problem(
         StatusCode::SERVICE_UNAVAILABLE,
         "overloaded",
@@ -144,13 +144,14 @@ async fn create_order(
 ) -> Result<Response, AppError> {
     let key = idempotency_key(&headers)?;
     let executor = &app.executor;
-    if let Some(limit) = executor.max_in_flight() {
-        let in_flight = executor.in_flight();
-        if in_flight >= limit {
+    // Held until the saga's driver counts it.
+    let _admission = match executor.admit() {
+        Ok(admission) => admission,
+        Err(over) => {
             metrics::counter!(m::REFUSED_TOTAL, "reason" => "overloaded").increment(1);
-            return Ok(overloaded(in_flight, limit));
+            return Ok(overloaded(over));
         }
-    }
+    };
     let order_id = Uuid::now_v7();
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
     match executor.place(order_id, order, key.as_deref(), saga_shared::telemetry::traceparent()).await? {

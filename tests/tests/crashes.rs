@@ -66,6 +66,10 @@ async fn an_orchestrator_killed_at_random_points_under_load_loses_and_repeats_no
     let budget = [("STEP_RETRY_BUDGET_MS", "60000")];
     let mut suite = Suite::start_with_env(&Service::SUITE, &[(Service::Orchestrator, budget[0].0, budget[0].1)]).await;
     let initial = suite.snapshot().await;
+    // A slowed shipping step keeps about seven sagas in flight at any instant (50 orders/s,
+    // 150 ms each), so every kill interrupts some. Without it a saga took a few milliseconds, and
+    // once all four kills fell between sagas (CI, 2026-12-05), leaving recovery nothing to do.
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 150 })).await;
     let url = suite.url(Service::Orchestrator, "/orders");
     let http = Http::new(Duration::from_secs(5));
 

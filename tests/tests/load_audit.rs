@@ -1,6 +1,7 @@
 //! The load tool and the audit against real suites: a closed-loop and an open-loop run report
-//! every order by the outcome its intent asks for; the audit passes a clean run, lists sagas in
-//! flight apart, and names the order of a broken one with a non-zero exit.
+//! every order by the outcome its intent asks for, and an order refused as overloaded is placed
+//! again when `Retry-After` says; the audit passes a clean run, lists sagas in flight apart, and
+//! names the order of a broken one with a non-zero exit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -81,6 +82,27 @@ async fn an_open_loop_run_places_orders_on_schedule_and_waits_for_every_saga() {
     assert_eq!(report.outcomes.compensated, report.placed / 2, "{:?}", report.outcomes);
     assert_eq!(report.outcomes.completed, report.placed - report.placed / 2, "{:?}", report.outcomes);
     assert_eq!(report.latency_ms.count, report.placed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_refused_as_overloaded_is_placed_again_no_sooner_than_retry_after_asks() {
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    suite.spawn(Service::Orchestrator, &[("MAX_IN_FLIGHT_SAGAS", "1")]).await;
+    // One saga at a time, held 400 ms by shipping: of two orders placed together one is refused
+    // (503 overloaded, Retry-After: 1). Its one retry after the usual 100 ms backoff would find
+    // the first saga still running and be refused again; a second later it is admitted.
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 400 })).await;
+    let mut run = config(Pacing::Closed { concurrency: 2 }, Stop::Orders(2), 0.0, Keys::Uniform);
+    run.post_retries = 1;
+
+    let report = run_load(&suite, &run).await;
+
+    assert!(report.ok, "{report:#?}");
+    assert_eq!((report.placed, report.accepted, report.post_errors), (2, 2, 0), "{report:#?}");
+    assert_eq!(report.outcomes.completed, 2, "{:?}", report.outcomes);
+    let metrics = suite.http.inner().get(suite.url(Service::Orchestrator, "/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.lines().any(|l| l == "saga_orders_refused_total{reason=\"overloaded\"} 1"), "{metrics}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

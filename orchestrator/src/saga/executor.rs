@@ -9,7 +9,14 @@
 //! effect at once (the call in flight is abandoned, its step marked possibly done by the
 //! machine, and compensation begins), and nothing else ever writes the saga from this process.
 
-use std::{collections::VecDeque, sync::Arc, time::Instant};
+use std::{
+    collections::VecDeque,
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Instant,
+};
 
 use chrono::{DateTime, Utc};
 use saga_shared::{api::OrderRequest, api::OrderView, telemetry};
@@ -62,7 +69,32 @@ pub struct Executor<S, P> {
     stopping: CancellationToken,
     waiters: Waiters,
     drivers: Drivers,
+    /// Orders admitted and still being written: they count against the admission limit until
+    /// their driver does (see [`Executor::admit`]).
+    placing: AtomicUsize,
     writer: GroupCommit,
+}
+
+/// An order's place under the admission limit while it is written; dropped once its driver
+/// counts it (or it was refused or replayed).
+#[derive(Debug)]
+pub struct Admission<'a> {
+    placing: &'a AtomicUsize,
+}
+
+impl Drop for Admission<'_> {
+    fn drop(&mut self) {
+        self.placing.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// `POST /orders` past the admission limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded {
+    /// Sagas driven here, and orders being written.
+    pub in_flight: usize,
+    /// `MAX_IN_FLIGHT_SAGAS`.
+    pub limit: usize,
 }
 
 impl<S, P> std::fmt::Debug for Executor<S, P> {
@@ -135,6 +167,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
             stopping,
             waiters: Waiters::default(),
             drivers: Drivers::default(),
+            placing: AtomicUsize::new(0),
         }
     }
 
@@ -168,9 +201,25 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
         self.drivers.count()
     }
 
-    /// The admission limit, if any.
-    pub fn max_in_flight(&self) -> Option<usize> {
-        self.config.max_in_flight
+    /// Takes a place for a new order under the admission limit, to hold until [`Self::place`]
+    /// returns. Checking the count and placing are apart (the insert waits for a commit), so
+    /// concurrent orders reserve first: otherwise every `POST` arriving during one commit
+    /// would see the same count and all be admitted. The compare-and-swap admits one order per
+    /// free place however many race for it.
+    pub fn admit(&self) -> Result<Admission<'_>, Overloaded> {
+        let mut placing = self.placing.load(Ordering::SeqCst);
+        loop {
+            if let Some(limit) = self.config.max_in_flight {
+                let in_flight = self.drivers.count() + placing;
+                if in_flight >= limit {
+                    return Err(Overloaded { in_flight, limit });
+                }
+            }
+            match self.placing.compare_exchange(placing, placing + 1, Ordering::SeqCst, Ordering::SeqCst) {
+                Ok(_) => return Ok(Admission { placing: &self.placing }),
+                Err(now) => placing = now,
+            }
+        }
     }
 
     fn clock(&self) -> Clock {
@@ -217,7 +266,10 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     /// one driven here, and drives them. Returns how many were claimed.
     pub async fn recover(self: &Arc<Self>, batch: i64) -> Result<usize, sqlx::Error> {
         let room = match self.config.max_in_flight {
-            Some(max) => i64::try_from(max.saturating_sub(self.drivers.count())).unwrap_or(i64::MAX).min(batch),
+            Some(max) => {
+                let taken = self.drivers.count() + self.placing.load(Ordering::SeqCst);
+                i64::try_from(max.saturating_sub(taken)).unwrap_or(i64::MAX).min(batch)
+            }
             None => batch,
         };
         if room <= 0 {

@@ -64,7 +64,8 @@ pub struct LoadArgs {
     #[arg(long, value_name = "SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..))]
     pub saga_timeout_secs: u64,
     /// Repeat a POST that failed with a transport error or 5xx up to N times, with an
-    /// Idempotency-Key so no order is placed twice (for runs where the orchestrator is killed).
+    /// Idempotency-Key so no order is placed twice (for runs where the orchestrator is killed);
+    /// after a 503 with `Retry-After` (overloaded), not sooner than it asks (at most 10 s).
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub post_retries: u32,
     /// Print the report as one JSON document on stdout (and no progress bar).

@@ -25,6 +25,8 @@ const POLL_RETRY_MAX: Duration = Duration::from_secs(2);
 /// Backoff bounds of `POST` retries (`--post-retries`).
 const POST_BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const POST_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The longest `Retry-After` obeyed: a client on a schedule would rather give up than wait longer.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
 
 /// Polls that failed and were repeated.
 #[derive(Debug, Default)]
@@ -66,32 +68,51 @@ async fn place(worker: &Worker, order: &PlannedOrder, deadline: Instant) -> Resu
         if worker.post_retries > 0 {
             request = request.header("idempotency-key", &key);
         }
-        let error = match request.send().await {
+        let (error, retry_after) = match request.send().await {
             Ok(response) => match answer(response).await {
                 Ok(placed) => return Ok(placed),
-                Err(error) => error,
+                Err(refused) => (refused.error, refused.retry_after),
             },
-            Err(err) => format!("POST /orders: {}", describe(&err)),
+            Err(err) => (format!("POST /orders: {}", describe(&err)), None),
         };
         attempt += 1;
-        if attempt > worker.post_retries || Instant::now() + backoff >= deadline {
+        // An overloaded orchestrator says when to come back: waiting less would only be refused
+        // again, and keep it overloaded.
+        let pause = retry_after.map_or(backoff, |asked| asked.clamp(backoff, RETRY_AFTER_MAX));
+        if attempt > worker.post_retries || Instant::now() + pause >= deadline {
             return Err(error);
         }
-        tokio::time::sleep(backoff).await;
+        tokio::time::sleep(pause).await;
         backoff = (backoff * 2).min(POST_BACKOFF_MAX);
     }
 }
 
+/// A `POST /orders` that a retry might fix, and how long the orchestrator asked to wait first.
+struct Refused {
+    error: String,
+    retry_after: Option<Duration>,
+}
+
+/// `Retry-After` in seconds (the form the orchestrator and participants send; an HTTP date is
+/// ignored and the usual backoff applies).
+fn retry_after(response: &reqwest::Response) -> Option<Duration> {
+    let value = response.headers().get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
 /// Reads a `POST /orders` answer: `Err` for what a retry might fix (a 5xx, a body cut short).
-async fn answer(response: reqwest::Response) -> Result<Placed, String> {
+async fn answer(response: reqwest::Response) -> Result<Placed, Refused> {
     let status = response.status();
+    let retry_after = retry_after(&response);
+    let refused = |error: String| Refused { error, retry_after };
     let body: Value = match response.bytes().await {
         Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Err(err) => return Err(format!("POST /orders: {status} with an unreadable body: {}", describe(&err))),
+        Err(err) => return Err(refused(format!("POST /orders: {status} with an unreadable body: {}", describe(&err)))),
     };
     if status == StatusCode::ACCEPTED {
-        let order_id =
-            body["order_id"].as_str().ok_or_else(|| format!("POST /orders: 202 without an order_id: {body}"))?;
+        let Some(order_id) = body["order_id"].as_str() else {
+            return Err(refused(format!("POST /orders: 202 without an order_id: {body}")));
+        };
         let saga_status = body["status"].as_str().unwrap_or("pending");
         return Ok(Placed::Accepted { order_id: order_id.to_owned(), status: saga_status.to_owned() });
     }
@@ -99,7 +120,7 @@ async fn answer(response: reqwest::Response) -> Result<Placed, String> {
     if status.is_client_error() {
         return Ok(Placed::Rejected { status: status.as_u16(), detail });
     }
-    Err(format!("POST /orders: {status}: {detail}"))
+    Err(refused(format!("POST /orders: {status}: {detail}")))
 }
 
 /// Long-polls until the saga is terminal or `deadline` passes.
