@@ -1,5 +1,5 @@
 //! Crashes: the orchestrator SIGKILLed at random points under load, and a replica taking over
-//! from a killed one. After each, every saga ends, no effect happens twice, and the invariants of
+//! from a killed one (no more at a time than its admission limit allows). After each, every saga ends, no effect happens twice, and the invariants of
 //! DESIGN.md §5 hold.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -156,6 +156,51 @@ async fn a_replica_finishes_every_saga_of_a_killed_one_exactly_once() {
     .await
     .unwrap();
     assert_eq!(terminal_events, 100);
+}
+
+/// Non-terminal sagas whose lease `owner` holds (or held).
+async fn open_sagas_of(pool: &PgPool, owner: &str) -> i64 {
+    sqlx::query_scalar(
+        "select count(*) from sagas where owner = $1 and status not in ('completed', 'compensated', 'failed')",
+    )
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_claims_no_more_sagas_than_the_admission_limit_leaves_room_for() {
+    // Patient steps, so the sagas stay in flight (retrying shipping) instead of compensating.
+    let budget = ("STEP_RETRY_BUDGET_MS", "60000");
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    suite.spawn(Service::Orchestrator, &[budget]).await;
+    suite.spawn(Service::OrchestratorB, &[budget, ("MAX_IN_FLIGHT_SAGAS", "2")]).await;
+    let initial = suite.snapshot().await;
+    suite.set_faults(Service::Shipping, &serde_json::json!({ "hang": true })).await;
+    let url = suite.url(Service::Orchestrator, "/orders");
+    let http = Http::new(Duration::from_secs(5));
+    join_all((0..6).map(|n| place_with_retries(&http, &url, n))).await;
+    let pool = suite.db.pool_as("orchestrator").await.unwrap();
+
+    // A dies with six sagas waiting on shipping; once its leases expire, B (limit 2) claims two.
+    suite.kill(Service::Orchestrator).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while open_sagas_of(&pool, "orchestrator-b").await < 2 {
+        assert!(Instant::now() < deadline, "B never claimed A's sagas");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Several recovery rounds later (every 200 ms), still only two: the other four wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(open_sagas_of(&pool, "orchestrator-b").await, 2, "B claims only up to its limit");
+    assert_eq!(open_sagas_of(&pool, "orchestrator").await, 4, "the rest stay unclaimed");
+
+    // Shipping answers again: B finishes its two, then claims and finishes the rest.
+    suite.set_faults(Service::Shipping, &serde_json::json!({})).await;
+    wait_all_terminal(&pool, Duration::from_secs(60)).await;
+    let report = suite.audit(&initial).await;
+    assert!(report.violations.is_empty(), "invariants broken: {:#?}", report.violations);
+    assert_eq!(report.statuses.get("completed"), Some(&6), "{:?}", report.statuses);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
