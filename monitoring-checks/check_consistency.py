@@ -5,7 +5,7 @@ Usage: check_consistency.py CHECK...   (or `all`; `--list` names the checks)
 
   compose-env         every variable docker-compose.yml sets on a suite service is one the binaries
                       read (extracted from the Rust sources; orchestrator-only names only on it)
-  compose-ports       each service publishes its code's DEFAULT_PORT as PORT=P and P:P, its health
+  compose-ports       each service publishes its default port (shared/src/suite.rs) as PORT=P and P:P, its health
                       check and the orchestrator's participant URLs use it; Prometheus 9090,
                       Grafana 3000; nothing else is published
   prometheus-targets  prometheus.yml scrapes <service>:<port> and prometheus.local.yml
@@ -34,13 +34,6 @@ from typing import Any, Callable
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ["orchestrator", "inventory", "payment", "shipping", "notification"]
-PARTICIPANT_URL_VARS = {
-    "INVENTORY_URL": "inventory",
-    "PAYMENT_URL": "payment",
-    "SHIPPING_URL": "shipping",
-    "NOTIFICATION_URL": "notification",
-}
 FIXED_PORTS = {"prometheus": 9090, "grafana": 3000, "jaeger": 16686}
 PROMQL_BUILTIN_METRICS = {"up", "ALERTS", "ALERTS_FOR_STATE", "scrape_duration_seconds", "scrape_samples_scraped"}
 PROMQL_KEYWORDS = {"and", "or", "unless", "by", "without", "on", "ignoring", "group_left", "group_right", "offset", "bool"}
@@ -71,18 +64,27 @@ def fail_if(problems: list[str]) -> None:
 # facts from the code
 
 
+def suite_table() -> dict[str, tuple[int, str | None]]:
+    """The suite's one service table (shared/src/suite.rs): name -> (default port, the
+    participant's step or None for the orchestrator)."""
+    path = ROOT / "shared" / "src" / "suite.rs"
+    row = r'Service::(orchestrator|participant)\("([a-z]+)", (\d+)(?:, "([a-z_]+)")?'
+    rows = re.findall(row, path.read_text(encoding="utf-8"))
+    table = {name: (int(port), step or None) for kind, name, port, step in rows}
+    if len(table) != 5 or sum(1 for _, step in table.values() if step is None) != 1:
+        raise CheckFailed(f"expected four participants and one orchestrator in {path.relative_to(ROOT)}, found {table}")
+    return table
+
+
 def code_ports() -> dict[str, int]:
-    """Each service's DEFAULT_PORT constant."""
-    sources = {"orchestrator": ROOT / "orchestrator" / "src" / "config.rs"}
-    for service in SERVICES[1:]:
-        sources[service] = ROOT / "services" / service / "src" / "lib.rs"
-    ports = {}
-    for service, path in sources.items():
-        m = re.search(r"pub const DEFAULT_PORT: u16 = (\d+);", path.read_text(encoding="utf-8"))
-        if not m:
-            raise CheckFailed(f"no `pub const DEFAULT_PORT: u16 = …;` in {path.relative_to(ROOT)}")
-        ports[service] = int(m.group(1))
-    return ports
+    """Each service's default port."""
+    return {name: port for name, (port, _) in suite_table().items()}
+
+
+SERVICES = list(suite_table())
+PARTICIPANTS = [name for name, (_, step) in suite_table().items() if step]
+STEPS = [step for _, step in suite_table().values() if step]
+PARTICIPANT_URL_VARS = {f"{name.upper()}_URL": name for name in PARTICIPANTS}
 
 
 def code_metrics() -> set[str]:
@@ -106,10 +108,11 @@ def known_env() -> tuple[set[str], set[str]]:
     """(read by every service, read by the orchestrator only), extracted from the Rust sources,
     so a variable set in compose but read by no binary fails, whatever a hand-kept list says.
 
-    Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)` (the orchestrator also `url("NAME", port)`)
+    Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)`
     in shared/src/config.rs and shared/src/faults.rs (and the OTLP endpoint in shared/src/telemetry.rs); the orchestrator adds its own in
     orchestrator/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
-    each name of `ORDER_STEPS`. RUST_LOG is read by shared/src/telemetry.rs."""
+    each participant's step, and each participant's `<NAME>_URL` (`Service::url_variable`).
+    RUST_LOG is read by shared/src/telemetry.rs."""
     literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
     shared = set(literal.findall(read("shared/src/config.rs"))) | set(literal.findall(read("shared/src/faults.rs")))
     shared.add("RUST_LOG")
@@ -121,12 +124,12 @@ def known_env() -> tuple[set[str], set[str]]:
     # format!("STEP_{upper}_NAME") to STEP_<STEP>_NAME.
     suffixes = set(re.findall(r'millis\(\s*"([A-Z_]+)"', orchestrator_src))
     per_step = set(re.findall(r'format!\("STEP_\{upper\}_([A-Z_]+)"\)', orchestrator_src)) | suffixes
-    steps_decl = re.search(r"ORDER_STEPS:[^=]*=\s*\[([^\]]*)\]", read("orchestrator/src/saga/definition.rs"))
-    if not steps_decl or not suffixes or not per_step:
-        raise CheckFailed("cannot find the orchestrator's step settings in its sources (did the code move?)")
-    steps = re.findall(r'"([a-z_]+)"', steps_decl.group(1))
+    reads_urls = "url_variable()" in orchestrator_src and '"{}_URL"' in read("shared/src/suite.rs")
+    if not suffixes or not per_step or not reads_urls:
+        raise CheckFailed("cannot find the orchestrator's step settings or participant URLs in its sources (did the code move?)")
     orchestrator |= {f"STEP_{s}" for s in suffixes}
-    orchestrator |= {f"STEP_{step.upper()}_{s}" for step in steps for s in per_step}
+    orchestrator |= {f"STEP_{step.upper()}_{s}" for step in STEPS for s in per_step}
+    orchestrator |= set(PARTICIPANT_URL_VARS)
     if len(shared) < 10 or len(orchestrator) < 10:
         raise CheckFailed(f"suspiciously few env vars found in the sources: {sorted(shared)} {sorted(orchestrator)}")
     return shared, orchestrator - shared

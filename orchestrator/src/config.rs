@@ -3,12 +3,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use saga_shared::config::{Env, ServiceConfig};
+use saga_shared::{
+    config::{Env, ServiceConfig},
+    suite::{self, Service},
+};
 
 use crate::saga::{circuits::CircuitConfig, definition::StepKind, retry::RetryPolicy};
-
-/// Default port of the orchestrator.
-pub const DEFAULT_PORT: u16 = 8080;
 
 /// How long a step's transient failures are retried before the saga compensates (60 s):
 /// longer than a process restart (about a second here; a container restart or a Postgres crash
@@ -21,17 +21,26 @@ pub const DEFAULT_RETRY_BUDGET_MS: u64 = 60_000;
 /// See docs/configuration.md for how it follows from the measured capacity.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
-/// Base URLs of the participants.
+/// Base URL of each participant, in step order: `<NAME>_URL` (`PAYMENT_URL`), else the
+/// participant's default port on this machine (`saga_shared::suite`).
 #[derive(Debug, Clone)]
-pub struct ParticipantUrls {
-    /// `INVENTORY_URL` (default http://127.0.0.1:8081).
-    pub inventory: String,
-    /// `PAYMENT_URL` (default http://127.0.0.1:8082).
-    pub payment: String,
-    /// `SHIPPING_URL` (default http://127.0.0.1:8083).
-    pub shipping: String,
-    /// `NOTIFICATION_URL` (default http://127.0.0.1:8084).
-    pub notification: String,
+pub struct ParticipantUrls(pub [(&'static Service, String); 4]);
+
+impl ParticipantUrls {
+    fn from_env(env: &Env) -> Self {
+        Self(suite::PARTICIPANTS.each_ref().map(|service| {
+            let url = env
+                .get(&service.url_variable())
+                .map(|u| u.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| service.local_url(service.default_port));
+            (service, url)
+        }))
+    }
+
+    /// `service`'s base URL.
+    pub fn of(&self, service: &Service) -> Option<&str> {
+        self.0.iter().find(|(s, _)| *s == service).map(|(_, url)| url.as_str())
+    }
 }
 
 /// Timeout, retries and kind of one step, after defaults and overrides.
@@ -92,19 +101,9 @@ pub struct OrchestratorConfig {
 impl OrchestratorConfig {
     /// Reads and validates the configuration for the steps named `step_names`.
     pub fn from_env(env: &Env, step_names: &[&'static str]) -> anyhow::Result<Self> {
-        let service = ServiceConfig::from_env(env, "orchestrator", DEFAULT_PORT)?;
+        let service = ServiceConfig::from_env(env, &suite::ORCHESTRATOR)?;
         let operator_token = env.get("OPERATOR_TOKEN").map(str::to_owned).or_else(|| service.admin_token.clone());
-        let url = |name: &str, port: u16| {
-            env.get(name)
-                .map(|u| u.trim_end_matches('/').to_owned())
-                .unwrap_or_else(|| format!("http://127.0.0.1:{port}"))
-        };
-        let participants = ParticipantUrls {
-            inventory: url("INVENTORY_URL", 8081),
-            payment: url("PAYMENT_URL", 8082),
-            shipping: url("SHIPPING_URL", 8083),
-            notification: url("NOTIFICATION_URL", 8084),
-        };
+        let participants = ParticipantUrls::from_env(env);
         let steps =
             step_names.iter().map(|&name| Ok((name, step_settings(env, name)?))).collect::<anyhow::Result<Vec<_>>>()?;
         let config = Self {

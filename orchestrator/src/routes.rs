@@ -81,7 +81,7 @@ pub fn spec(state: AppState) -> ServiceSpec {
         .route("/orders/{order_id}/retry", post(retry_order))
         .route("/orders/{order_id}/cancel", post(cancel_order))
         .with_state(state);
-    ServiceSpec { name: "orchestrator", routes, openapi: ApiDoc::openapi() }
+    ServiceSpec { service: &saga_shared::suite::ORCHESTRATOR, routes, openapi: ApiDoc::openapi() }
 }
 
 /// Longest accepted `Idempotency-Key`.

@@ -398,10 +398,7 @@ impl Participants for SimNet {
     }
 
     async fn probe(&self, participant: &Participant) -> bool {
-        let index = ["inventory", "payment", "shipping", "notification"]
-            .iter()
-            .position(|name| *name == participant.name)
-            .unwrap();
+        let index = saga_shared::suite::PARTICIPANTS.iter().position(|p| p.name == participant.name).unwrap();
         !self.net.lock().unwrap().down.contains(&index)
     }
 }

@@ -181,9 +181,10 @@ async fn statements_by_role(admin: &PgPool) -> anyhow::Result<Vec<(String, i64)>
     Ok(sqlx::query_as(
         r#"select r.rolname, sum(s.calls)::bigint from pg_stat_statements s join pg_roles r on r.oid = s.userid
            where s.dbid = (select oid from pg_database where datname = current_database())
-             and r.rolname in ('orchestrator', 'inventory', 'payment', 'shipping', 'notification')
+             and r.rolname = any($1)
            group by r.rolname order by r.rolname"#,
     )
+    .bind(&saga_shared::suite::NAMES[..])
     .fetch_all(admin)
     .await?)
 }

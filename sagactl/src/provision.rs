@@ -14,8 +14,8 @@ use sqlx::{ConnectOptions as _, Connection as _, Executor as _};
 
 use crate::text::percent_encode;
 
-/// Every service that owns a schema (and a role of the same name).
-pub const SERVICES: [&str; 5] = ["orchestrator", "inventory", "payment", "shipping", "notification"];
+/// Every service that owns a schema (and a role of the same name): the whole suite.
+pub use saga_shared::suite::NAMES as SERVICES;
 
 /// Advisory-lock key serialising provisioning across processes: roles are cluster-global, and
 /// concurrent `CREATE ROLE`/`ALTER ROLE` on one role fail ("tuple concurrently updated").

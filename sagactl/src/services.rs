@@ -10,59 +10,18 @@ use saga_shared::config::{validate_token, Env};
 use crate::provision::Provisioned;
 use crate::text::random_hex;
 
-/// What a process is in the saga.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Owns one resource and answers the orchestrator.
-    Participant,
-    /// Drives sagas; needs every participant's URL.
-    Orchestrator,
-}
+/// Every process `sagactl up` starts, in start order (participants first, because the
+/// orchestrator may call them as soon as it is up): the suite's one table.
+pub use saga_shared::suite::{Service, ALL as SUITE};
 
-/// One service of the suite.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ServiceSpec {
-    /// Also its database role and schema.
-    pub name: &'static str,
-    /// File name in the binary directory.
-    pub binary: &'static str,
-    /// Port unless `<NAME>_PORT` says otherwise.
-    pub default_port: u16,
-    pub role: Role,
-    /// Skipped (with a note) when its binary has not been built, instead of failing `up`.
-    pub optional: bool,
+/// Whether `up` may skip `service` (with a note) when its binary has not been built: the
+/// orchestrator, so that the participants can be run alone.
+pub fn optional(service: &Service) -> bool {
+    !service.is_participant()
 }
-
-/// Every process `sagactl up` starts, in start order: participants first, because the
-/// orchestrator may call them as soon as it is up.
-pub const SUITE: [ServiceSpec; 5] = [
-    ServiceSpec {
-        name: "inventory",
-        binary: "inventory",
-        default_port: 8081,
-        role: Role::Participant,
-        optional: false,
-    },
-    ServiceSpec { name: "payment", binary: "payment", default_port: 8082, role: Role::Participant, optional: false },
-    ServiceSpec { name: "shipping", binary: "shipping", default_port: 8083, role: Role::Participant, optional: false },
-    ServiceSpec {
-        name: "notification",
-        binary: "notification",
-        default_port: 8084,
-        role: Role::Participant,
-        optional: false,
-    },
-    ServiceSpec {
-        name: "orchestrator",
-        binary: "orchestrator",
-        default_port: 8080,
-        role: Role::Orchestrator,
-        optional: true,
-    },
-];
 
 /// Looks a service up by name, with the valid names in the error.
-pub fn spec(name: &str) -> anyhow::Result<&'static ServiceSpec> {
+pub fn spec(name: &str) -> anyhow::Result<&'static Service> {
     SUITE.iter().find(|spec| spec.name == name).with_context(|| {
         let names: Vec<_> = SUITE.iter().map(|spec| spec.name).collect();
         format!("unknown service {name:?} (known: {})", names.join(", "))
@@ -108,7 +67,7 @@ impl LauncherEnv {
     }
 
     /// `<NAME>_PORT`, else the table's default.
-    pub fn port(&self, spec: &ServiceSpec) -> anyhow::Result<u16> {
+    pub fn port(&self, spec: &Service) -> anyhow::Result<u16> {
         let key = format!("{}_PORT", spec.name.to_uppercase());
         match self.env.parse_or::<u16>(&key, spec.default_port)? {
             0 => bail!("{key} must be a port number from 1 to 65535"),
@@ -169,7 +128,7 @@ pub struct EnvContext<'a> {
 }
 
 /// The variables `sagactl` sets for one service (on top of the inherited environment).
-pub fn service_env(spec: &ServiceSpec, ctx: &EnvContext<'_>) -> BTreeMap<String, String> {
+pub fn service_env(spec: &Service, ctx: &EnvContext<'_>) -> BTreeMap<String, String> {
     let port = ctx.ports.get(spec.name).copied().unwrap_or(spec.default_port);
     let mut env = BTreeMap::from([
         ("HOST".to_owned(), "127.0.0.1".to_owned()),
@@ -182,12 +141,10 @@ pub fn service_env(spec: &ServiceSpec, ctx: &EnvContext<'_>) -> BTreeMap<String,
     if let Some(filter) = ctx.launcher.get("RUST_LOG") {
         env.insert("RUST_LOG".to_owned(), filter.to_owned());
     }
-    if spec.role == Role::Orchestrator {
-        let participants = SUITE.iter().filter(|s| s.role == Role::Participant);
-        for participant in participants {
-            if let Some(port) = ctx.ports.get(participant.name) {
-                let key = format!("{}_URL", participant.name.to_uppercase());
-                env.insert(key, format!("http://127.0.0.1:{port}"));
+    if !spec.is_participant() {
+        for participant in SUITE.iter().filter(|s| s.is_participant()) {
+            if let Some(&port) = ctx.ports.get(participant.name) {
+                env.insert(participant.url_variable(), participant.local_url(port));
             }
         }
     }
@@ -204,25 +161,11 @@ mod tests {
     }
 
     #[test]
-    fn table_has_unique_names_and_ports_and_matches_the_database_roles() {
-        let mut names: Vec<_> = SUITE.iter().map(|s| s.name).collect();
-        let mut ports: Vec<_> = SUITE.iter().map(|s| s.default_port).collect();
-        names.sort_unstable();
-        ports.sort_unstable();
-        names.dedup();
-        ports.dedup();
-        assert_eq!(names.len(), SUITE.len());
-        assert_eq!(ports.len(), SUITE.len());
+    fn every_service_has_a_schema_and_only_the_orchestrator_is_optional() {
         for spec in &SUITE {
             assert!(crate::provision::SERVICES.contains(&spec.name), "{} has no schema", spec.name);
+            assert_eq!(optional(spec), !spec.is_participant());
         }
-    }
-
-    #[test]
-    fn participants_are_required_and_start_before_the_orchestrator() {
-        let last = SUITE.last().map(|s| s.role);
-        assert_eq!(last, Some(Role::Orchestrator));
-        assert!(SUITE.iter().filter(|s| s.role == Role::Participant).all(|s| !s.optional));
         assert_eq!(spec("payment").map(|s| s.default_port).ok(), Some(8082));
         assert!(spec("billing").is_err());
     }

@@ -182,8 +182,9 @@ impl ConnectionLimits {
 }
 
 impl ServiceConfig {
-    /// Reads the common variables; `service` names the default schema, `default_port` the port.
-    pub fn from_env(env: &Env, service: &str, default_port: u16) -> anyhow::Result<Self> {
+    /// Reads the common variables; `service` gives the default schema, role and port.
+    pub fn from_env(env: &Env, service: &crate::suite::Service) -> anyhow::Result<Self> {
+        let (default_port, service) = (service.default_port, service.name);
         let database_url = env
             .get("DATABASE_URL")
             .map(str::to_owned)
@@ -239,7 +240,7 @@ mod tests {
 
     #[test]
     fn defaults_work_without_any_variable() -> anyhow::Result<()> {
-        let config = ServiceConfig::from_env(&Env::default(), "payment", 8082)?;
+        let config = ServiceConfig::from_env(&Env::default(), &crate::suite::PAYMENT)?;
         assert_eq!(config.port, 8082);
         assert_eq!(config.db_schema, "payment");
         assert!(config.admin_token.is_none());
@@ -250,13 +251,13 @@ mod tests {
     #[test]
     fn an_unparsable_variable_is_named_in_the_error() {
         let env = Env::from_pairs([("PORT", "eighty")]);
-        let err = ServiceConfig::from_env(&env, "payment", 8082).map(|_| ()).unwrap_err();
+        let err = ServiceConfig::from_env(&env, &crate::suite::PAYMENT).map(|_| ()).unwrap_err();
         assert!(err.to_string().contains("PORT"), "{err}");
     }
 
     #[test]
     fn connection_limits_have_defaults_and_refuse_zero() -> anyhow::Result<()> {
-        let limits = ServiceConfig::from_env(&Env::default(), "payment", 8082)?.connections;
+        let limits = ServiceConfig::from_env(&Env::default(), &crate::suite::PAYMENT)?.connections;
         assert_eq!(limits.header_read_timeout, Duration::from_secs(10));
         assert_eq!(limits.idle_timeout, Duration::from_secs(120));
         assert_eq!(limits.max_connections, 1024);
@@ -267,7 +268,7 @@ mod tests {
             "STEP_QUEUE_LIMIT",
             "STEP_WRITER_RESTART_MS",
         ] {
-            let err = ServiceConfig::from_env(&Env::from_pairs([(variable, "0")]), "payment", 8082).unwrap_err();
+            let err = ServiceConfig::from_env(&Env::from_pairs([(variable, "0")]), &crate::suite::PAYMENT).unwrap_err();
             assert!(err.to_string().contains(variable), "{err}");
         }
         Ok(())
@@ -276,6 +277,6 @@ mod tests {
     #[test]
     fn a_short_admin_token_is_refused() {
         let env = Env::from_pairs([("ADMIN_TOKEN", "abc")]);
-        assert!(ServiceConfig::from_env(&env, "payment", 8082).is_err());
+        assert!(ServiceConfig::from_env(&env, &crate::suite::PAYMENT).is_err());
     }
 }

@@ -17,6 +17,7 @@ mod serve;
 pub mod server;
 pub mod step;
 pub mod step_batch;
+pub mod suite;
 pub mod telemetry;
 
 pub use error::{AppError, Problem};

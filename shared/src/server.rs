@@ -41,8 +41,9 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// What a service contributes to the server.
 pub struct ServiceSpec {
-    /// The service's name: log field, metric label, OpenAPI title.
-    pub name: &'static str,
+    /// The service in the suite's table: its name is the log field, metric label and OpenAPI
+    /// title; a participant's routes must serve its resource.
+    pub service: &'static crate::suite::Service,
     /// The business routes, state already applied. Faults apply to these only.
     pub routes: Router,
     /// The OpenAPI document of the business routes.
@@ -51,7 +52,7 @@ pub struct ServiceSpec {
 
 impl std::fmt::Debug for ServiceSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServiceSpec").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("ServiceSpec").field("service", &self.service.name).finish_non_exhaustive()
     }
 }
 
@@ -91,12 +92,14 @@ impl Application {
         if config.faults.any_enabled() {
             tracing::warn!(faults = ?config.faults, "fault injection enabled at start-up");
         }
+        let name = spec.service.name;
+        serves_its_resource(spec.service, &spec.openapi)?;
         let mut openapi = spec.openapi;
         openapi.merge(ProbesDoc::openapi());
         let mut router = spec
             .routes
             .layer(middleware::from_fn_with_state(faults.clone(), faults::inject))
-            .route("/healthz", get(healthz).with_state(spec.name))
+            .route("/healthz", get(healthz).with_state(name))
             .route("/readyz", get(readyz).with_state((pool, readiness)))
             .route("/metrics", get(render_metrics).with_state(metrics));
         if let Some(token) = &config.admin_token {
@@ -105,7 +108,7 @@ impl Application {
             let components = openapi.components.get_or_insert_with(Default::default);
             components.add_security_scheme("admin_token", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         }
-        openapi.info.title = format!("{} service", spec.name);
+        openapi.info.title = format!("{name} service");
         openapi.info.version = env!("CARGO_PKG_VERSION").to_owned();
         let document = serde_json::to_value(&openapi)?;
         let router = router
@@ -118,10 +121,8 @@ impl Application {
                 ServiceBuilder::new()
                     .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
                     .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-                    .layer(
-                        TraceLayer::new_for_http().make_span_with(request_span(spec.name)).on_response(record_status),
-                    )
-                    .layer(middleware::from_fn_with_state(spec.name, http_metrics::track_http))
+                    .layer(TraceLayer::new_for_http().make_span_with(request_span(name)).on_response(record_status))
+                    .layer(middleware::from_fn_with_state(name, http_metrics::track_http))
                     .layer(HandleErrorLayer::new(|err: BoxError| async move { timeout_problem(&err) }))
                     .layer(tower::timeout::TimeoutLayer::new(config.request_timeout))
                     .layer(DefaultBodyLimit::max(config.body_limit_bytes)),
@@ -130,13 +131,7 @@ impl Application {
         let address = SocketAddr::new(config.host, config.port);
         let listener =
             TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        Ok(Self {
-            listener,
-            router,
-            name: spec.name,
-            shutdown_grace: config.shutdown_grace,
-            limits: config.connections,
-        })
+        Ok(Self { listener, router, name, shutdown_grace: config.shutdown_grace, limits: config.connections })
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -342,16 +337,27 @@ pub struct Boot {
     pub readiness: Readiness,
 }
 
+/// A participant must serve `/{resource}/{order_id}`, where the orchestrator calls it (both
+/// read the suite's table): a route that drifted from it would fail every saga, so it fails
+/// the start instead.
+fn serves_its_resource(service: &crate::suite::Service, openapi: &utoipa::openapi::OpenApi) -> anyhow::Result<()> {
+    let Some(resource) = service.resource() else { return Ok(()) };
+    let path = format!("/{resource}/{{order_id}}");
+    if !openapi.paths.paths.contains_key(&path) {
+        anyhow::bail!("{} serves no {path}, which the suite's table (saga_shared::suite) says it does", service.name);
+    }
+    Ok(())
+}
+
 /// The whole life of a participant (telemetry is [`block_on_main`]'s): config → pool and migrations → routes → serve.
 pub async fn run(
-    name: &'static str,
-    default_port: u16,
+    service: &'static crate::suite::Service,
     migrator: &'static sqlx::migrate::Migrator,
     routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
 ) -> anyhow::Result<()> {
     let env = crate::config::Env::from_process();
     let metrics = http_metrics::install_recorder()?;
-    let config = ServiceConfig::from_env(&env, name, default_port)?;
+    let config = ServiceConfig::from_env(&env, service)?;
     let pool = crate::db::pool(&config)?;
     crate::db::migrate(&pool, migrator, config.db_startup_timeout).await?;
     let faults = faults::Faults::new(config.faults.clone());
@@ -364,8 +370,24 @@ pub async fn run(
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
-    use super::order_id_in_path;
+    use super::{order_id_in_path, serves_its_resource};
+    use crate::suite;
+    use utoipa::openapi::{path::PathItem, HttpMethod, OpenApiBuilder, PathsBuilder};
+
+    #[test]
+    fn a_participant_must_serve_the_resource_of_the_suites_table() {
+        let serving = |path: &str| {
+            let paths = PathsBuilder::new()
+                .path(path, PathItem::new(HttpMethod::Put, utoipa::openapi::path::Operation::default()));
+            OpenApiBuilder::new().paths(paths).build()
+        };
+        assert!(serves_its_resource(&suite::PAYMENT, &serving("/payments/{order_id}")).is_ok());
+        let err = serves_its_resource(&suite::PAYMENT, &serving("/charges/{order_id}")).unwrap_err();
+        assert!(err.to_string().contains("payment serves no /payments/{order_id}"), "{err}");
+        assert!(serves_its_resource(&suite::ORCHESTRATOR, &serving("/orders")).is_ok(), "no resource to serve");
+    }
 
     #[test]
     fn the_order_id_is_read_from_its_place_in_the_route_template() {

@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use saga_shared::suite;
 use sagactl::{
     launch::Launch,
     services::{self, EnvContext, LauncherEnv},
@@ -45,15 +46,20 @@ impl Service {
     pub const SUITE: [Service; 5] =
         [Self::Inventory, Self::Payment, Self::Shipping, Self::Notification, Self::Orchestrator];
 
+    /// Its entry in the suite's table (both orchestrator replicas are the orchestrator).
+    pub fn spec(self) -> &'static suite::Service {
+        match self {
+            Self::Inventory => &suite::INVENTORY,
+            Self::Payment => &suite::PAYMENT,
+            Self::Shipping => &suite::SHIPPING,
+            Self::Notification => &suite::NOTIFICATION,
+            Self::Orchestrator | Self::OrchestratorB => &suite::ORCHESTRATOR,
+        }
+    }
+
     /// Schema and role name (and binary name, but for the second replica).
     pub fn name(self) -> &'static str {
-        match self {
-            Self::Inventory => "inventory",
-            Self::Payment => "payment",
-            Self::Shipping => "shipping",
-            Self::Notification => "notification",
-            Self::Orchestrator | Self::OrchestratorB => "orchestrator",
-        }
+        self.spec().name
     }
 
     /// Distinct per process (the second orchestrator replica differs): log file and job name.
@@ -173,7 +179,7 @@ impl Suite {
     /// It is started the way `sagactl up` starts it (the same environment builder and launcher),
     /// with the test settings on top.
     pub async fn spawn(&mut self, service: Service, extra_env: &[(&str, &str)]) {
-        let spec = services::spec(service.name()).expect("a service of the suite");
+        let spec = service.spec();
         let port = self.port(service);
         let log_path = self.log_dir.join(format!("{}.log", service.log_name()));
         let ports: BTreeMap<&'static str, u16> = Service::SUITE.iter().map(|&s| (s.name(), self.port(s))).collect();
@@ -193,7 +199,7 @@ impl Suite {
             env.extend(ORCHESTRATOR_TEST_ENV.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
         }
         env.extend(extra_env.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
-        let binary = bin_dir().join(spec.binary);
+        let binary = bin_dir().join(spec.name);
         let launch = Launch { name: service.log_name(), binary: &binary, env: &env, log_path: &log_path, port };
         let mut child = launch.spawn().unwrap_or_else(|e| panic!("{e:#} (run `cargo build --workspace` first)"));
         let ready = launch.wait_ready(&mut child).await;

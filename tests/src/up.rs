@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// The services `up` starts, in the order it starts them.
-pub const UP_SERVICES: [&str; 5] = ["inventory", "payment", "shipping", "notification", "orchestrator"];
+pub use saga_shared::suite::NAMES as UP_SERVICES;
 /// The admin (and operator) token of suites started here.
 pub const UP_ADMIN_TOKEN: &str = "up-test-admin-token";
 

@@ -56,7 +56,7 @@ pub(super) struct ServiceHealth {
 #[derive(Debug)]
 pub struct Probes {
     http: reqwest::Client,
-    participants: [(&'static str, String); 4],
+    participants: Vec<(&'static str, String)>,
     last: Mutex<Option<(Instant, Vec<ServiceHealth>)>>,
 }
 
@@ -64,12 +64,7 @@ impl Probes {
     /// Probes for the participants at `urls`.
     pub fn new(urls: &ParticipantUrls) -> anyhow::Result<Self> {
         let http = reqwest::Client::builder().connect_timeout(PROBE_TIMEOUT).timeout(PROBE_TIMEOUT).build()?;
-        let participants = [
-            ("inventory", urls.inventory.clone()),
-            ("payment", urls.payment.clone()),
-            ("shipping", urls.shipping.clone()),
-            ("notification", urls.notification.clone()),
-        ];
+        let participants = urls.0.iter().map(|(service, url)| (service.name, url.clone())).collect();
         Ok(Self { http, participants, last: Mutex::new(None) })
     }
 
@@ -90,9 +85,7 @@ impl Probes {
 
     /// Probes every participant at once, so a round takes one probe's time at most.
     async fn round(&self) -> Vec<ServiceHealth> {
-        let [(n1, u1), (n2, u2), (n3, u3), (n4, u4)] = &self.participants;
-        let (a, b, c, d) = tokio::join!(self.probe(n1, u1), self.probe(n2, u2), self.probe(n3, u3), self.probe(n4, u4));
-        vec![a, b, c, d]
+        futures::future::join_all(self.participants.iter().map(|(name, url)| self.probe(name, url))).await
     }
 
     async fn probe(&self, name: &'static str, base_url: &str) -> ServiceHealth {

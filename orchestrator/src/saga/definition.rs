@@ -3,12 +3,14 @@
 
 use std::time::Duration;
 
+use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 
 use saga_shared::api::{
     Notification, NotificationRequest, OrderRequest, Payment, PaymentRequest, RecordState, Reservation,
     ReservationRequest, Shipment, ShipmentRequest, StepRecord,
 };
+use saga_shared::suite::{self, step_of, Service};
 use serde_json::{Map, Value};
 
 use super::retry::RetryPolicy;
@@ -94,8 +96,9 @@ pub struct SagaDefinition {
     pub compensation_retry: RetryPolicy,
 }
 
-/// The order saga's step names, in order.
-pub const ORDER_STEPS: [&str; 4] = ["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"];
+/// The order saga's step names, in order: the participants' steps (`saga_shared::suite`).
+pub const ORDER_STEPS: [&str; 4] =
+    [step_of(suite::INVENTORY), step_of(suite::PAYMENT), step_of(suite::SHIPPING), step_of(suite::NOTIFICATION)];
 
 impl SagaDefinition {
     /// Checks that no compensatable step follows a retriable one (the pivot comes once).
@@ -128,18 +131,19 @@ impl SagaDefinition {
 
     /// The order saga: reserve → pay (the reservation's total) → ship → confirm.
     pub fn order_saga(config: &OrchestratorConfig) -> anyhow::Result<Self> {
-        let urls = &config.participants;
-        let step = |name: &'static str,
-                    (service, base_url): (&'static str, &str),
-                    resource,
+        let step = |service: &'static Service,
                     record_state: RecordReader,
                     request: RequestBuilder,
                     output: &'static [&'static str]|
          -> anyhow::Result<StepDefinition> {
+            let (Some(name), Some(resource)) = (service.step(), service.resource()) else {
+                anyhow::bail!("{} is not a participant", service.name);
+            };
+            let base_url = config.participants.of(service).context("no URL for a participant")?;
             let settings = config.step(name)?;
             Ok(StepDefinition {
                 name,
-                participant: Participant { name: service, base_url: base_url.to_owned(), resource, record_state },
+                participant: Participant { name: service.name, base_url: base_url.to_owned(), resource, record_state },
                 kind: settings.kind,
                 timeout: settings.timeout,
                 retry: settings.retry,
@@ -149,31 +153,11 @@ impl SagaDefinition {
         };
         let definition = Self {
             steps: vec![
-                step(
-                    ORDER_STEPS[0],
-                    ("inventory", &urls.inventory),
-                    "reservations",
-                    Reservation::state_of,
-                    reservation_request,
-                    &["total_cents"], // what payment charges
-                )?,
-                step(ORDER_STEPS[1], ("payment", &urls.payment), "payments", Payment::state_of, payment_request, &[])?,
-                step(
-                    ORDER_STEPS[2],
-                    ("shipping", &urls.shipping),
-                    "shipments",
-                    Shipment::state_of,
-                    shipment_request,
-                    &[],
-                )?,
-                step(
-                    ORDER_STEPS[3],
-                    ("notification", &urls.notification),
-                    "notifications",
-                    Notification::state_of,
-                    notification_request,
-                    &[],
-                )?,
+                // `total_cents`: what payment charges.
+                step(&suite::INVENTORY, Reservation::state_of, reservation_request, &["total_cents"])?,
+                step(&suite::PAYMENT, Payment::state_of, payment_request, &[])?,
+                step(&suite::SHIPPING, Shipment::state_of, shipment_request, &[])?,
+                step(&suite::NOTIFICATION, Notification::state_of, notification_request, &[])?,
             ],
             deadline: config.saga_deadline,
             compensation_budget: config.compensation_budget,

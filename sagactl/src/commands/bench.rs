@@ -11,6 +11,7 @@
 use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duration};
 
 use anyhow::Context;
+use saga_shared::suite;
 use sqlx::PgPool;
 use tokio::process::Child;
 
@@ -23,7 +24,7 @@ use crate::{
     process::{send_signal, Signal},
     procstat::{pid_of, Watched, Watchlist},
     provision::{provision, superuser_pool},
-    services::{self, EnvContext, LauncherEnv, SUITE},
+    services::{self, EnvContext, LauncherEnv, Service, SUITE},
 };
 
 /// What `sagactl bench` runs.
@@ -152,7 +153,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         // them, and is needed to measure trace export (its spans are at info).
         env.entry("RUST_LOG".to_owned()).or_insert_with(|| "warn".to_owned());
         env.insert("DB_MAX_CONNECTIONS".to_owned(), "32".to_owned());
-        let binary = bin_dir.join(spec.binary);
+        let binary = bin_dir.join(spec.name);
         let log_path = logs.join(format!("{}.log", spec.name));
         let port = ports.get(spec.name).copied().context("port")?;
         let launch = Launch { name: spec.name, binary: &binary, env: &env, log_path: &log_path, port };
@@ -160,11 +161,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         launch.wait_ready(&mut child).await?;
         children.push(child);
     }
-    let url = |name: &str| format!("http://127.0.0.1:{}", ports.get(name).copied().unwrap_or_default());
-    let targets = Targets {
-        orchestrator: url("orchestrator"),
-        participants: [url("inventory"), url("payment"), url("shipping"), url("notification")],
-    };
+    let url = |service: Service| service.local_url(ports.get(service.name).copied().unwrap_or_default());
+    let targets = Targets { orchestrator: url(suite::ORCHESTRATOR), participants: suite::PARTICIPANTS.map(url) };
 
     let mut watched = vec![Watched::Family { name: "postgres".to_owned(), pid: pg.pid() }];
     for (spec, child) in SUITE.iter().zip(&children) {

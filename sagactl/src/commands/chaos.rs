@@ -33,11 +33,19 @@ use crate::load::progress::progress_bar;
 use crate::process::{is_alive, runs_binary};
 use crate::services::LauncherEnv;
 use crate::state::{StateDir, SuiteState};
+use saga_shared::suite;
 
-/// Every process chaos may kill, in the order the suite starts them.
-pub const TARGETS: [&str; 6] = ["postgres", "inventory", "payment", "shipping", "notification", "orchestrator"];
-/// Participants whose faults chaos may switch.
-const FAULT_TARGETS: [&str; 4] = ["inventory", "payment", "shipping", "notification"];
+/// Every process chaos may kill, in the order the suite starts them: Postgres, then the suite's
+/// services.
+pub const TARGETS: [&str; 6] = {
+    let mut targets = [POSTGRES; 6];
+    let mut i = 0;
+    while i < suite::NAMES.len() {
+        targets[i + 1] = suite::NAMES[i];
+        i += 1;
+    }
+    targets
+};
 /// Tries to bring a killed process back before the run is reported as failed.
 const START_ATTEMPTS: u32 = 5;
 /// Bound on each admin API call.
@@ -405,7 +413,8 @@ impl<'a> Chaos<'a> {
     }
 
     async fn switch_faults(&mut self) {
-        let Some(&target) = FAULT_TARGETS.choose(&mut self.rng) else { return };
+        // The participants: their faults are what chaos switches.
+        let Some(&target) = suite::PARTICIPANTS.map(|p| p.name).choose(&mut self.rng) else { return };
         let (action, faults) = if self.faulty.contains_key(target) {
             ("faults-off", json!({}))
         } else {

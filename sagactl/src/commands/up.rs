@@ -17,7 +17,7 @@ use crate::invocation::build_command;
 use crate::ports::port_is_free;
 use crate::process::{is_alive, runs_binary, terminate_all, Ending};
 use crate::provision::{provision, validate_identifier, Provisioned};
-use crate::services::{service_env, EnvContext, LauncherEnv, ServiceSpec, SUITE};
+use crate::services::{optional, service_env, EnvContext, LauncherEnv, Service, SUITE};
 use crate::state::{ServiceState, StateDir, SuiteState, ToolState, LOCK_TIMEOUT};
 
 /// Grace period between SIGTERM and SIGKILL for the services.
@@ -243,7 +243,7 @@ fn refuse_if_running(dir: &StateDir) -> anyhow::Result<()> {
 /// One service `up` will start.
 #[derive(Debug)]
 pub(super) struct Planned {
-    pub(super) spec: &'static ServiceSpec,
+    pub(super) spec: &'static Service,
     pub(super) binary: PathBuf,
     pub(super) port: u16,
 }
@@ -252,9 +252,9 @@ fn plan(launcher: &LauncherEnv) -> anyhow::Result<Vec<Planned>> {
     let bin_dir = launcher.bin_dir()?;
     let mut plan: Vec<Planned> = Vec::new();
     for spec in &SUITE {
-        let binary = bin_dir.join(spec.binary);
+        let binary = bin_dir.join(spec.name);
         if !binary.is_file() {
-            if spec.optional {
+            if optional(spec) {
                 eprintln!("sagactl: note: {} not built ({}); skipping it", spec.name, binary.display());
                 continue;
             }

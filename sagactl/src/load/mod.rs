@@ -26,6 +26,8 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::{sync::Semaphore, task::JoinSet};
 
+use saga_shared::suite;
+
 use crate::state::SuiteState;
 pub use mix::{Intent, Keys, Mix};
 pub use outcome::Outcome;
@@ -47,9 +49,10 @@ impl Targets {
         let url = |name: &str| {
             state.services.get(name).map(|svc| svc.url.clone()).with_context(|| format!("the suite has no {name}"))
         };
+        let [inventory, payment, shipping, notification] = suite::PARTICIPANTS.map(|p| url(p.name));
         Ok(Self {
-            orchestrator: url("orchestrator")?,
-            participants: [url("inventory")?, url("payment")?, url("shipping")?, url("notification")?],
+            orchestrator: url(suite::ORCHESTRATOR.name)?,
+            participants: [inventory?, payment?, shipping?, notification?],
         })
     }
 }

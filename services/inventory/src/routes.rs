@@ -40,7 +40,7 @@ pub fn spec(boot: &Boot) -> ServiceSpec {
         .route("/products", get(list_products))
         .route("/products/{sku}", get(get_product))
         .with_state(Steps::start(Reserve, boot));
-    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
 }
 
 /// Reserves every line of the order, or nothing.

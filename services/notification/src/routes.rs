@@ -36,7 +36,7 @@ pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/notifications/{order_id}", get(get_notification).put(send_confirmation).delete(send_cancellation))
         .with_state(Steps::start(Confirm, boot));
-    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
 }
 
 /// Sends (records) the order confirmation.

@@ -39,7 +39,7 @@ pub fn spec(boot: &Boot) -> ServiceSpec {
         .route("/payments/{order_id}", get(get_payment).put(capture).delete(refund))
         .route("/accounts/{customer_id}", get(get_account))
         .with_state(Steps::start(Capture, boot));
-    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
 }
 
 /// Captures the order's payment from the customer's balance.

@@ -9,21 +9,19 @@ mod routes;
 
 use sqlx::migrate::Migrator;
 
-/// The service's name: schema, log field and metric label.
-pub const NAME: &str = "shipping";
-/// Default listening port.
-pub const DEFAULT_PORT: u16 = 8083;
+/// This service in the suite's table: name (schema, log field, metric label), default port, step.
+pub const SERVICE: &saga_shared::suite::Service = &saga_shared::suite::SHIPPING;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/shipping");
 
 /// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
 pub fn main() -> std::process::ExitCode {
-    saga_shared::server::block_on_main(NAME, run())
+    saga_shared::server::block_on_main(SERVICE.name, run())
 }
 
 /// Runs the service until SIGTERM/Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
-    saga_shared::server::run(NAME, DEFAULT_PORT, &MIGRATOR, |boot| {
+    saga_shared::server::run(SERVICE, &MIGRATOR, |boot| {
         metric_definitions::describe();
         Ok(routes::spec(boot))
     })

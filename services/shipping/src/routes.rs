@@ -36,7 +36,7 @@ pub fn spec(boot: &Boot) -> ServiceSpec {
     let routes = Router::new()
         .route("/shipments/{order_id}", get(get_shipment).put(create_shipment).delete(cancel_shipment))
         .with_state(Steps::start(Ship, boot));
-    ServiceSpec { name: crate::NAME, routes, openapi: ApiDoc::openapi() }
+    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
 }
 
 /// A tracking number derived from the order id: the same order always gets the same one.
