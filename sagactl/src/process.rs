@@ -1,12 +1,16 @@
 //! Signals and liveness checks for processes we only know by PID (e.g. a service restarted from
-//! another terminal). Signals go through the `kill` binary because the workspace denies `unsafe`,
-//! which `libc::kill` would need.
+//! another terminal). Signals go through rustix's safe `kill(2)` binding (the workspace denies
+//! `unsafe`, which `libc::kill` would need; spawning the `kill` binary for each one was the
+//! stopgap this replaced).
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
+use rustix::{
+    io::Errno,
+    process::{kill_process, kill_process_group, Pid},
+};
 
 /// The signals sagactl sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +21,10 @@ pub enum Signal {
     Int,
     /// No more waiting.
     Kill,
+    /// Freeze (chaos's stall, a test's frozen orchestrator).
+    Stop,
+    /// Thaw a frozen process.
+    Cont,
 }
 
 impl Signal {
@@ -25,33 +33,46 @@ impl Signal {
             Signal::Term => "TERM",
             Signal::Int => "INT",
             Signal::Kill => "KILL",
+            Signal::Stop => "STOP",
+            Signal::Cont => "CONT",
+        }
+    }
+
+    fn number(self) -> rustix::process::Signal {
+        match self {
+            Signal::Term => rustix::process::Signal::TERM,
+            Signal::Int => rustix::process::Signal::INT,
+            Signal::Kill => rustix::process::Signal::KILL,
+            Signal::Stop => rustix::process::Signal::STOP,
+            Signal::Cont => rustix::process::Signal::CONT,
         }
     }
 }
 
 /// Sends `signal` to `pid`. A process that is already gone is not an error.
 pub fn send_signal(pid: u32, signal: Signal) -> anyhow::Result<()> {
-    kill(signal, &pid.to_string(), pid)
+    kill(signal, pid, false)
 }
 
 /// Sends `signal` to the process group led by `pid`. The services are started as group leaders,
 /// so this also reaches anything they spawned (a wrapper script's real server, say).
 pub fn signal_group(pid: u32, signal: Signal) -> anyhow::Result<()> {
-    kill(signal, &format!("-{pid}"), pid)
+    kill(signal, pid, true)
 }
 
-fn kill(signal: Signal, target: &str, pid: u32) -> anyhow::Result<()> {
-    let output = Command::new("kill")
-        .arg(format!("-{}", signal.name()))
-        .arg("--")
-        .arg(target)
-        .stdin(Stdio::null())
-        .output()
-        .context("cannot run `kill`")?;
-    if !output.status.success() && is_alive(pid) {
-        bail!("kill -{} {target} failed: {}", signal.name(), String::from_utf8_lossy(&output.stderr).trim());
+fn kill(signal: Signal, pid: u32, group: bool) -> anyhow::Result<()> {
+    // Pid 0 and negative numbers would signal whole groups or every process we may signal.
+    let target =
+        i32::try_from(pid).ok().and_then(Pid::from_raw).with_context(|| format!("{pid} is not a process id"))?;
+    let sent = if group { kill_process_group(target, signal.number()) } else { kill_process(target, signal.number()) };
+    match sent {
+        Ok(()) | Err(Errno::SRCH) => Ok(()),
+        Err(_) if !is_alive(pid) => Ok(()),
+        Err(err) => {
+            let target = if group { format!("-{pid}") } else { pid.to_string() };
+            bail!("kill -{} {target} failed: {err}", signal.name())
+        }
     }
-    Ok(())
 }
 
 /// The PIDs whose parent is `pid` (read from `/proc`). Postgres backends are the postmaster's
@@ -162,6 +183,14 @@ pub async fn terminate_all(pids: &[u32], grace: Duration) -> Vec<(u32, Ending)> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pid_zero_is_refused_and_a_pid_that_is_gone_is_not_an_error() {
+        assert!(send_signal(0, Signal::Term).is_err(), "0 would signal our own process group");
+        assert!(signal_group(u32::MAX, Signal::Term).is_err(), "not a pid: would be negative");
+        // Far above any pid_max: no such process.
+        assert!(send_signal(i32::MAX as u32, Signal::Kill).is_ok());
+    }
 
     #[test]
     fn process_state_is_read_after_the_last_parenthesis() {

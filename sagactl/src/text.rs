@@ -15,18 +15,14 @@ pub(crate) fn random_hex(bytes: usize) -> String {
     out
 }
 
-/// Percent-encodes everything but RFC 3986 "unreserved" characters, which is always safe inside
-/// the user-info and query parts of a URL.
+/// Everything but RFC 3986 "unreserved" characters (letters, digits, `-._~`): escaped, that is
+/// always safe inside the user-info and query parts of a URL.
+const NOT_UNRESERVED: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+/// Percent-encodes `raw` for the user-info or query part of a URL.
 pub(crate) fn percent_encode(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for byte in raw.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            let _ = write!(out, "%{byte:02X}");
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(raw, NOT_UNRESERVED).to_string()
 }
 
 /// Quotes `raw` for a POSIX shell so a printed command line can be pasted as is.

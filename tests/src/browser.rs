@@ -77,8 +77,9 @@ impl Chromium {
     }
 
     async fn run(&self, args: &[&str]) -> Vec<u8> {
-        let profile = std::env::temp_dir().join(format!("saga-chromium-{}", uuid::Uuid::new_v4().simple()));
-        let _profile = RemoveOnDrop(profile.clone());
+        // A fresh profile per run, removed when the run ends.
+        let profile = tempfile::Builder::new().prefix("saga-chromium-").tempdir().expect("profile directory");
+        let profile = profile.path();
         let budget = format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}");
         let user_data = format!("--user-data-dir={}", profile.display());
         let mut command = Command::new(&self.binary);
@@ -115,14 +116,6 @@ impl Chromium {
 
 fn on_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(name)).find(|path| path.is_file())
-}
-
-struct RemoveOnDrop(PathBuf);
-
-impl Drop for RemoveOnDrop {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Where tests keep what a person may want to look at afterwards: `target/test-artifacts`.

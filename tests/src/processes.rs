@@ -10,6 +10,7 @@ use std::{
 use saga_shared::suite;
 use sagactl::{
     launch::Launch,
+    process::{send_signal, Signal},
     services::{self, EnvContext, LauncherEnv},
 };
 use serde_json::Value;
@@ -236,12 +237,12 @@ impl Suite {
     /// Freezes `service` with SIGSTOP, as a long GC pause, a VM migration or a laptop lid would:
     /// it keeps its sockets and its leases but does nothing until [`Suite::thaw`].
     pub fn freeze(&self, service: Service) {
-        signal(self.pid(service), "STOP");
+        send_signal(self.pid(service), Signal::Stop).expect("SIGSTOP");
     }
 
     /// Resumes a service frozen by [`Suite::freeze`] (SIGCONT).
     pub fn thaw(&self, service: Service) {
-        signal(self.pid(service), "CONT");
+        send_signal(self.pid(service), Signal::Cont).expect("SIGCONT");
     }
 
     /// Replaces `service`'s faults through its admin API.
@@ -262,19 +263,6 @@ impl Suite {
     pub fn log(&self, service: Service) -> String {
         tail(&self.log_dir.join(format!("{}.log", service.log_name())))
     }
-}
-
-/// Sends SIGSTOP or SIGCONT (`name`) to `pid` through the `kill` binary (the workspace denies the
-/// `unsafe` that `libc::kill` needs, and `sagactl::process` sends only the signals that end a
-/// process).
-fn signal(pid: u32, name: &str) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg("--")
-        .arg(pid.to_string())
-        .status()
-        .expect("cannot run `kill`");
-    assert!(status.success(), "kill -{name} {pid} failed: {status}");
 }
 
 /// `target/<profile>`: where cargo put this test executable's sibling binaries.

@@ -9,7 +9,6 @@ use std::{
 };
 
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::{
     client::Http,
@@ -27,6 +26,8 @@ pub struct UpSuite {
     child: Option<Child>,
     /// The state directory (`SAGA_STATE_DIR`): state file, logs.
     pub state_dir: PathBuf,
+    /// Removes `state_dir` on drop, unless the test failed (its logs are then kept).
+    scratch: tempfile::TempDir,
     ports: Vec<(&'static str, u16)>,
     /// Keeps other test processes off `ports` while this suite lives.
     _reserved: sagactl::ports::Reserved,
@@ -40,8 +41,8 @@ impl UpSuite {
     /// Runs `sagactl up ARGS` with `env` on top of short test timeouts, and waits until it says
     /// the suite is up.
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let state_dir = std::env::temp_dir().join(format!("saga-up-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let scratch = tempfile::Builder::new().prefix("saga-up-").tempdir().expect("state dir");
+        let state_dir = scratch.path().to_path_buf();
         let reserved = sagactl::ports::reserve(UP_SERVICES.len()).expect("reserved ports");
         let ports: Vec<(&'static str, u16)> =
             UP_SERVICES.iter().copied().zip(reserved.ports().iter().copied()).collect();
@@ -69,6 +70,7 @@ impl UpSuite {
         let mut suite = Self {
             child: Some(child),
             state_dir,
+            scratch,
             ports,
             _reserved: reserved,
             stdout,
@@ -196,8 +198,6 @@ impl UpSuite {
 impl Drop for UpSuite {
     fn drop(&mut self) {
         self.terminate();
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.state_dir);
-        }
+        self.scratch.disable_cleanup(std::thread::panicking());
     }
 }

@@ -30,7 +30,7 @@ use super::control;
 use super::postgres_process::POSTGRES;
 use super::signals::StopSignals;
 use crate::load::progress::progress_bar;
-use crate::process::{is_alive, runs_binary};
+use crate::process::{is_alive, runs_binary, send_signal, Signal};
 use crate::services::LauncherEnv;
 use crate::state::{StateDir, SuiteState};
 use saga_shared::suite;
@@ -315,7 +315,7 @@ impl<'a> Chaos<'a> {
         };
         let lease = lease_of(pid);
         let stall = self.args.stall_ms.map_or(lease + STALL_PAST_LEASE, Duration::from_millis);
-        let stopped = send(pid, "STOP").await;
+        let stopped = send_signal(pid, Signal::Stop);
         let ok = stopped.is_ok();
         if ok {
             self.frozen = Some(pid);
@@ -331,7 +331,7 @@ impl<'a> Chaos<'a> {
     /// Resumes the orchestrator chaos froze, if it did.
     async fn resume(&mut self) {
         let Some(pid) = self.frozen.take() else { return };
-        let resumed = send(pid, "CONT").await;
+        let resumed = send_signal(pid, Signal::Cont);
         self.log("resume", "orchestrator", resumed.map(|()| format!("pid {pid} resumed")));
     }
 
@@ -505,23 +505,6 @@ impl<'a> Chaos<'a> {
         }
         self.actions.push(entry);
     }
-}
-
-/// Sends SIGSTOP or SIGCONT (`name`) to `pid` through the `kill` binary (the workspace denies
-/// the `unsafe` that `libc::kill` needs).
-async fn send(pid: u32, name: &str) -> anyhow::Result<()> {
-    let output = tokio::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg("--")
-        .arg(pid.to_string())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .context("cannot run `kill`")?;
-    if !output.status.success() {
-        bail!("kill -{name} {pid} failed: {}", String::from_utf8_lossy(&output.stderr).trim());
-    }
-    Ok(())
 }
 
 /// The lease the orchestrator `pid` runs with: `LEASE_MS` of its environment (inherited from

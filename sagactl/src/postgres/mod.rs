@@ -100,7 +100,7 @@ impl TempPostgres {
             Some(dir) => (kept_dir(dir, &user)?, None),
             None => {
                 let scratch = ScratchDir::create(&user)?;
-                (scratch.path.clone(), Some(scratch))
+                (scratch.path().to_path_buf(), Some(scratch))
             }
         };
         let data_dir = root.join("data");
