@@ -1,8 +1,6 @@
 //! Batched steps (`saga_shared::step_batch`): concurrent `PUT`s to one participant share one
 //! transaction, and each still gets the answer it would get alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use futures::future::join_all;
 use saga_tests::{
     payment::capture,

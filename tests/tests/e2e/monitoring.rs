@@ -3,8 +3,6 @@
 //! target is down and resolves once it is back. And `sagactl up` on a machine without Grafana
 //! says how to get it and runs the suite all the same.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use saga_tests::{
@@ -96,7 +94,7 @@ fn stand_in_grafana() -> std::path::PathBuf {
     std::fs::write(home.join("conf/defaults.ini"), "").unwrap();
     let binary = home.join("bin/grafana");
     // The one sagactl's unit tests use: records its arguments and GF_* variables beside itself.
-    let script = include_str!("../fixtures/stand-in-grafana.sh");
+    let script = include_str!("../../fixtures/stand-in-grafana.sh");
     std::fs::write(&binary, script).unwrap();
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755)).unwrap();
     binary

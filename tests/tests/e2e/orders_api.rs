@@ -1,7 +1,5 @@
 //! The orders API at the edge: idempotency keys, validation, listing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use futures::future::join_all;

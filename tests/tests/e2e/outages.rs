@@ -3,8 +3,6 @@
 //! participant's circuit opens while it is down and closes when its `/readyz` answers again
 //! (both asserted on `/metrics`); Postgres restarted under load loses no good order either.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::{Duration, Instant};
 
 use saga_tests::{happy_order, Service, Suite, UpSuite};

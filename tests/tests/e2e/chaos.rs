@@ -5,8 +5,6 @@
 //! every invariant of DESIGN.md §5 intact, and at least 99.5 % of the good orders completed
 //! (issue 17: a restart is not a reason to roll back). Bounded: about a minute.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::Output;
 
 use saga_tests::UpSuite;

@@ -1,7 +1,5 @@
 //! Payment's contract: captures and refunds are idempotent and tombstoned; declines change nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use saga_tests::{payment::capture, Service::Payment, Suite};
 use uuid::Uuid;
 

@@ -2,8 +2,6 @@
 //! from a killed one (no more at a time than its admission limit allows). After each, every saga ends, no effect happens twice, and the invariants of
 //! DESIGN.md §5 hold.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;

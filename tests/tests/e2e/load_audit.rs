@@ -3,8 +3,6 @@
 //! again when `Retry-After` says; the audit passes a clean run, lists sagas in flight apart, and
 //! names the order of a broken one with a non-zero exit.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use saga_tests::{Service, Suite, UpSuite};

@@ -2,8 +2,6 @@
 //! and restarted with `sagactl`, on the same port and data; `up` and the services carry on, and
 //! the sagas finish once it is back. `up --data-dir` keeps the cluster across runs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use saga_tests::{happy_order, UpSuite, UP_SERVICES};

@@ -1,7 +1,5 @@
 //! What every service shares: probes, metrics, OpenAPI, schema ownership, graceful shutdown.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use saga_tests::{Service, Suite};
 use serde_json::json;
 use uuid::Uuid;

@@ -1,7 +1,5 @@
 //! Notification's contract: a confirmation, and a cancellation notice only if one was sent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use saga_tests::{Service::Notification, Suite};
 use serde_json::json;
 use uuid::Uuid;

@@ -1,7 +1,5 @@
 //! Inventory's contract: reservations are idempotent, compensable, tombstoned, never oversold.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use futures::future::join_all;
 use saga_tests::{Service::Inventory, Suite};
 use serde_json::{json, Value};

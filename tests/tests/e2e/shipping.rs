@@ -1,7 +1,5 @@
 //! Shipping's contract: shipments are idempotent, cancellable, tombstoned; some countries refused.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use saga_tests::{shipping::shipment, Service::Shipping, Suite};
 use uuid::Uuid;
 

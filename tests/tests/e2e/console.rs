@@ -5,8 +5,6 @@
 //! filters and search; bad input; the same figures on every replica; and queries that stay on
 //! indexes with 100,000 sagas in the log.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::{
     collections::HashMap,
     time::{Duration, Instant},

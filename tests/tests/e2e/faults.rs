@@ -1,7 +1,5 @@
 //! Fault injection: each mode has the effect it promises, and only an admin can switch it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use reqwest::Method;

@@ -3,8 +3,6 @@
 //! its own events; a batch that fails is written again one save at a time, so a bad save fails
 //! alone.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;

@@ -1,8 +1,6 @@
 //! The order saga's outcomes: the happy path, and a business failure at each step compensating
 //! exactly the steps before it, newest first, as the timeline and the participants both show.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use saga_tests::{happy_order, order_body, Service, Suite};

@@ -1,8 +1,6 @@
 //! Every service's OpenAPI document holds against schemathesis with all checks: generated valid
 //! and invalid requests get documented statuses, content types and bodies, and never a 5xx.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::Command;
 
 use saga_tests::{Service, Suite, ADMIN_TOKEN};

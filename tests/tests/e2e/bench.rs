@@ -2,8 +2,6 @@
 //! sagas per second and, per saga, the CPU of every process, statements, transactions and WAL
 //! fsyncs, and each process's memory. (Figures are checked for presence and sense, never speed.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use serde_json::Value;

@@ -2,8 +2,6 @@
 //! the ambiguous "committed but no answer" case, compensation that waits for its target, the
 //! dead letter and the operator's retry.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};

@@ -4,8 +4,6 @@
 //!
 //! One test binary for the three, so the suite links once more, not three times.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed test
-
 mod connections;
 mod input;
 mod step_queue;

@@ -2,8 +2,6 @@
 //! each participant's request and its SQL, exported over OTLP/HTTP to a receiver in this test
 //! (it decodes the protobuf bodies the services send, as a collector would).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},

@@ -1,7 +1,5 @@
 //! Bad input on every step endpoint gets a 4xx problem+json and changes nothing.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::time::Duration;
 
 use reqwest::Method;
