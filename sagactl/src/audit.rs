@@ -11,8 +11,18 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{ensure, Context as _};
+use saga_shared::api::SagaStatus;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
+
+/// The statuses of a saga that ended as its orders can: its effects all done or all undone.
+/// (`failed` waits for an operator, so its effects may be either.)
+const ENDED_AS_ASKED: [SagaStatus; 2] = [SagaStatus::Completed, SagaStatus::Compensated];
+
+/// Statuses as the text array a query binds.
+fn status_texts(set: &[SagaStatus]) -> Vec<&'static str> {
+    set.iter().map(|status| status.as_str()).collect()
+}
 
 /// What a run must not change, per sku and per customer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,8 +126,9 @@ pub async fn audit(pool: &PgPool, initial: Option<&Snapshot>, require_terminal: 
     report.statuses = statuses.into_iter().collect();
     let listed: Vec<(String, String, Option<String>)> = sqlx::query_as(
         r#"select order_id::text, status, coalesce(dead_letter, failure_reason) from orchestrator.sagas
-           where status not in ('completed', 'compensated') order by created_at, order_id"#,
+           where status <> all($1) order by created_at, order_id"#,
     )
+    .bind(status_texts(&ENDED_AS_ASKED))
     .fetch_all(&mut *tx)
     .await
     .context("cannot list the sagas that are not over")?;
@@ -161,12 +172,11 @@ pub async fn wait_terminal(
     let deadline = tokio::time::Instant::now() + timeout;
     let mut first = None;
     loop {
-        let open: i64 = sqlx::query_scalar(
-            "select count(*) from orchestrator.sagas where status not in ('completed', 'compensated', 'failed')",
-        )
-        .fetch_one(pool)
-        .await
-        .context("cannot count the sagas in flight")?;
+        let open: i64 = sqlx::query_scalar("select count(*) from orchestrator.sagas where status <> all($1)")
+            .bind(status_texts(&SagaStatus::TERMINAL))
+            .fetch_one(pool)
+            .await
+            .context("cannot count the sagas in flight")?;
         let open = u64::try_from(open).unwrap_or(0);
         let first = *first.get_or_insert(open);
         on_progress(open, first);
@@ -213,10 +223,11 @@ async fn effects(conn: &mut PgConnection) -> anyhow::Result<Vec<Violation>> {
                left join payment.payments p on p.order_id = s.order_id
                left join shipping.shipments h on h.order_id = s.order_id
                left join notification.notifications n on n.order_id = s.order_id
-               where s.status in ('completed', 'compensated')) e
+               where s.status = any($1)) e
            where (status = 'completed' and 'done' <> any (array[r, p, h, n]))
               or (status = 'compensated' and 'done' = any (array[r, p, h, n]))"#,
     )
+    .bind(status_texts(&ENDED_AS_ASKED))
     .fetch_all(conn)
     .await
     .context("cannot compare the sagas' outcomes with their effects")?;
@@ -272,16 +283,17 @@ async fn endings(conn: &mut PgConnection) -> anyhow::Result<Vec<Violation>> {
                select order_id,
                       array_agg(case when kind = 'operator' then 'retry' else outcome end order by id) as marks
                from orchestrator.saga_events
-               where (kind = 'saga' and outcome in ('completed', 'compensated', 'failed'))
+               where (kind = 'saga' and outcome = any($1))
                   or (kind = 'operator' and outcome = 'retry')
                group by order_id)
            select s.order_id::text, s.status, coalesce(m.marks, '{}'::text[])
            from orchestrator.sagas s left join marks m on m.order_id = s.order_id
            where coalesce(m.marks, '{}'::text[])
-                 <> case when s.status in ('completed', 'compensated', 'failed') then array[s.status]
-                         else '{}'::text[] end
+                 <> case when s.status = any($1) then array[s.status] else '{}'::text[] end
            order by s.created_at, s.order_id"#,
     )
+    // A saga's ending event has its terminal status's name.
+    .bind(status_texts(&SagaStatus::TERMINAL))
     .fetch_all(conn)
     .await
     .context("cannot compare the sagas' timelines with their statuses")?;

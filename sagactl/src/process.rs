@@ -78,17 +78,17 @@ fn kill(signal: Signal, pid: u32, group: bool) -> anyhow::Result<()> {
 /// The PIDs whose parent is `pid` (read from `/proc`). Postgres backends are the postmaster's
 /// children but put themselves in process groups of their own, so a group signal misses them.
 pub fn children_of(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&child| parent_of(child) == Some(pid))
+    let Ok(processes) = procfs::process::all_processes() else { return Vec::new() };
+    processes
+        .filter_map(|process| process.ok()?.stat().ok())
+        .filter(|stat| u32::try_from(stat.ppid).ok() == Some(pid))
+        .filter_map(|stat| u32::try_from(stat.pid).ok())
         .collect()
 }
 
-/// The parent PID of `pid` (field 4 of `/proc/<pid>/stat`).
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 1..].split_whitespace().nth(1)?.parse().ok()
+/// `/proc/<pid>`, if there is such a process.
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
 /// SIGKILLs `pid` and its children at once, as a crash of the machine would: the children are
@@ -104,30 +104,25 @@ pub fn kill_with_children(pid: u32) -> anyhow::Result<()> {
 
 /// True while `pid` exists and is not a zombie (an exited child nobody has reaped yet).
 pub fn is_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !matches!(process_state(&stat), Some('Z' | 'X') | None),
-        Err(_) => false,
-    }
-}
-
-/// The state letter of a `/proc/<pid>/stat` line. The command name in parentheses may itself
-/// contain spaces and parentheses, so parse from the last `)`.
-fn process_state(stat: &str) -> Option<char> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().next()?.chars().next()
+    process(pid).and_then(|p| p.stat().ok()).is_some_and(|stat| !matches!(stat.state, 'Z' | 'X'))
 }
 
 /// True if `pid` runs `binary`. Guards against PID reuse: a state file may name a PID that now
 /// belongs to an unrelated process, which we must never signal. The second argument is checked
 /// too, because for an interpreted script argv is `interpreter script …`.
 pub fn runs_binary(pid: u32, binary: &Path) -> bool {
-    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
-        return false;
-    };
-    cmdline.split(|&b| b == 0).take(2).any(|arg| {
-        let arg = Path::new(std::str::from_utf8(arg).unwrap_or_default());
+    let Some(cmdline) = process(pid).and_then(|p| p.cmdline().ok()) else { return false };
+    cmdline.iter().take(2).any(|arg| {
+        let arg = Path::new(arg);
         arg == binary || (arg.file_name().is_some() && arg.file_name() == binary.file_name())
     })
+}
+
+/// `pid`'s environment variable `key`, if the process exists, we may read its environment,
+/// and the value is UTF-8.
+pub fn environment_variable(pid: u32, key: &str) -> Option<String> {
+    let environ = process(pid)?.environ().ok()?;
+    environ.get(std::ffi::OsStr::new(key))?.to_str().map(str::to_owned)
 }
 
 /// Polls until `pid` is gone or `timeout` passes; returns whether it is gone.
@@ -190,13 +185,6 @@ mod tests {
         assert!(signal_group(u32::MAX, Signal::Term).is_err(), "not a pid: would be negative");
         // Far above any pid_max: no such process.
         assert!(send_signal(i32::MAX as u32, Signal::Kill).is_ok());
-    }
-
-    #[test]
-    fn process_state_is_read_after_the_last_parenthesis() {
-        assert_eq!(process_state("42 (a) b) (c) S 1 2 3"), Some('S'));
-        assert_eq!(process_state("42 (zombie) Z 1"), Some('Z'));
-        assert_eq!(process_state("garbage"), None);
     }
 
     #[test]

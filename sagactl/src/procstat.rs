@@ -7,34 +7,16 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// Kernel clock ticks per second of `/proc/<pid>/stat` times (`getconf CLK_TCK`; 100 on every
-/// Linux we run on, used if `getconf` cannot be asked).
-fn clock_ticks() -> u64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|out| String::from_utf8(out.stdout).ok()?.trim().parse().ok())
-        .filter(|&ticks| ticks > 0)
-        .unwrap_or(100)
+/// `/proc/<pid>`, if there is such a process.
+fn process(pid: u32) -> Option<procfs::process::Process> {
+    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
-/// The fields of `/proc/<pid>/stat` after the command name (which may hold spaces and
-/// parentheses, so the line is split after its last `)`): index 0 is the state (field 3).
-fn stat_fields(pid: u32) -> Option<Vec<u64>> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // Field 3 (the state letter) reads as 0; the numbers that matter follow it.
-    Some(after_name.split_whitespace().map(|field| field.parse().unwrap_or(0)).collect())
-}
-
-/// (utime + stime, cutime + cstime) of `pid`, in ticks.
+/// (utime + stime, cutime + cstime) of `pid`, in clock ticks.
 fn times(pid: u32) -> Option<(u64, u64)> {
-    let fields = stat_fields(pid)?;
-    // Fields 14-17 (utime, stime, cutime, cstime), counted from 1 with the state as field 3 at
-    // index 0.
-    let at = |field: usize| fields.get(field - 3).copied();
-    Some((at(14)? + at(15)?, at(16)? + at(17)?))
+    let stat = process(pid)?.stat().ok()?;
+    let reaped = u64::try_from(stat.cutime.saturating_add(stat.cstime)).unwrap_or(0);
+    Some((stat.utime + stat.stime, reaped))
 }
 
 /// `pid` and its children (Postgres backends each lead a process group of their own, so the
@@ -76,20 +58,22 @@ impl Watched {
     /// proportional set size (shared buffers counted once across the backends).
     fn memory_kib(&self) -> u64 {
         match *self {
-            Self::Process { pid, .. } => status_kib(pid, "VmRSS:").unwrap_or(0),
+            Self::Process { pid, .. } => rss_kib(pid).unwrap_or(0),
             Self::Family { pid, .. } => family(pid).iter().filter_map(|&member| pss_kib(member)).sum(),
         }
     }
 }
 
-fn status_kib(pid: u32, key: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| line.strip_prefix(key)?.trim().strip_suffix("kB")?.trim().parse().ok())
+/// Resident set size of `pid`.
+fn rss_kib(pid: u32) -> Option<u64> {
+    process(pid)?.status().ok()?.vmrss
 }
 
+/// Proportional set size of `pid` (its shared pages divided among their sharers).
 fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    rollup.lines().find_map(|line| line.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+    let rollup = process(pid)?.smaps_rollup().ok()?;
+    let bytes = rollup.memory_map_rollup.0.first()?.extension.map.get("Pss").copied()?;
+    Some(bytes / 1024)
 }
 
 /// CPU counters of every watched process at one instant.
@@ -110,7 +94,7 @@ impl Watchlist {
     /// Watches `watched`, and this process as `load`.
     pub fn new(mut watched: Vec<Watched>) -> Self {
         watched.push(Watched::Process { name: "load".to_owned(), pid: std::process::id() });
-        Self { watched, ticks_per_sec: clock_ticks() }
+        Self { watched, ticks_per_sec: procfs::ticks_per_second() }
     }
 
     pub fn snapshot(&self) -> CpuSnapshot {

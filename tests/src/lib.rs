@@ -23,7 +23,7 @@ pub use audit::{AuditReport, Snapshot};
 pub use browser::{artifacts_dir, Chromium, Dom, Element};
 pub use client::{Answer, Http};
 pub use devtools::Page;
-pub use orders::{happy_order, order_body, TERMINAL};
+pub use orders::{happy_order, order_body};
 pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS};
 pub use races::RowLock;
 pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};

@@ -1,5 +1,6 @@
 //! Placing and watching orders through the orchestrator's API.
 
+use saga_shared::api::SagaStatus;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
@@ -22,9 +23,6 @@ pub fn order_body(customer: &str, items: &[(&str, i64)], country: &str) -> Value
 pub fn happy_order() -> Value {
     order_body("alice", &[("WIDGET-1", 1)], "FR")
 }
-
-/// Terminal saga statuses.
-pub const TERMINAL: [&str; 3] = ["completed", "compensated", "failed"];
 
 impl Suite {
     /// `POST /orders`, optionally with an `Idempotency-Key`.
@@ -51,12 +49,12 @@ impl Suite {
     }
 
     /// Polls until the order's status is one of `statuses`, or panics after `timeout`.
-    pub async fn wait_for(&self, order_id: Uuid, statuses: &[&str], timeout: Duration) -> Value {
+    pub async fn wait_for(&self, order_id: Uuid, statuses: &[SagaStatus], timeout: Duration) -> Value {
         let deadline = Instant::now() + timeout;
         loop {
             let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}"));
             if let Ok(answer) = self.http.send(Method::GET, &url, None).await {
-                if statuses.iter().any(|s| answer.body["status"] == *s) {
+                if statuses.iter().any(|s| answer.body["status"] == s.as_str()) {
                     return answer.body;
                 }
                 if Instant::now() > deadline {
@@ -75,7 +73,7 @@ impl Suite {
 
     /// Polls until the order is terminal.
     pub async fn wait_terminal(&self, order_id: Uuid, timeout: Duration) -> Value {
-        self.wait_for(order_id, &TERMINAL, timeout).await
+        self.wait_for(order_id, &SagaStatus::TERMINAL, timeout).await
     }
 
     /// The order's timeline.

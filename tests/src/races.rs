@@ -3,6 +3,7 @@
 //! own (so a step's call waits, in flight, for as long as the test likes), and each saga's
 //! endings and effects read back.
 
+use saga_shared::api::SagaStatus;
 use std::time::{Duration, Instant};
 
 use sagactl::load::{self, progress::progress_bar, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets};
@@ -69,7 +70,8 @@ impl Suite {
             .await
             .into_iter()
             .filter_map(|entry| entry.strip_prefix("saga:").map(str::to_owned))
-            .filter(|outcome| ["completed", "compensated", "failed"].contains(&outcome.as_str()))
+            // A saga's ending event has its terminal status's name.
+            .filter(|outcome| SagaStatus::TERMINAL.iter().any(|status| status.as_str() == outcome))
             .collect()
     }
 }

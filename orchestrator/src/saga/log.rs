@@ -4,7 +4,7 @@
 //! appends its events, so the log never holds an event for a state that was not written, and a
 //! paused or fenced-out instance cannot overwrite newer progress.
 
-use std::time::Duration;
+use std::{sync::LazyLock, time::Duration};
 
 use chrono::{DateTime, Utc};
 use saga_shared::api::{EventKind, EventOutcome, OrderRequest, SagaEvent, SagaStatus};
@@ -187,6 +187,44 @@ pub async fn save(
 /// One save: the saga as it is to be written, whether it progressed, its new events.
 pub type Save<'a> = (&'a Saga, bool, &'a [NewEvent]);
 
+/// The group commit's statement (see [`save`]); terminal statuses release the lease. Built once:
+/// the statuses come from [`SagaStatus::TERMINAL`].
+static SAVE_SQL: LazyLock<String> = LazyLock::new(|| {
+    let terminal = SagaStatus::sql_list(&SagaStatus::TERMINAL);
+    format!(
+        r#"with input as (
+               select * from unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],
+                                    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
+                   with ordinality
+                   as i(order_id, version, status, step_index, steps, outputs, failure_reason,
+                        compensation_deadline_at, next_run_at, progressed, dead_letter, n)),
+           upd as (
+               update sagas s set
+                   status = i.status, step_index = i.step_index, steps = i.steps, outputs = i.outputs,
+                   failure_reason = i.failure_reason, compensation_deadline_at = i.compensation_deadline_at,
+                   next_run_at = i.next_run_at, dead_letter = i.dead_letter,
+                   owner = case when i.status in ({terminal}) then null else $12 end,
+                   lease_expires_at = case when i.status in ({terminal}) then null
+                                           else greatest(now(), i.next_run_at) + $13 * interval '1 millisecond' end,
+                   version = s.version + 1,
+                   updated_at = now(),
+                   progressed_at = case when i.progressed then now() else s.progressed_at end,
+                   finished_at = case when i.status in ({terminal}) then now() end
+               from input i
+               where s.order_id = i.order_id and s.version = i.version
+               returning i.n, s.version, s.updated_at),
+           ev as (
+               insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
+               select i.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
+               from unnest($14::int8[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
+                    with ordinality as e(save, kind, step, attempt, outcome, detail, actor, m)
+               join upd on upd.n = e.save
+               join input i on i.n = e.save
+               order by e.m)
+           select n, version, updated_at from upd"#
+    )
+});
+
 /// Writes every save of `batch` in one statement: each row is updated if it is still at its
 /// saga's version, and only the written saves' events are appended, in each save's order; every
 /// written row stays owned by `lease.owner`, the actor of the instance's events. The answer has
@@ -209,60 +247,29 @@ pub async fn save_all(
     let events: Vec<(i64, &NewEvent)> =
         batch.iter().zip(1_i64..).flat_map(|((_, _, events), n)| events.iter().map(move |e| (n, e))).collect();
     let columns = EventColumns::new(events.iter().map(|(_, e)| *e), lease.owner);
-    let rows: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(
-        r#"with input as (
-               select * from unnest($1::uuid[], $2::int8[], $3::text[], $4::int4[], $5::jsonb[], $6::jsonb[],
-                                    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::bool[], $11::text[])
-                   with ordinality
-                   as i(order_id, version, status, step_index, steps, outputs, failure_reason,
-                        compensation_deadline_at, next_run_at, progressed, dead_letter, n)),
-           upd as (
-               update sagas s set
-                   status = i.status, step_index = i.step_index, steps = i.steps, outputs = i.outputs,
-                   failure_reason = i.failure_reason, compensation_deadline_at = i.compensation_deadline_at,
-                   next_run_at = i.next_run_at, dead_letter = i.dead_letter,
-                   owner = case when i.status in ('completed', 'compensated', 'failed') then null else $12 end,
-                   lease_expires_at = case when i.status in ('completed', 'compensated', 'failed') then null
-                                           else greatest(now(), i.next_run_at) + $13 * interval '1 millisecond' end,
-                   version = s.version + 1,
-                   updated_at = now(),
-                   progressed_at = case when i.progressed then now() else s.progressed_at end,
-                   finished_at = case when i.status in ('completed', 'compensated', 'failed') then now() end
-               from input i
-               where s.order_id = i.order_id and s.version = i.version
-               returning i.n, s.version, s.updated_at),
-           ev as (
-               insert into saga_events (order_id, kind, step, attempt, outcome, detail, actor)
-               select i.order_id, e.kind, e.step, e.attempt, e.outcome, e.detail, e.actor
-               from unnest($14::int8[], $15::text[], $16::text[], $17::int[], $18::text[], $19::text[], $20::text[])
-                    with ordinality as e(save, kind, step, attempt, outcome, detail, actor, m)
-               join upd on upd.n = e.save
-               join input i on i.n = e.save
-               order by e.m)
-           select n, version, updated_at from upd"#,
-    )
-    .bind(sagas.clone().map(|s| s.order_id).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.version).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.status.as_str()).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| i32::try_from(s.step_index).unwrap_or(i32::MAX)).collect::<Vec<_>>())
-    .bind(steps)
-    .bind(outputs)
-    .bind(sagas.clone().map(|s| s.failure_reason.as_deref()).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.compensation_deadline_at).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.next_run_at).collect::<Vec<_>>())
-    .bind(batch.iter().map(|(_, progressed, _)| *progressed).collect::<Vec<_>>())
-    .bind(sagas.clone().map(|s| s.dead_letter.as_deref()).collect::<Vec<_>>())
-    .bind(lease.owner)
-    .bind(millis(lease.duration))
-    .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
-    .bind(&columns.kinds)
-    .bind(&columns.steps)
-    .bind(&columns.attempts)
-    .bind(&columns.outcomes)
-    .bind(&columns.details)
-    .bind(&columns.actors)
-    .fetch_all(pool)
-    .await?;
+    let rows: Vec<(i64, i64, DateTime<Utc>)> = sqlx::query_as(SAVE_SQL.as_str())
+        .bind(sagas.clone().map(|s| s.order_id).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| s.version).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| s.status.as_str()).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| i32::try_from(s.step_index).unwrap_or(i32::MAX)).collect::<Vec<_>>())
+        .bind(steps)
+        .bind(outputs)
+        .bind(sagas.clone().map(|s| s.failure_reason.as_deref()).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| s.compensation_deadline_at).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| s.next_run_at).collect::<Vec<_>>())
+        .bind(batch.iter().map(|(_, progressed, _)| *progressed).collect::<Vec<_>>())
+        .bind(sagas.clone().map(|s| s.dead_letter.as_deref()).collect::<Vec<_>>())
+        .bind(lease.owner)
+        .bind(millis(lease.duration))
+        .bind(events.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        .bind(&columns.kinds)
+        .bind(&columns.steps)
+        .bind(&columns.attempts)
+        .bind(&columns.outcomes)
+        .bind(&columns.details)
+        .bind(&columns.actors)
+        .fetch_all(pool)
+        .await?;
     let mut written = vec![None; batch.len()];
     for (n, version, updated_at) in rows {
         let slot = usize::try_from(n - 1).ok().and_then(|i| written.get_mut(i));
@@ -331,7 +338,7 @@ pub async fn claim_due(
     let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
         r#"with due as (
                select order_id, owner as previous_owner from sagas
-               where status in ('pending', 'running', 'compensating')
+               where status in ({open})
                  and next_run_at <= now()
                  and (owner is null or lease_expires_at < now())
                  and not (order_id = any($4))
@@ -341,7 +348,8 @@ pub async fn claim_due(
            update sagas s set owner = $1, lease_expires_at = now() + $2 * interval '1 millisecond',
                               version = s.version + 1
            from due where s.order_id = due.order_id
-           returning {columns}, due.previous_owner"#
+           returning {columns}, due.previous_owner"#,
+        open = SagaStatus::sql_list(&SagaStatus::OPEN)
     ))
     .bind(owner)
     .bind(millis(lease))
@@ -487,13 +495,14 @@ pub struct InFlight {
 
 /// The figures behind the in-flight, stuck and oldest-age gauges.
 pub async fn in_flight(pool: &PgPool, stuck_after: Duration) -> Result<Vec<InFlight>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         r#"select status, step_index, count(*) as count,
                   count(*) filter (where progressed_at < now() - $1 * interval '1 millisecond') as stuck,
                   coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_age_seconds
-           from sagas where status in ('pending', 'running', 'compensating')
+           from sagas where status in ({open})
            group by status, step_index"#,
-    )
+        open = SagaStatus::sql_list(&SagaStatus::OPEN)
+    ))
     .bind(millis(stuck_after))
     .fetch_all(pool)
     .await

@@ -510,17 +510,12 @@ impl<'a> Chaos<'a> {
 /// The lease the orchestrator `pid` runs with: `LEASE_MS` of its environment (inherited from
 /// whoever started `sagactl up`, so not in the state file), else its default.
 fn lease_of(pid: u32) -> Duration {
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
-    lease_in(&environ).unwrap_or(DEFAULT_LEASE)
+    lease_in(crate::process::environment_variable(pid, "LEASE_MS").as_deref()).unwrap_or(DEFAULT_LEASE)
 }
 
-/// `LEASE_MS` in a `/proc/<pid>/environ` (NUL-separated `KEY=value`).
-fn lease_in(environ: &[u8]) -> Option<Duration> {
-    environ
-        .split(|&b| b == 0)
-        .find_map(|entry| entry.strip_prefix(b"LEASE_MS="))
-        .and_then(|value| std::str::from_utf8(value).ok()?.trim().parse().ok())
-        .map(Duration::from_millis)
+/// A `LEASE_MS` value as a lease.
+fn lease_in(value: Option<&str>) -> Option<Duration> {
+    value?.trim().parse().ok().map(Duration::from_millis)
 }
 
 #[cfg(test)]
@@ -579,11 +574,18 @@ mod tests {
     }
 
     #[test]
-    fn the_lease_is_read_from_the_orchestrators_environment() {
-        assert_eq!(lease_in(b"PORT=8080\0LEASE_MS=3000\0RUST_LOG=info\0"), Some(Duration::from_millis(3000)));
-        assert_eq!(lease_in(b"PORT=8080\0"), None);
-        assert_eq!(lease_in(b"LEASE_MS=soon\0"), None);
-        assert_eq!(lease_in(b""), None);
+    fn the_lease_is_read_from_the_orchestrators_environment() -> anyhow::Result<()> {
+        let mut with = std::process::Command::new("sleep").arg("5").env("LEASE_MS", "3000").spawn()?;
+        let mut without = std::process::Command::new("sleep").arg("5").env_remove("LEASE_MS").spawn()?;
+        let leases = (lease_of(with.id()), lease_of(without.id()));
+        with.kill()?;
+        without.kill()?;
+        with.wait()?;
+        without.wait()?;
+        assert_eq!(leases, (Duration::from_millis(3000), DEFAULT_LEASE));
+        assert_eq!(lease_in(Some("soon")), None);
+        assert_eq!(lease_in(None), None);
+        Ok(())
     }
 
     #[test]

@@ -3,7 +3,12 @@
 
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use saga_shared::api::{
+    AmountCents, Notification, NotificationRequest, OrderRequest, Payment, PaymentRequest, Reservation,
+    ReservationRequest, SagaStatus, Shipment, ShipmentRequest,
+};
+use serde::{de::DeserializeOwned, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
@@ -23,42 +28,51 @@ pub(super) async fn run_chain(worker: &Worker, order: &PlannedOrder) -> OrderRes
 
 async fn chain(worker: &Worker, order: &Value) -> Fate {
     let id = Uuid::now_v7();
-    let [inventory, payment, shipping, notification] = &worker.targets.participants;
-    let reservation =
-        match put(worker, &format!("{inventory}/reservations/{id}"), &json!({ "items": order["items"] })).await {
-            Ok(reservation) => reservation,
-            Err(fate) => return fate,
-        };
-    let Some(total) = reservation["total_cents"].as_i64() else {
-        return Fate::PostFailed { error: format!("PUT /reservations/{id}: no total_cents in {reservation}") };
+    let order: OrderRequest = match serde_json::from_value(order.clone()) {
+        Ok(order) => order,
+        Err(err) => return Fate::Rejected { status: 422, detail: format!("not an order: {err}") },
     };
-    let calls = [
-        (format!("{payment}/payments/{id}"), json!({ "customer_id": order["customer_id"], "amount_cents": total })),
-        (
-            format!("{shipping}/shipments/{id}"),
-            json!({ "address": order["shipping_address"], "items": order["items"] }),
-        ),
-        (format!("{notification}/notifications/{id}"), json!({ "customer_id": order["customer_id"] })),
-    ];
-    for (url, body) in calls {
-        if let Err(fate) = put(worker, &url, &body).await {
-            return fate;
-        }
+    let [inventory, payment, shipping, notification] = &worker.targets.participants;
+    let reservation = ReservationRequest { items: order.items.clone() };
+    let reservation: Reservation = match put(worker, &format!("{inventory}/reservations/{id}"), &reservation).await {
+        Ok(reservation) => reservation,
+        Err(fate) => return fate,
+    };
+    // Payment charges what the reservation priced, as the orchestrator's saga does.
+    let amount_cents = match AmountCents::try_from(reservation.total_cents) {
+        Ok(amount) => amount,
+        Err(err) => return Fate::Rejected { status: 422, detail: format!("cannot charge the reservation: {err}") },
+    };
+    let payment_body = PaymentRequest { customer_id: order.customer_id.clone(), amount_cents };
+    if let Err(fate) = put::<Payment>(worker, &format!("{payment}/payments/{id}"), &payment_body).await {
+        return fate;
+    }
+    let shipment = ShipmentRequest { address: order.shipping_address.clone(), items: order.items.clone() };
+    if let Err(fate) = put::<Shipment>(worker, &format!("{shipping}/shipments/{id}"), &shipment).await {
+        return fate;
+    }
+    let notification_body = NotificationRequest { customer_id: order.customer_id };
+    if let Err(fate) =
+        put::<Notification>(worker, &format!("{notification}/notifications/{id}"), &notification_body).await
+    {
+        return fate;
     }
     let outcome = Outcome::Completed;
-    Fate::Accepted { order_id: id.to_string(), outcome, last_status: "completed".to_owned(), ended_at: Instant::now() }
+    Fate::Accepted { order_id: id.to_string(), outcome, last_status: SagaStatus::Completed, ended_at: Instant::now() }
 }
 
 /// One `PUT`: its body on success, else the fate it gives the chain (a 4xx: rejected; a 5xx or
 /// a transport error: failed).
-async fn put(worker: &Worker, url: &str, body: &Value) -> Result<Value, Fate> {
+async fn put<R: DeserializeOwned>(worker: &Worker, url: &str, body: &impl Serialize) -> Result<R, Fate> {
     let sent = worker.http.put(url).timeout(worker.request_timeout).json(body).send().await;
     let response = sent.map_err(|err| Fate::PostFailed { error: format!("PUT {url}: {}", describe(&err)) })?;
     let status = response.status();
-    let answer: Value = response.json().await.unwrap_or(Value::Null);
+    let bytes = response.bytes().await.unwrap_or_default();
     if status.is_success() {
-        Ok(answer)
+        serde_json::from_slice(&bytes)
+            .map_err(|err| Fate::PostFailed { error: format!("PUT {url}: {status} with an unexpected body: {err}") })
     } else if status.is_client_error() {
+        let answer: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let detail = answer["detail"].as_str().map_or_else(|| answer.to_string(), str::to_owned);
         Err(Fate::Rejected { status: status.as_u16(), detail })
     } else {

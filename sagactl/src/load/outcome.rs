@@ -2,6 +2,7 @@
 
 use std::time::Instant;
 
+use saga_shared::api::SagaStatus;
 use serde::Serialize;
 
 use super::mix::Intent;
@@ -25,12 +26,12 @@ impl Outcome {
     pub const ALL: [Outcome; 4] = [Self::Completed, Self::Compensated, Self::Failed, Self::NotFinished];
 
     /// The outcome a saga status means, if the status is terminal.
-    pub fn of_status(status: &str) -> Option<Self> {
+    pub fn of_status(status: SagaStatus) -> Option<Self> {
         match status {
-            "completed" => Some(Self::Completed),
-            "compensated" => Some(Self::Compensated),
-            "failed" => Some(Self::Failed),
-            _ => None,
+            SagaStatus::Completed => Some(Self::Completed),
+            SagaStatus::Compensated => Some(Self::Compensated),
+            SagaStatus::Failed => Some(Self::Failed),
+            SagaStatus::Pending | SagaStatus::Running | SagaStatus::Compensating => None,
         }
     }
 
@@ -60,7 +61,7 @@ pub enum Fate {
         /// How it ended.
         outcome: Outcome,
         /// The status last seen (the same as `outcome` unless not finished).
-        last_status: String,
+        last_status: SagaStatus,
         /// When the load tool saw it end (or gave up).
         ended_at: Instant,
     },

@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
+use saga_shared::api::{OrderView, SagaStatus};
 use serde_json::Value;
 
 use super::{
@@ -37,7 +38,7 @@ struct PollErrors {
 
 /// What a `POST /orders` came to.
 enum Placed {
-    Accepted { order_id: String, status: String },
+    Accepted { order_id: String, status: SagaStatus },
     Rejected { status: u16, detail: String },
 }
 
@@ -105,17 +106,17 @@ async fn answer(response: reqwest::Response) -> Result<Placed, Refused> {
     let status = response.status();
     let retry_after = retry_after(&response);
     let refused = |error: String| Refused { error, retry_after };
-    let body: Value = match response.bytes().await {
-        Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    let bytes = match response.bytes().await {
+        Ok(bytes) => bytes,
         Err(err) => return Err(refused(format!("POST /orders: {status} with an unreadable body: {}", describe(&err)))),
     };
     if status == StatusCode::ACCEPTED {
-        let Some(order_id) = body["order_id"].as_str() else {
-            return Err(refused(format!("POST /orders: 202 without an order_id: {body}")));
+        return match serde_json::from_slice::<OrderView>(&bytes) {
+            Ok(view) => Ok(Placed::Accepted { order_id: view.order_id.to_string(), status: view.status }),
+            Err(err) => Err(refused(format!("POST /orders: 202 with a body that is not an order: {err}"))),
         };
-        let saga_status = body["status"].as_str().unwrap_or("pending");
-        return Ok(Placed::Accepted { order_id: order_id.to_owned(), status: saga_status.to_owned() });
     }
+    let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let detail = body["detail"].as_str().map_or_else(|| body.to_string(), str::to_owned);
     if status.is_client_error() {
         return Ok(Placed::Rejected { status: status.as_u16(), detail });
@@ -127,7 +128,7 @@ async fn answer(response: reqwest::Response) -> Result<Placed, Refused> {
 async fn wait_terminal(
     worker: &Worker,
     order_id: String,
-    mut status: String,
+    mut status: SagaStatus,
     deadline: Instant,
     polls: &mut PollErrors,
 ) -> Fate {
@@ -135,7 +136,7 @@ async fn wait_terminal(
     let mut pause = POLL_RETRY_FIRST;
     loop {
         let now = Instant::now();
-        if let Some(outcome) = Outcome::of_status(&status) {
+        if let Some(outcome) = Outcome::of_status(status) {
             return Fate::Accepted { order_id, outcome, last_status: status, ended_at: now };
         }
         if now >= deadline {
@@ -150,15 +151,12 @@ async fn wait_terminal(
             .send()
             .await;
         let failure = match polled {
-            Ok(response) if response.status() == StatusCode::OK => match response.json::<Value>().await {
-                Ok(view) => match view["status"].as_str() {
-                    Some(current) => {
-                        status = current.to_owned();
-                        pause = POLL_RETRY_FIRST;
-                        continue;
-                    }
-                    None => format!("GET /orders/{order_id}: no status in {view}"),
-                },
+            Ok(response) if response.status() == StatusCode::OK => match response.json::<OrderView>().await {
+                Ok(view) => {
+                    status = view.status;
+                    pause = POLL_RETRY_FIRST;
+                    continue;
+                }
                 Err(err) => format!("GET /orders/{order_id}: {}", describe(&err)),
             },
             Ok(response) => format!("GET /orders/{order_id}: {}", response.status()),

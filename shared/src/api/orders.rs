@@ -39,9 +39,21 @@ wire_enum! {
 }
 
 impl SagaStatus {
+    /// The statuses a saga ends in: nothing left to do on its own.
+    pub const TERMINAL: [Self; 3] = [Self::Completed, Self::Compensated, Self::Failed];
+    /// The statuses of a saga with work left, which a driver (or recovery) moves on.
+    pub const OPEN: [Self; 3] = [Self::Pending, Self::Running, Self::Compensating];
+
     /// Whether the saga has nothing left to do on its own.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Self::Completed | Self::Compensated | Self::Failed)
+        Self::TERMINAL.contains(&self)
+    }
+
+    /// `'a', 'b'`: statuses for an SQL `in (…)`. Literal rather than a bound array where the
+    /// planner must match the predicate against a partial index (`sagas_due` is on the open
+    /// statuses).
+    pub fn sql_list(statuses: &[Self]) -> String {
+        statuses.iter().map(|status| format!("'{}'", status.as_str())).collect::<Vec<_>>().join(", ")
     }
 
     /// Whether the saga is still going forward through its steps.
@@ -195,4 +207,27 @@ pub struct OperatorAction {
     pub operator: Option<Text<100>>,
     /// Why (recorded in the timeline).
     pub reason: Option<Text<500>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SagaStatus;
+
+    #[test]
+    fn every_status_is_open_or_terminal_and_never_both() {
+        for &status in SagaStatus::ALL {
+            let (open, terminal) = (SagaStatus::OPEN.contains(&status), SagaStatus::TERMINAL.contains(&status));
+            assert!(open != terminal, "{status:?}");
+            assert_eq!(status.is_terminal(), terminal);
+        }
+        assert_eq!(SagaStatus::sql_list(&SagaStatus::OPEN), "'pending', 'running', 'compensating'");
+    }
+
+    #[test]
+    fn the_due_index_covers_exactly_the_open_statuses() {
+        // The recovery claim's predicate must match this partial index's for the index to be used.
+        let migration = include_str!("../../../migrations/orchestrator/0001_sagas.sql");
+        let open = SagaStatus::sql_list(&SagaStatus::OPEN);
+        assert!(migration.contains(&format!("where status in ({open});")), "sagas_due is not on ({open})");
+    }
 }

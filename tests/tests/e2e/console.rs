@@ -5,6 +5,7 @@
 //! filters and search; bad input; the same figures on every replica; and queries that stay on
 //! indexes with 100,000 sagas in the log.
 
+use saga_shared::api::SagaStatus;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -114,7 +115,7 @@ async fn the_console_in_a_real_browser_shows_a_dead_participant_a_stuck_saga_and
     for order in compensated {
         assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "compensated");
     }
-    suite.wait_for(stuck, &["compensating"], WAIT).await;
+    suite.wait_for(stuck, &[SagaStatus::Compensating], WAIT).await;
     let figures = wait_overview(&suite, "the stuck saga", |o| o["stuck_total"] == 1).await;
 
     // The JSON the page reads says it first.

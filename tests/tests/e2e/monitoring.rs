@@ -3,6 +3,7 @@
 //! target is down and resolves once it is back. And `sagactl up` on a machine without Grafana
 //! says how to get it and runs the suite all the same.
 
+use saga_shared::api::SagaStatus;
 use std::time::Duration;
 
 use saga_tests::{
@@ -37,7 +38,7 @@ async fn every_dashboard_query_has_data_and_saga_stuck_fires_and_resolves() {
     let stuck = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "AQ")).await;
     suite.wait_for_step(stuck, 1, "succeeded").await;
     suite.kill(Service::Payment).await;
-    suite.wait_for(stuck, &["compensating"], Duration::from_secs(20)).await;
+    suite.wait_for(stuck, &[SagaStatus::Compensating], Duration::from_secs(20)).await;
 
     prometheus
         .wait_until("SagaStuck to fire", Duration::from_secs(45), |p| async move {

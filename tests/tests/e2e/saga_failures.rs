@@ -2,6 +2,7 @@
 //! the ambiguous "committed but no answer" case, compensation that waits for its target, the
 //! dead letter and the operator's retry.
 
+use saga_shared::api::SagaStatus;
 use std::time::Duration;
 
 use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};
@@ -81,7 +82,7 @@ async fn a_participant_slower_than_the_step_timeout_is_reconciled_then_compensat
     let order_id = suite.accepted_order(&happy_order()).await;
     // Every attempt times out; then the refund (a DELETE, just as slow) keeps the saga
     // compensating until payment is fast again.
-    let compensating = suite.wait_for(order_id, &["compensating"], WAIT).await;
+    let compensating = suite.wait_for(order_id, &[SagaStatus::Compensating], WAIT).await;
     assert_eq!(compensating["steps"][1]["status"], "unknown", "{compensating}");
     suite.wait_for_step(order_id, 1, "compensating").await;
     suite.set_faults(Service::Payment, &json!({})).await;
@@ -139,7 +140,7 @@ async fn a_compensation_target_that_is_down_keeps_the_saga_compensating_and_stuc
     suite.wait_for_step(order_id, 1, "succeeded").await;
     suite.kill(Service::Payment).await;
 
-    suite.wait_for(order_id, &["compensating"], WAIT).await;
+    suite.wait_for(order_id, &[SagaStatus::Compensating], WAIT).await;
     wait_metric(&suite, "saga_stuck{status=\"compensating\",step=\"process_payment\"}", 1.0).await;
     let waiting = suite.order(order_id).await;
     assert_eq!(waiting["status"], "compensating", "still waiting for payment: {waiting}");
