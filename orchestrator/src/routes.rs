@@ -1,6 +1,7 @@
 //! The orchestrator's HTTP API: place orders, read them and their timelines, and the operator
 //! actions (retry a failed saga, cancel a running one).
 
+use saga_shared::ProblemType;
 use std::sync::Arc;
 
 use axum::{
@@ -95,9 +96,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
         .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LENGTH && k.bytes().all(|b| b.is_ascii_graphic()));
     key.map(|k| Some(k.to_owned())).ok_or_else(|| {
         AppError::problem(
-            StatusCode::BAD_REQUEST,
-            "invalid-idempotency-key",
-            "Invalid Idempotency-Key",
+            ProblemType::InvalidIdempotencyKey,
             format!("the key must be 1-{MAX_KEY_LENGTH} visible ASCII characters"),
         )
     })
@@ -108,9 +107,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, AppError> {
 /// the sagas already accepted fast instead of queueing every new one behind them.
 fn overloaded(Overloaded { in_flight, limit }: Overloaded) -> Response {
     let problem = AppError::problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "overloaded",
-        "Too many sagas in flight",
+        ProblemType::Overloaded,
         format!("{in_flight} sagas in flight here, the limit is {limit} (MAX_IN_FLIGHT_SAGAS); retry later"),
     );
     let mut response = problem.into_response();
@@ -157,9 +154,7 @@ async fn create_order(
     match executor.place(order_id, order, key.as_deref(), saga_shared::telemetry::traceparent()).await? {
         Placed::Created(view) | Placed::Replayed(view) => Ok(accepted(&view)),
         Placed::KeyReused(existing) => Err(AppError::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-mismatch",
-            "Idempotency-Key reused with another body",
+            ProblemType::IdempotencyMismatch,
             format!("this key placed order {existing} with another body"),
         )),
     }
@@ -186,7 +181,7 @@ struct ListQuery {
 
 /// 400 `invalid-query`: a query parameter that is malformed or out of range.
 pub(crate) fn invalid_query(detail: impl Into<String>) -> AppError {
-    AppError::problem(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query string", detail)
+    AppError::problem(ProblemType::InvalidQuery, detail)
 }
 
 /// Lists orders, newest first, a page at a time: filter by status, search by id prefix, and
@@ -331,12 +326,7 @@ fn operator_action(
 async fn operate(app: &AppState, order_id: Uuid, action: OperatorAction) -> Result<OrderView, AppError> {
     app.executor.operate(order_id, action).await.map_err(|err| match err {
         OperateError::NotFound(order_id) => AppError::not_found("order", order_id),
-        OperateError::Refused(refusal) => AppError::problem(
-            StatusCode::CONFLICT,
-            "invalid-state",
-            "Not possible in the saga's current state",
-            refusal.to_string(),
-        ),
+        OperateError::Refused(refusal) => AppError::problem(ProblemType::InvalidState, refusal.to_string()),
         OperateError::Database(err) => AppError::from(err),
         err @ (OperateError::Busy(_) | OperateError::ShuttingDown) => AppError::Unavailable(err.to_string()),
     })

@@ -1,7 +1,8 @@
 //! Bearer-token checks for the privileged endpoints: the fault admin API of every service and
 //! the orchestrator's operator actions. 401 when no token is presented, 403 when it is wrong.
 
-use axum::http::{header, HeaderMap, StatusCode};
+use crate::ProblemType;
+use axum::http::{header, HeaderMap};
 
 use crate::AppError;
 
@@ -11,18 +12,11 @@ pub fn require_bearer(headers: &HeaderMap, token: Option<&str>) -> Result<(), Ap
     let presented =
         headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
     match (presented, token) {
-        (None, _) => Err(AppError::problem(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Authentication required",
-            "send Authorization: Bearer <token>",
-        )),
+        (None, _) => Err(AppError::problem(ProblemType::Unauthorized, "send Authorization: Bearer <token>")),
         (Some(given), Some(token)) if constant_time_eq(given.as_bytes(), token.as_bytes()) => Ok(()),
-        (Some(_), Some(_)) => Err(AppError::problem(StatusCode::FORBIDDEN, "forbidden", "Forbidden", "wrong token")),
+        (Some(_), Some(_)) => Err(AppError::problem(ProblemType::Forbidden, "wrong token")),
         (Some(_), None) => Err(AppError::problem(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
+            ProblemType::Forbidden,
             "no token is configured on this server, so nobody may do this",
         )),
     }
@@ -35,7 +29,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::HeaderValue;
+    use axum::http::{HeaderValue, StatusCode};
 
     use super::*;
 

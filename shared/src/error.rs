@@ -4,6 +4,7 @@
 //! `type` slug and a human `detail`; an internal failure is logged with its cause and the client
 //! only learns that something went wrong on our side (5xx, which callers treat as transient).
 
+use crate::ProblemType;
 use axum::{
     http::{header, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
@@ -31,12 +32,13 @@ pub struct Problem {
 }
 
 impl Problem {
-    /// A problem of kind `slug` (becomes `/problems/<slug>`).
-    pub fn new(status: StatusCode, slug: &str, title: &str, detail: impl Into<Option<String>>) -> Self {
+    /// A problem of `kind` (its type `/problems/<slug>`, title and status come from the
+    /// catalogue), with what happened in this occurrence.
+    pub fn new(kind: ProblemType, detail: impl Into<Option<String>>) -> Self {
         Self {
-            type_: format!("/problems/{slug}"),
-            title: title.to_owned(),
-            status: status.as_u16(),
+            type_: format!("/problems/{}", kind.slug()),
+            title: kind.title().to_owned(),
+            status: kind.status().as_u16(),
             detail: detail.into(),
         }
     }
@@ -76,26 +78,24 @@ pub enum AppError {
 
 impl AppError {
     /// Any client-facing problem.
-    pub fn problem(status: StatusCode, slug: &str, title: &str, detail: impl Into<String>) -> Self {
-        Self::Client(Problem::new(status, slug, title, Some(detail.into())))
+    pub fn problem(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self::Client(Problem::new(kind, Some(detail.into())))
     }
 
     /// 422: the request is well-formed but its values break a rule.
     pub fn validation(detail: impl Into<String>) -> Self {
-        Self::problem(StatusCode::UNPROCESSABLE_ENTITY, "validation", "Invalid request", detail)
+        Self::problem(ProblemType::Validation, detail)
     }
 
     /// 404: the named thing does not exist.
     pub fn not_found(what: &str, id: impl std::fmt::Display) -> Self {
-        Self::problem(StatusCode::NOT_FOUND, "not-found", "Not found", format!("no {what} {id}"))
+        Self::problem(ProblemType::NotFound, format!("no {what} {id}"))
     }
 
     /// 422: a replayed `PUT` for this order carries another body than the first one.
     pub fn idempotency_mismatch(order_id: impl std::fmt::Display) -> Self {
         Self::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-mismatch",
-            "Request differs from the first one for this order",
+            ProblemType::IdempotencyMismatch,
             format!("order {order_id} was already submitted with another body; a replay must repeat it exactly"),
         )
     }
@@ -103,9 +103,7 @@ impl AppError {
     /// 409: the step was compensated (or cancelled before it ran); it can never happen now.
     pub fn already_compensated(order_id: impl std::fmt::Display) -> Self {
         Self::problem(
-            StatusCode::CONFLICT,
-            "already-compensated",
-            "This order's step was compensated",
+            ProblemType::AlreadyCompensated,
             format!("order {order_id} was compensated; a late request cannot redo it"),
         )
     }
@@ -142,29 +140,17 @@ impl IntoResponse for AppError {
             Self::Client(problem) => problem.into_response(),
             Self::Internal(err) => {
                 tracing::error!(error = ?err, "internal error");
-                Problem::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    "Internal error",
-                    Some("an unexpected error occurred; it has been logged".to_owned()),
-                )
-                .into_response()
+                Problem::new(ProblemType::Internal, Some("an unexpected error occurred; it has been logged".to_owned()))
+                    .into_response()
             }
             Self::Unavailable(cause) => {
                 tracing::warn!(%cause, "dependency unavailable");
-                Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service unavailable",
-                    Some("a dependency is unavailable; retry later".to_owned()),
-                )
-                .into_response()
+                Problem::new(ProblemType::Unavailable, Some("a dependency is unavailable; retry later".to_owned()))
+                    .into_response()
             }
             Self::Overloaded(detail) => {
                 tracing::warn!(%detail, "overloaded; request refused");
-                let mut response =
-                    Problem::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(detail))
-                        .into_response();
+                let mut response = Problem::new(ProblemType::Overloaded, Some(detail)).into_response();
                 response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
                 response
             }
@@ -178,17 +164,12 @@ const RETRY_AFTER_SECS: &str = "1";
 
 /// Answer for a route that exists but not with this method (the `Allow` header is kept by axum).
 pub async fn method_not_allowed_fallback() -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        Some("this route does not accept that method".to_owned()),
-    )
+    Problem::new(ProblemType::MethodNotAllowed, Some("this route does not accept that method".to_owned()))
 }
 
 /// Fallback for routes that do not exist, so even a 404 is problem+json.
 pub async fn not_found_fallback() -> Problem {
-    Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", Some("no such route".to_owned()))
+    Problem::new(ProblemType::NotFound, Some("no such route".to_owned()))
 }
 
 /// The error answers every `PUT`/`DELETE` step endpoint may give, for OpenAPI documents.

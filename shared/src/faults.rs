@@ -4,11 +4,12 @@
 //! `PUT /admin/faults`, which exists only when `ADMIN_TOKEN` is set and checks it as a bearer token.
 //! They apply to the step endpoints (the business routes), never to health, metrics or admin.
 
+use crate::ProblemType;
 use std::sync::{Arc, RwLock};
 
 use axum::{
     extract::{Request, State},
-    http::{HeaderMap, Method, StatusCode},
+    http::{HeaderMap, Method},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
@@ -151,9 +152,7 @@ pub async fn inject(State(faults): State<Faults>, request: Request, next: Next) 
     if config.error_rate > 0.0 && rand::random::<f64>() < config.error_rate {
         tracing::warn!("fault: answering 503 without handling");
         return Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "injected-fault",
-            "Injected fault",
+            ProblemType::InjectedFault,
             Some("fault injection answered this request with 503".to_owned()),
         )
         .into_response();

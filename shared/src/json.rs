@@ -3,6 +3,7 @@
 //! axum's own `Json`, `Path` and `Query` reject with plain text; these answer problem+json:
 //! 415 without a JSON content type, 413 too large, 400 malformed, 422 wrong shape.
 
+use crate::ProblemType;
 use axum::body::Bytes;
 use axum::{
     extract::{rejection::JsonRejection, rejection::PathRejection, FromRequest, FromRequestParts, Request},
@@ -28,20 +29,17 @@ where
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !has_json_content_type(req.headers()) {
             return Err(Problem::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported-media-type",
-                "Expected application/json",
+                ProblemType::UnsupportedMediaType,
                 Some("send the body with content-type: application/json".to_owned()),
             ));
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            let status = rejection.status();
-            let (slug, title) = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                ("body-too-large", "Request body too large")
+            let kind = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ProblemType::BodyTooLarge
             } else {
-                ("bad-request", "Unreadable request body")
+                ProblemType::BadRequest
             };
-            Problem::new(status, slug, title, Some(rejection.body_text()))
+            Problem::new(kind, Some(rejection.body_text()))
         })?;
         parse_object(&bytes).map(Self)
     }
@@ -54,12 +52,9 @@ pub fn parse_object<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Problem> {
     let is_object = bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
     match parsed {
         Err(problem) if problem.status == 400 || is_object => Err(problem),
-        _ if !is_object => Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation",
-            "Invalid request",
-            Some("the body must be a JSON object".to_owned()),
-        )),
+        _ if !is_object => {
+            Err(Problem::new(ProblemType::Validation, Some("the body must be a JSON object".to_owned())))
+        }
         parsed => parsed,
     }
 }
@@ -81,11 +76,11 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
 /// The problem for a body that `Json::from_bytes` refused (content type and size were checked
 /// before the body was read).
 fn json_problem(rejection: &JsonRejection) -> Problem {
-    let (slug, title) = match rejection {
-        JsonRejection::JsonDataError(_) => ("validation", "Invalid request"),
-        _ => ("malformed-json", "Malformed JSON"),
+    let kind = match rejection {
+        JsonRejection::JsonDataError(_) => ProblemType::Validation,
+        _ => ProblemType::MalformedJson,
     };
-    Problem::new(rejection.status(), slug, title, Some(rejection.body_text()))
+    Problem::new(kind, Some(rejection.body_text()))
 }
 
 /// Path parameter extractor with problem+json rejections (a malformed id is a 400).
@@ -108,11 +103,8 @@ where
 }
 
 fn path_problem(rejection: &PathRejection) -> Problem {
-    let status = match rejection.status() {
-        s if s.is_server_error() => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    Problem::new(status, "invalid-path", "Invalid path parameter", Some(rejection.body_text()))
+    let kind = if rejection.status().is_server_error() { ProblemType::Internal } else { ProblemType::InvalidPath };
+    Problem::new(kind, Some(rejection.body_text()))
 }
 
 /// Query-string extractor with problem+json rejections (a malformed query is a 400).
@@ -129,12 +121,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Self(value)),
-            Err(rejection) => Err(Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-query",
-                "Invalid query string",
-                Some(rejection.body_text()),
-            )),
+            Err(rejection) => Err(Problem::new(ProblemType::InvalidQuery, Some(rejection.body_text()))),
         }
     }
 }

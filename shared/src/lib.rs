@@ -12,6 +12,7 @@ pub mod faults;
 pub mod json;
 pub mod ledger;
 pub mod metrics;
+pub mod problems;
 pub mod readiness;
 mod serve;
 pub mod server;
@@ -22,6 +23,7 @@ pub mod telemetry;
 
 pub use error::{AppError, Problem};
 pub use json::{AppJson, AppPath, AppQuery};
+pub use problems::ProblemType;
 
 /// Every process that links this crate (each service, `sagactl`, the tests) allocates with
 /// mimalloc: glibc's malloc and free were about 15 % of the orchestrator's CPU under load (a

@@ -6,12 +6,13 @@
 //! [`Application::port`] reports) and serves until SIGTERM or Ctrl-C with a bounded drain, each
 //! connection within the limits of the `serve` module.
 
+use crate::ProblemType;
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     error_handling::HandleErrorLayer,
     extract::{DefaultBodyLimit, MatchedPath, State},
-    http::{header, HeaderName, Request, StatusCode},
+    http::{header, HeaderName, Request},
     middleware,
     response::IntoResponse,
     routing::get,
@@ -187,15 +188,10 @@ fn record_status<B>(response: &axum::http::Response<B>, _latency: Duration, span
 
 fn timeout_problem(err: &BoxError) -> Problem {
     if err.is::<tower::timeout::error::Elapsed>() {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "Request timed out",
-            Some("the server gave up on this request".to_owned()),
-        )
+        Problem::new(ProblemType::Timeout, Some("the server gave up on this request".to_owned()))
     } else {
         tracing::error!(error = %err, "middleware error");
-        Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", None)
+        Problem::new(ProblemType::Internal, None)
     }
 }
 
@@ -258,8 +254,7 @@ async fn readyz(State((pool, readiness)): State<(PgPool, Readiness)>) -> axum::r
     if not_ready.is_empty() {
         Json(Status { status: "ready".to_owned() }).into_response()
     } else {
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(not_ready.join("; ")))
-            .into_response()
+        Problem::new(ProblemType::NotReady, Some(not_ready.join("; "))).into_response()
     }
 }
 

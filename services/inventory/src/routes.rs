@@ -1,5 +1,6 @@
 //! Inventory's HTTP routes: reservations (the saga step) and products (reads).
 
+use saga_shared::ProblemType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
@@ -175,12 +176,7 @@ fn total_cents(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
                 Some(total) => format!("is {total} cents; a payment takes 1 to {} cents", AmountCents::MAX),
                 None => "overflows".to_owned(),
             };
-            Err(AppError::problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-total",
-                "The order's total cannot be charged",
-                format!("the order's total {why}"),
-            ))
+            Err(AppError::problem(ProblemType::InvalidTotal, format!("the order's total {why}")))
         }
     }
 }
@@ -201,12 +197,7 @@ fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
         lines.iter().filter(|(sku, _)| !stock.contains_key(sku)).map(|(s, _)| s.as_str()).collect();
     if !unknown.is_empty() {
         RESERVATIONS_COUNTER.count("unknown_sku");
-        return Err(AppError::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unknown-sku",
-            "Unknown product",
-            format!("no product with sku {}", unknown.join(", ")),
-        ));
+        return Err(AppError::problem(ProblemType::UnknownSku, format!("no product with sku {}", unknown.join(", "))));
     }
     let short: Vec<String> = lines
         .iter()
@@ -223,7 +214,7 @@ fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
 }
 
 fn out_of_stock(detail: String) -> AppError {
-    AppError::problem(StatusCode::CONFLICT, "out-of-stock", "Out of stock", detail)
+    AppError::problem(ProblemType::OutOfStock, detail)
 }
 
 /// Releases the order's reservation (the compensation). Releasing what was never reserved

@@ -1,5 +1,6 @@
 //! Payment's HTTP routes: payments (the saga step) and accounts (reads).
 
+use saga_shared::ProblemType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
@@ -167,20 +168,13 @@ fn refusal(customer: &str, amount: i64, always_decline: Option<bool>) -> AppErro
     match always_decline {
         None => {
             CAPTURES.count("unknown_customer");
-            AppError::problem(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "unknown-customer",
-                "Unknown customer",
-                format!("no account for customer {customer}"),
-            )
+            AppError::problem(ProblemType::UnknownCustomer, format!("no account for customer {customer}"))
         }
         Some(always_decline) => {
             CAPTURES.count("declined");
             let why = if always_decline { "the card was declined" } else { "the balance is too low" };
             AppError::problem(
-                StatusCode::PAYMENT_REQUIRED,
-                "payment-declined",
-                "Payment declined",
+                ProblemType::PaymentDeclined,
                 format!("capturing {amount} cents from {customer} failed: {why}"),
             )
         }

@@ -2,6 +2,7 @@
 
 use axum::{extract::State, http::StatusCode, routing::get, Router};
 use chrono::{DateTime, Utc};
+use saga_shared::ProblemType;
 use saga_shared::{
     api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
     error::{ReadErrors, StepErrors},
@@ -115,12 +116,7 @@ fn ship(
     let country = body.address.country.as_str();
     if let Some(reason) = undeliverable {
         SHIPMENTS_COUNTER.count("undeliverable");
-        return Err(AppError::problem(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "undeliverable",
-            "Undeliverable address",
-            format!("cannot ship to {country}: {reason}"),
-        ));
+        return Err(AppError::problem(ProblemType::Undeliverable, format!("cannot ship to {country}: {reason}")));
     }
     tracing::info!(country, "shipment created");
     let shipment = Shipment {
