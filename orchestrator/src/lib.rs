@@ -24,7 +24,7 @@ use crate::{
     clients::ParticipantClient,
     config::OrchestratorConfig,
     saga::{
-        definition::{SagaDefinition, ORDER_STEPS},
+        definition::{ORDER_STEPS, SagaDefinition},
         executor::{Executor, ExecutorConfig},
         machine::Clock,
         recovery,

@@ -5,21 +5,21 @@ use saga_shared::ProblemType;
 use std::sync::Arc;
 
 use axum::{
+    Router,
     body::Bytes,
     extract::State,
-    http::{header, HeaderMap, HeaderValue, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
-    Router,
 };
 use saga_shared::{
+    AppError, AppJson, AppPath, AppQuery, Problem,
     api::{
         EventKind, EventOutcome, OperatorAction as OperatorActionBody, OrderRequest, OrderView, SagaEvent, SagaStatus,
         StepStatus, StepView,
     },
     error::{ReadErrors, StepErrors},
     server::ServiceSpec,
-    AppError, AppJson, AppPath, AppQuery, Problem,
 };
 use serde::Deserialize;
 use sqlx::PgPool;
@@ -30,12 +30,12 @@ use crate::{
     metric_definitions as m,
     order_list::{self, IdPrefix},
     saga::{
+        OrderExecutor,
         drivers::OperateError,
         executor::{Overloaded, Placed},
         log,
         machine::{OperatorAction, OperatorCommand},
         state::Saga,
-        OrderExecutor,
     },
 };
 

@@ -41,7 +41,7 @@ use orchestrator::{
     config::OrchestratorConfig,
     saga::{
         circuits::CircuitConfig,
-        definition::{Participant, SagaDefinition, StepDefinition, ORDER_STEPS},
+        definition::{ORDER_STEPS, Participant, SagaDefinition, StepDefinition},
         executor::{Executor, ExecutorConfig},
         log::{Claimed, Inserted, Lease, Save},
         machine::{Clock, NewEvent, OperatorAction, OperatorCommand},
@@ -51,12 +51,12 @@ use orchestrator::{
         store::{SagaStore, Written},
     },
 };
-use rand::{rngs::StdRng, Rng, SeedableRng};
+use rand::{Rng, SeedableRng, rngs::StdRng};
 use saga_shared::{
     api::{EventKind, EventOutcome, OrderRequest, SagaStatus},
     config::Env,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const LEASE: Duration = Duration::from_secs(10);
@@ -694,10 +694,10 @@ fn audit(db: &Db, net: &Net, violations: &mut Vec<String>) {
             }
             _ => {}
         }
-        if let Some(order) = net.undone_order.get(order_id) {
-            if order.windows(2).any(|w| w[0] <= w[1]) {
-                violations.push(format!("saga {order_id} compensated out of order: {order:?}"));
-            }
+        if let Some(order) = net.undone_order.get(order_id)
+            && order.windows(2).any(|w| w[0] <= w[1])
+        {
+            violations.push(format!("saga {order_id} compensated out of order: {order:?}"));
         }
         let mut endings = Vec::new();
         for (_, event) in db.events.iter().filter(|(id, _)| id == order_id) {

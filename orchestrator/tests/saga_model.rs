@@ -20,7 +20,7 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use orchestrator::{
     config::OrchestratorConfig,
     saga::{
-        definition::{SagaDefinition, StepKind, ORDER_STEPS},
+        definition::{ORDER_STEPS, SagaDefinition, StepKind},
         machine::{self, Clock, Command, Input, NewEvent, OperatorAction, OperatorCommand, Persist},
         outcome::{CallFailure, CallOutcome, Inspection},
         state::Saga,

@@ -10,7 +10,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use anyhow::{ensure, Context as _};
+use anyhow::{Context as _, ensure};
 use saga_shared::api::SagaStatus;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};

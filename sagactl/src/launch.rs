@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
 use crate::invocation::build_command;
@@ -81,10 +81,10 @@ impl Launch<'_> {
                     log_tail(self.log_path, 30)
                 );
             }
-            if let Ok(response) = client.get(&url).send().await {
-                if response.status() == reqwest::StatusCode::OK {
-                    return self.check_identity(&client, child).await;
-                }
+            if let Ok(response) = client.get(&url).send().await
+                && response.status() == reqwest::StatusCode::OK
+            {
+                return self.check_identity(&client, child).await;
             }
             if Instant::now() >= deadline {
                 bail!(

@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 /// Where reservations are drawn from when the kernel's ephemeral range leaves room below it.
 const RESERVED_FLOOR: u16 = 20_000;
@@ -62,11 +62,11 @@ pub fn reserve(n: usize) -> anyhow::Result<Reserved> {
         // contend for the same file.
         let port = range.start + u16::try_from(offset).context("offset within the range")?;
         offset = (offset + 1) % len;
-        if let Some(lock) = try_claim(&dir, port)? {
-            if port_is_free(port) {
-                ports.push(port);
-                locks.push(lock);
-            }
+        if let Some(lock) = try_claim(&dir, port)?
+            && port_is_free(port)
+        {
+            ports.push(port);
+            locks.push(lock);
         }
     }
     if ports.len() < n {

@@ -6,10 +6,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use rustix::{
     io::Errno,
-    process::{kill_process, kill_process_group, Pid},
+    process::{Pid, kill_process, kill_process_group},
 };
 
 /// The signals sagactl sends.

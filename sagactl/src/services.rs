@@ -3,16 +3,16 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
-use saga_shared::config::{validate_token, Env};
+use saga_shared::config::{Env, validate_token};
 
 use crate::provision::Provisioned;
 use crate::text::random_hex;
 
 /// Every process `sagactl up` starts, in start order (participants first, because the
 /// orchestrator may call them as soon as it is up): the suite's one table.
-pub use saga_shared::suite::{Service, ALL as SUITE};
+pub use saga_shared::suite::{ALL as SUITE, Service};
 
 /// Whether `up` may skip `service` (with a note) when its binary has not been built: the
 /// orchestrator, so that the participants can be run alone.

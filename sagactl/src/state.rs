@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::invocation::sagactl_command;
@@ -209,7 +209,7 @@ impl StateDir {
                     bail!("another sagactl holds {} for more than {}s", path.display(), timeout.as_secs())
                 }
                 Err(std::fs::TryLockError::Error(err)) => {
-                    return Err(err).with_context(|| format!("cannot lock {}", path.display()))
+                    return Err(err).with_context(|| format!("cannot lock {}", path.display()));
                 }
             }
         }

@@ -28,11 +28,7 @@ pub(crate) fn percent_encode(raw: &str) -> String {
 /// Quotes `raw` for a POSIX shell so a printed command line can be pasted as is.
 pub(crate) fn shell_quote(raw: &str) -> String {
     let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
-    if plain {
-        raw.to_owned()
-    } else {
-        format!("'{}'", raw.replace('\'', r"'\''"))
-    }
+    if plain { raw.to_owned() } else { format!("'{}'", raw.replace('\'', r"'\''")) }
 }
 
 /// The last `lines` lines of a log file, for error messages; never fails (a missing log is
@@ -53,11 +49,7 @@ pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
             let all: Vec<&str> = text.lines().collect();
             let start = all.len().saturating_sub(lines);
             let tail = all[start..].join("\n");
-            if tail.trim().is_empty() {
-                format!("({} is empty)", path.display())
-            } else {
-                tail
-            }
+            if tail.trim().is_empty() { format!("({} is empty)", path.display()) } else { tail }
         }
         Err(err) => format!("(could not read {}: {err})", path.display()),
     }

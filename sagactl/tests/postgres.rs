@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sagactl::postgres::{TempPostgres, TempPostgresOptions};
 use sagactl::process::is_alive;
-use sagactl::provision::{provision, Provisioned};
+use sagactl::provision::{Provisioned, provision};
 use sqlx::{Connection as _, PgConnection};
 
 fn unique_database() -> String {

@@ -2,7 +2,7 @@
 //! the orchestrator's operator actions. 401 when no token is presented, 403 when it is wrong.
 
 use crate::ProblemType;
-use axum::http::{header, HeaderMap};
+use axum::http::{HeaderMap, header};
 
 use crate::AppError;
 

@@ -5,7 +5,7 @@
 
 use std::{collections::HashMap, net::IpAddr, str::FromStr, time::Duration};
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 
 use crate::faults::FaultConfig;
 

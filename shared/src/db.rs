@@ -8,11 +8,11 @@ use std::{str::FromStr, time::Duration};
 
 use anyhow::Context;
 use sqlx::{
+    PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
-    PgPool,
 };
-use tokio::time::{sleep, Instant};
+use tokio::time::{Instant, sleep};
 
 use crate::config::ServiceConfig;
 

@@ -8,17 +8,17 @@ use crate::ProblemType;
 use std::sync::{Arc, RwLock};
 
 use axum::{
+    Router,
     extract::{Request, State},
     http::{HeaderMap, Method},
     middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
-    Router,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{config::Env, error::Problem, json::AppJson, AppError};
+use crate::{AppError, config::Env, error::Problem, json::AppJson};
 
 /// Longest latency a fault may add (one minute), so a typo cannot wedge a service for hours.
 pub const MAX_LATENCY_MS: u64 = 60_000;

@@ -6,12 +6,12 @@
 use crate::ProblemType;
 use axum::body::Bytes;
 use axum::{
-    extract::{rejection::JsonRejection, rejection::PathRejection, FromRequest, FromRequestParts, Request},
-    http::{request::Parts, StatusCode},
-    response::{IntoResponse, Response},
     Json,
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection, rejection::PathRejection},
+    http::{StatusCode, request::Parts},
+    response::{IntoResponse, Response},
 };
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::Problem;
 

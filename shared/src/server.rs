@@ -10,13 +10,13 @@ use crate::ProblemType;
 use std::{net::SocketAddr, time::Duration};
 
 use axum::{
+    BoxError, Json, Router,
     error_handling::HandleErrorLayer,
     extract::{DefaultBodyLimit, MatchedPath, State},
-    http::{header, HeaderName, Request},
+    http::{HeaderName, Request, header},
     middleware,
     response::IntoResponse,
     routing::get,
-    BoxError, Json, Router,
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
@@ -27,8 +27,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 use utoipa::{
-    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
     OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
 use crate::{
@@ -369,7 +369,7 @@ pub async fn run(
 mod tests {
     use super::{order_id_in_path, serves_its_resource};
     use crate::suite;
-    use utoipa::openapi::{path::PathItem, HttpMethod, OpenApiBuilder, PathsBuilder};
+    use utoipa::openapi::{HttpMethod, OpenApiBuilder, PathsBuilder, path::PathItem};
 
     #[test]
     fn a_participant_must_serve_the_resource_of_the_suites_table() {

@@ -4,15 +4,15 @@
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::{
-    ledger::{self, Begun, CompensationClaim, StepTable},
     AppError, AppJson,
+    ledger::{self, Begun, CompensationClaim, StepTable},
 };
 
 /// Where a step endpoint counts its outcomes: `<name>{result}`.

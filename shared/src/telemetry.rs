@@ -26,7 +26,7 @@ use opentelemetry::{
 };
 use opentelemetry_http::{Bytes, HeaderExtractor, HeaderInjector, HttpClient, HttpError, Request, Response};
 use opentelemetry_otlp::{WithExportConfig as _, WithHttpConfig as _};
-use opentelemetry_sdk::{propagation::TraceContextPropagator, trace::SdkTracerProvider, Resource};
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 use tracing_subscriber::{filter::Targets, fmt, prelude::*};
 
@@ -50,10 +50,10 @@ impl Telemetry {
     /// Sends what is buffered and stops the exporter (bounded by the export timeout).
     /// Call it outside the async runtime: it blocks.
     pub fn shutdown(self) {
-        if let Some(provider) = self.provider {
-            if let Err(err) = provider.shutdown_with_timeout(EXPORT_TIMEOUT) {
-                eprintln!("warning: could not flush the trace exporter: {err}");
-            }
+        if let Some(provider) = self.provider
+            && let Err(err) = provider.shutdown_with_timeout(EXPORT_TIMEOUT)
+        {
+            eprintln!("warning: could not flush the trace exporter: {err}");
         }
     }
 }
@@ -119,11 +119,7 @@ pub fn enabled() -> bool {
 /// A span that exists only while traces are exported: `make` runs only then. For spans that add
 /// detail to a trace (a participant call, a SQL phase) and would only cost time otherwise.
 pub fn traced(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
-    if enabled() {
-        make()
-    } else {
-        tracing::Span::none()
-    }
+    if enabled() { make() } else { tracing::Span::none() }
 }
 
 /// Adds the current span's W3C `traceparent` to an outgoing request's headers.

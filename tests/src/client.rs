@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::{header::HeaderMap, Method, StatusCode};
+use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::Value;
 
 /// The answer to one request.

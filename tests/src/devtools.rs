@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use tokio::{
     io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,

@@ -20,19 +20,19 @@ pub mod shipping;
 mod up;
 
 pub use audit::{AuditReport, Snapshot};
-pub use browser::{artifacts_dir, Chromium, Dom, Element};
+pub use browser::{Chromium, Dom, Element, artifacts_dir};
 pub use client::{Answer, Http};
 pub use devtools::Page;
 pub use orders::{happy_order, order_body};
-pub use processes::{bin_dir, Service, Suite, ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS};
+pub use processes::{ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, bin_dir};
 pub use races::RowLock;
-pub use up::{UpSuite, UP_ADMIN_TOKEN, UP_SERVICES};
+pub use up::{UP_ADMIN_TOKEN, UP_SERVICES, UpSuite};
 
 use sagactl::{
     postgres::{TempPostgres, TempPostgresOptions},
-    provision::{provision, Provisioned},
+    provision::{Provisioned, provision},
 };
-use sqlx::{postgres::PgPoolOptions, PgPool};
+use sqlx::{PgPool, postgres::PgPoolOptions};
 
 /// The repository's root (where `sagactl up` finds the dashboards and alert rules).
 pub fn repo_root() -> std::path::PathBuf {
@@ -58,17 +58,28 @@ pub struct TestDb {
 impl TestDb {
     /// Provisions a new database on the shared cluster, or on a throwaway one of this test's own.
     pub async fn new() -> anyhow::Result<Self> {
-        let (admin_url, cluster) = match std::env::var("SAGA_TEST_ADMIN_URL") {
-            Ok(url) if !url.is_empty() => (url, None),
-            _ => {
-                let cluster =
-                    TempPostgres::start(TempPostgresOptions { fast: true, ..TempPostgresOptions::default() }).await?;
-                (cluster.admin_url(), Some(cluster))
-            }
-        };
+        match std::env::var("SAGA_TEST_ADMIN_URL") {
+            Ok(url) if !url.is_empty() => Self::provision(url, None).await,
+            _ => Self::with_own_cluster().await,
+        }
+    }
+
+    /// Provisions a new database on a throwaway cluster of this test's own (which
+    /// [`Self::stop_own_cluster`] can stop, to take the database away from the services).
+    pub async fn with_own_cluster() -> anyhow::Result<Self> {
+        let cluster = TempPostgres::start(TempPostgresOptions { fast: true, ..TempPostgresOptions::default() }).await?;
+        Self::provision(cluster.admin_url(), Some(cluster)).await
+    }
+
+    async fn provision(admin_url: String, cluster: Option<TempPostgres>) -> anyhow::Result<Self> {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let provisioned = provision(&admin_url, &name).await?;
         Ok(Self { admin_url, name, provisioned, _cluster: cluster })
+    }
+
+    /// Stops this test's own cluster; `false` when the database is on the shared one.
+    pub fn stop_own_cluster(&mut self) -> bool {
+        self._cluster.take().is_some()
     }
 
     /// A pool connected as `service`'s own role (what that service itself can see).

@@ -4,10 +4,10 @@ use saga_shared::api::SagaStatus;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::{client::Answer, processes::Service, Suite};
+use crate::{Suite, client::Answer, processes::Service};
 
 /// An order body: `customer` buys `items` (sku, quantity), shipped to `country`.
 pub fn order_body(customer: &str, items: &[(&str, i64)], country: &str) -> Value {

@@ -1,8 +1,8 @@
 //! Payment's test helpers: a capture body and an account's balance.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
-use crate::{processes::Service, Suite};
+use crate::{Suite, processes::Service};
 
 /// A `PUT /payments/{order_id}` body: take `amount` cents from `customer`.
 pub fn capture(customer: &str, amount: i64) -> Value {

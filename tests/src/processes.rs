@@ -10,13 +10,13 @@ use std::{
 use saga_shared::suite;
 use sagactl::{
     launch::Launch,
-    process::{send_signal, Signal},
+    process::{Signal, send_signal},
     services::{self, EnvContext, LauncherEnv},
 };
 use serde_json::Value;
 use tokio::process::Child;
 
-use crate::{client::Http, TestDb};
+use crate::{TestDb, client::Http};
 
 /// A participant service of the suite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -146,7 +146,11 @@ impl Suite {
 
     /// Like [`Suite::start`], with extra environment variables per service.
     pub async fn start_with_env(services: &[Service], env: &[(Service, &str, &str)]) -> Self {
-        let db = TestDb::new().await.expect("test database");
+        Self::start_on(TestDb::new().await.expect("test database"), services, env).await
+    }
+
+    /// Like [`Suite::start_with_env`], on the database `db`.
+    pub async fn start_on(db: TestDb, services: &[Service], env: &[(Service, &str, &str)]) -> Self {
         let log_dir = target_dir().join("test-logs").join(&db.name);
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let reserved = sagactl::ports::reserve(Service::ALL.len()).expect("reserved ports");

@@ -11,7 +11,7 @@ use std::{
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use crate::{client::Http, processes::Service, repo_root, Suite};
+use crate::{Suite, client::Http, processes::Service, repo_root};
 
 /// A running Prometheus, killed on drop.
 #[derive(Debug)]

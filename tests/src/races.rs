@@ -6,12 +6,12 @@
 use saga_shared::api::SagaStatus;
 use std::time::{Duration, Instant};
 
-use sagactl::load::{self, progress::progress_bar, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets};
+use sagactl::load::{self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets, progress::progress_bar};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use crate::{processes::Service, Suite};
+use crate::{Suite, processes::Service};
 
 impl Suite {
     /// Where `sagactl load` finds this suite.

@@ -1,6 +1,6 @@
 //! Shipping's test helpers: a shipment body.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// A `PUT /shipments/{order_id}` body: one widget to an address in `country`.
 pub fn shipment(country: &str) -> Value {

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::{
     client::Http,
-    processes::{bin_dir, ORCHESTRATOR_TEST_ENV},
+    processes::{ORCHESTRATOR_TEST_ENV, bin_dir},
 };
 
 /// The services `up` starts, in the order it starts them.

@@ -12,12 +12,12 @@ mod services;
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    http::{header, HeaderValue},
+    Router,
+    http::{HeaderValue, header},
     response::{IntoResponse, Response},
     routing::get,
-    Router,
 };
-use saga_shared::{api::SagaStatus, Problem};
+use saga_shared::{Problem, api::SagaStatus};
 use sqlx::PgPool;
 use utoipa::OpenApi;
 

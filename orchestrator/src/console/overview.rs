@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use axum::extract::State;
 use chrono::{DateTime, Utc};
-use saga_shared::{api::SagaStatus, AppError, AppJson, AppQuery, Problem};
+use saga_shared::{AppError, AppJson, AppQuery, Problem, api::SagaStatus};
 use serde::{Deserialize, Serialize};
-use sqlx::{types::Json, PgPool};
+use sqlx::{PgPool, types::Json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::ConsoleState;

@@ -73,10 +73,10 @@ impl Probes {
     /// timeout) instead of starting their own.
     async fn participants(&self) -> Vec<ServiceHealth> {
         let mut last = self.last.lock().await;
-        if let Some((at, round)) = last.as_ref() {
-            if at.elapsed() < REUSE_FOR {
-                return round.clone();
-            }
+        if let Some((at, round)) = last.as_ref()
+            && at.elapsed() < REUSE_FOR
+        {
+            return round.clone();
         }
         let round = self.round().await;
         *last = Some((Instant::now(), round.clone()));

@@ -12,8 +12,8 @@
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicUsize, Ordering},
         Arc, Mutex, MutexGuard,
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };

@@ -10,7 +10,7 @@ use saga_shared::api::{
     Notification, NotificationRequest, OrderRequest, Payment, PaymentRequest, RecordState, Reservation,
     ReservationRequest, Shipment, ShipmentRequest, StepRecord,
 };
-use saga_shared::suite::{self, step_of, Service};
+use saga_shared::suite::{self, Service, step_of};
 use serde_json::{Map, Value};
 
 use super::retry::RetryPolicy;

@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use crate::{
         config::OrchestratorConfig,
-        saga::definition::{SagaDefinition, ORDER_STEPS},
+        saga::definition::{ORDER_STEPS, SagaDefinition},
     };
 
     #[test]

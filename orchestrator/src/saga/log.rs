@@ -9,7 +9,7 @@ use std::{sync::LazyLock, time::Duration};
 use chrono::{DateTime, Utc};
 use saga_shared::api::{EventKind, EventOutcome, OrderRequest, SagaEvent, SagaStatus};
 use serde_json::Value;
-use sqlx::{types::Json, PgPool};
+use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
 
 use super::{

@@ -6,7 +6,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 use saga_shared::api::SagaStatus;
 use sqlx::PgPool;
 
-use super::{log, OrderExecutor};
+use super::{OrderExecutor, log};
 use crate::metric_definitions as m;
 
 /// Claims due, unowned sagas every `interval` (jittered ±20 % so replicas do not align) until

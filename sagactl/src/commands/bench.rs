@@ -16,15 +16,15 @@ use sqlx::PgPool;
 use tokio::process::Child;
 
 use crate::{
-    bench::{detail_line, row_cells, BenchRun, TABLE_HEADER},
+    bench::{BenchRun, TABLE_HEADER, detail_line, row_cells},
     launch::Launch,
-    load::{progress::progress_bar, Keys, Kind, Pacing, Targets},
+    load::{Keys, Kind, Pacing, Targets, progress::progress_bar},
     ports,
     postgres::{TempPostgres, TempPostgresOptions},
-    process::{send_signal, Signal},
-    procstat::{pid_of, Watched, Watchlist},
+    process::{Signal, send_signal},
+    procstat::{Watched, Watchlist, pid_of},
     provision::{provision, superuser_pool},
-    services::{self, EnvContext, LauncherEnv, Service, SUITE},
+    services::{self, EnvContext, LauncherEnv, SUITE, Service},
 };
 
 /// What `sagactl bench` runs.

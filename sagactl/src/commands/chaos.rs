@@ -17,20 +17,20 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use rand::{
+    Rng as _, SeedableRng as _,
     rngs::StdRng,
     seq::{IndexedRandom as _, SliceRandom as _},
-    Rng as _, SeedableRng as _,
 };
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 use super::control;
 use super::postgres_process::POSTGRES;
 use super::signals::StopSignals;
 use crate::load::progress::progress_bar;
-use crate::process::{is_alive, runs_binary, send_signal, Signal};
+use crate::process::{Signal, is_alive, runs_binary, send_signal};
 use crate::services::LauncherEnv;
 use crate::state::{StateDir, SuiteState};
 use saga_shared::suite;

@@ -4,15 +4,15 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 use super::postgres_process::{self, POSTGRES};
 use crate::invocation::sagactl_command;
 use crate::launch::probe_client;
 use crate::ports::wait_port_free;
-use crate::process::{is_alive, runs_binary, signal_group, terminate_all, wait_gone, Ending, Signal};
-use crate::services::{spec, validate_admin_token, LauncherEnv, SUITE};
-use crate::state::{ServiceState, StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
+use crate::process::{Ending, Signal, is_alive, runs_binary, signal_group, terminate_all, wait_gone};
+use crate::services::{LauncherEnv, SUITE, spec, validate_admin_token};
+use crate::state::{LOCK_TIMEOUT, ServiceState, StateDir, StateLock, SuiteState};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);

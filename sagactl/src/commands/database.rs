@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
 
-use crate::postgres::{stop_server, TempPostgres, TempPostgresOptions};
+use crate::postgres::{TempPostgres, TempPostgresOptions, stop_server};
 use crate::services::LauncherEnv;
 use crate::state::{PostgresState, StateDir};
 

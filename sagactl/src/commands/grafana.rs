@@ -16,11 +16,11 @@ use std::{
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
 use crate::{
-    process::{send_signal, Signal},
+    process::{Signal, send_signal},
     services::LauncherEnv,
     state::ToolState,
 };
@@ -520,10 +520,10 @@ mod tests {
     fn collect_datasource_uids(value: &serde_json::Value, out: &mut Vec<String>) {
         match value {
             serde_json::Value::Object(map) => {
-                if let Some(source) = map.get("datasource") {
-                    if source.get("type").and_then(serde_json::Value::as_str) == Some("prometheus") {
-                        out.extend(source.get("uid").and_then(serde_json::Value::as_str).map(str::to_owned));
-                    }
+                if let Some(source) = map.get("datasource")
+                    && source.get("type").and_then(serde_json::Value::as_str) == Some("prometheus")
+                {
+                    out.extend(source.get("uid").and_then(serde_json::Value::as_str).map(str::to_owned));
                 }
                 map.values().for_each(|v| collect_datasource_uids(v, out));
             }

@@ -7,10 +7,9 @@ use anyhow::Context as _;
 
 use crate::{
     load::{
-        self,
+        self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
         mix::{LOAD_CUSTOMERS, LOAD_SKUS},
         progress::progress_bar,
-        Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
     },
     state::StateDir,
 };

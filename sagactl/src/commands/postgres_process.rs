@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 use crate::invocation::sagactl_command;
 use crate::ports::wait_port_free;
 use crate::postgres::{restart_server, stop_server};
 use crate::process::{kill_with_children, wait_gone};
-use crate::state::{StateDir, StateLock, SuiteState, LOCK_TIMEOUT};
+use crate::state::{LOCK_TIMEOUT, StateDir, StateLock, SuiteState};
 
 /// The name the control commands know Postgres by.
 pub const POSTGRES: &str = "postgres";

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use tokio::process::{Child, Command};
 
 use crate::{
-    process::{send_signal, Signal},
+    process::{Signal, send_signal},
     services::LauncherEnv,
     state::{SuiteState, ToolState},
 };

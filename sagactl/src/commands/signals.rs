@@ -1,7 +1,7 @@
 //! Waiting for the signals that ask sagactl to stop.
 
 use anyhow::Context as _;
-use tokio::signal::unix::{signal, Signal, SignalKind};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// SIGINT (Ctrl-C), SIGTERM and SIGHUP (terminal closed), installed once at start-up so a signal
 /// that arrives while we are still starting things is not lost.

@@ -6,19 +6,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{Context as _, anyhow, bail};
 
-use super::database::{watch_postgres, Database};
+use super::database::{Database, watch_postgres};
 use super::grafana::{self, LocalGrafana};
 use super::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
 use crate::invocation::build_command;
 use crate::ports::port_is_free;
-use crate::process::{is_alive, runs_binary, terminate_all, Ending};
-use crate::provision::{provision, validate_identifier, Provisioned};
-use crate::services::{optional, service_env, EnvContext, LauncherEnv, Service, SUITE};
-use crate::state::{ServiceState, StateDir, SuiteState, ToolState, LOCK_TIMEOUT};
+use crate::process::{Ending, is_alive, runs_binary, terminate_all};
+use crate::provision::{Provisioned, provision, validate_identifier};
+use crate::services::{EnvContext, LauncherEnv, SUITE, Service, optional, service_env};
+use crate::state::{LOCK_TIMEOUT, ServiceState, StateDir, SuiteState, ToolState};
 
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use super::signals::StopSignals;
 use crate::postgres::{TempPostgres, TempPostgresOptions};
-use crate::process::{send_signal, Signal};
+use crate::process::{Signal, send_signal};
 
 /// Enough for a parallel test run in which every test opens its own pools.
 const MAX_CONNECTIONS: u32 = 400;
@@ -39,11 +39,10 @@ pub async fn with_postgres(command: &[OsString]) -> anyhow::Result<ExitCode> {
             name = signals.recv() => {
                 // A terminal Ctrl-C reaches the command too (same process group); a SIGTERM sent
                 // to us alone is passed on. Either way we wait for it, then clean up.
-                if name != "SIGINT" {
-                    if let Some(pid) = child.id() {
+                if name != "SIGINT"
+                    && let Some(pid) = child.id() {
                         let _ = send_signal(pid, Signal::Term);
                     }
-                }
             }
         }
     };

@@ -7,15 +7,15 @@ use saga_shared::api::{
     AmountCents, Notification, NotificationRequest, OrderRequest, Payment, PaymentRequest, Reservation,
     ReservationRequest, SagaStatus, Shipment, ShipmentRequest,
 };
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use uuid::Uuid;
 
 use super::{
+    Worker,
     mix::PlannedOrder,
     outcome::{Fate, OrderResult, Outcome},
     saga::describe,
-    Worker,
 };
 
 /// Runs `order` as the direct chain of `PUT`s. A participant's refusal ends the chain as

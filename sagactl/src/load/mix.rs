@@ -2,9 +2,9 @@
 //! it is meant to fail, and how. Pure and seeded, so a run can be repeated exactly.
 
 use anyhow::ensure;
-use rand::{rngs::StdRng, Rng as _, SeedableRng as _};
+use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Load products seeded by `migrations/inventory/0003_load_products.sql`.
 pub const LOAD_SKUS: u32 = 500;
@@ -186,11 +186,7 @@ fn intent_of(index: u64, ratio: f64) -> Intent {
     // The epsilon keeps 0.1·30 from landing just under 3 in floating point.
     let failures_before = |n: u64| (n as f64 * ratio + 1e-9).floor() as u64;
     let before = failures_before(index);
-    if failures_before(index + 1) > before {
-        Intent::FAILURES[(before % 4) as usize]
-    } else {
-        Intent::Happy
-    }
+    if failures_before(index + 1) > before { Intent::FAILURES[(before % 4) as usize] } else { Intent::Happy }
 }
 
 /// Cumulative weights of keys 1..=n, for drawing by inverse transform.

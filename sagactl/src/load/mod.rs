@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{ensure, Context as _};
+use anyhow::{Context as _, ensure};
 use indicatif::ProgressBar;
 use serde::Serialize;
 use tokio::{sync::Semaphore, task::JoinSet};

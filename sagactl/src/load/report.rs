@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
+    Kind, Pacing,
     mix::{Intent, Mix},
     outcome::Outcome,
-    Kind, Pacing,
 };
 
 /// Everything a run measured.
@@ -200,9 +200,5 @@ fn outcome_list(outcomes: &Outcomes) -> String {
         .filter(|&&o| outcomes.get(o) > 0)
         .map(|&o| format!("{} {}", o.label(), outcomes.get(o)))
         .collect();
-    if parts.is_empty() {
-        "no saga".to_owned()
-    } else {
-        parts.join(", ")
-    }
+    if parts.is_empty() { "no saga".to_owned() } else { parts.join(", ") }
 }

@@ -10,9 +10,9 @@ use saga_shared::api::{OrderView, SagaStatus};
 use serde_json::Value;
 
 use super::{
+    Worker,
     mix::PlannedOrder,
     outcome::{Fate, OrderResult, Outcome},
-    Worker,
 };
 
 /// Longest long-poll asked for: under the orchestrator's cap (25 s) and its request timeout.

@@ -9,10 +9,10 @@ use anyhow::Context as _;
 use hdrhistogram::Histogram;
 
 use super::{
+    LoadConfig,
     mix::Intent,
     outcome::{Fate, OrderResult, Outcome},
     report::{IntentCounts, Latency, LoadReport, Outcomes, Problem},
-    LoadConfig,
 };
 
 /// Orders listed by id when their saga did not end in time; beyond this only counted.

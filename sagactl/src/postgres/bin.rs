@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 /// Directory holding `initdb` and `postgres`, searched in this order:
 /// `$PG_BIN`, `pg_config --bindir`, the newest `/usr/lib/postgresql/<major>/bin` (Debian puts the

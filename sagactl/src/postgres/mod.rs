@@ -12,13 +12,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 pub use bin::find_pg_bin;
 use os_user::ClusterUser;
-use scratch::{make_private_dir, ScratchDir};
-pub use server::{restart_server, stop_server, ServerSpec};
-use server::{wait_ready, Server, StartError};
+use scratch::{ScratchDir, make_private_dir};
+use server::{Server, StartError, wait_ready};
+pub use server::{ServerSpec, restart_server, stop_server};
 
 use crate::ports::{self, Reserved};
 use crate::text::random_hex;

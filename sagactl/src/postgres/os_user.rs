@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{bail, Context as _};
+use anyhow::{Context as _, bail};
 
 /// The account the cluster runs as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

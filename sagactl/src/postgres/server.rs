@@ -10,13 +10,13 @@ use std::process::{Child, Stdio};
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _};
+use anyhow::{Context as _, anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::os_user::ClusterUser;
-use crate::process::{is_alive, kill_with_children, send_signal, wait_gone, Signal};
+use crate::process::{Signal, is_alive, kill_with_children, send_signal, wait_gone};
 use crate::text::log_tail;
 
 /// How long the server may take to accept its first connection.

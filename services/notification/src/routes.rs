@@ -1,15 +1,15 @@
 //! Notification's HTTP routes: the order confirmation (the saga step).
 
-use axum::{extract::State, http::StatusCode, routing::get, Router};
+use axum::{Router, extract::State, http::StatusCode, routing::get};
 use chrono::{DateTime, Utc};
 use saga_shared::{
+    AppError, AppJson, AppPath, Problem,
     api::{Notification, NotificationRequest, NotificationStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
     step::{self, OutcomeCounter, Step},
     step_batch::Steps,
-    AppError, AppJson, AppPath, Problem,
 };
 use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;

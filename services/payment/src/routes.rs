@@ -3,16 +3,16 @@
 use saga_shared::ProblemType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use axum::{extract::State, http::StatusCode, routing::get, Router};
+use axum::{Router, extract::State, http::StatusCode, routing::get};
 use chrono::{DateTime, Utc};
 use saga_shared::{
+    AppError, AppJson, AppPath, Problem,
     api::{Account, CustomerId, Payment, PaymentRequest, PaymentStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
     step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
-    AppError, AppJson, AppPath, Problem,
 };
 use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;

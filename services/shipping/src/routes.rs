@@ -1,16 +1,16 @@
 //! Shipping's HTTP routes: shipments (the saga step).
 
-use axum::{extract::State, http::StatusCode, routing::get, Router};
+use axum::{Router, extract::State, http::StatusCode, routing::get};
 use chrono::{DateTime, Utc};
 use saga_shared::ProblemType;
 use saga_shared::{
+    AppError, AppJson, AppPath, Problem,
     api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
     error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
     step::{self, Fresh, OutcomeCounter, Step},
     step_batch::Steps,
-    AppError, AppJson, AppPath, Problem,
 };
 use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;

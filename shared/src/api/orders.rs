@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{wire_enum::wire_enum, Address, CustomerId, Items, Text};
+use super::{Address, CustomerId, Items, Text, wire_enum::wire_enum};
 
 /// `POST /orders`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

@@ -4,7 +4,7 @@
 
 use serde::de::DeserializeOwned;
 
-use super::{wire_enum::wire_enum, Notification, Payment, Reservation, Shipment};
+use super::{Notification, Payment, Reservation, Shipment, wire_enum::wire_enum};
 
 wire_enum! {
     /// Where a participant's step ledger row is (the `state` column of every step table).

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
-use utoipa::openapi::{schema::Type, ArrayBuilder, ObjectBuilder, RefOr, Schema};
+use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, schema::Type};
 
 /// Declares a string newtype validated by `check`, with an OpenAPI string schema.
 macro_rules! validated_string {

@@ -18,7 +18,7 @@ mod clock;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-use axum::{body::Body, http::Request, Router};
+use axum::{Router, body::Body, http::Request};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::TokioIo,

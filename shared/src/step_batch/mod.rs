@@ -41,6 +41,7 @@ use tokio::{
 use uuid::Uuid;
 
 use crate::{
+    AppError,
     faults::Faults,
     metrics::{
         STEP_BATCHED_REQUESTS_TOTAL, STEP_BATCHES_TOTAL, STEP_REQUESTS_DROPPED_TOTAL, STEP_WRITER_RESTARTS_TOTAL,
@@ -48,7 +49,6 @@ use crate::{
     readiness::Part,
     server::Boot,
     step::{self, Answer, Step},
-    AppError,
 };
 
 /// The most orders one transaction takes.

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::Pending;
 use crate::{
+    AppError, AppJson,
     ledger::{self, ActionClaim},
     metrics::{STEP_BATCHED_REQUESTS_TOTAL, STEP_BATCHES_TOTAL},
-    step::{self, sql_span, Answer, Fresh, Step},
-    AppError, AppJson,
+    step::{self, Answer, Fresh, Step, sql_span},
 };
 
 /// Runs one round in one transaction, or, if that fails, each request in its own.
@@ -95,11 +95,7 @@ async fn in_one_transaction<S: Step>(
             fresh.iter().map(|order| order.span.in_scope(|| sql_span("effect", table, order.order_id))).collect();
         // A round of replays only has no effects to run (an override would still make its
         // lookups).
-        if fresh.is_empty() {
-            Vec::new()
-        } else {
-            step.effects(&mut tx, &fresh).await?
-        }
+        if fresh.is_empty() { Vec::new() } else { step.effects(&mut tx, &fresh).await? }
     };
     if results.len() != fresh.len() {
         return Err(anyhow::anyhow!("{} effects answered {} of {} orders", table.0, results.len(), fresh.len()).into());

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use saga_tests::{Http, Service, Suite};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// A valid body for each service's `PUT`, to derive broken ones from.

@@ -22,8 +22,8 @@ fn json_of(what: &str, output: &Output) -> Value {
 }
 
 #[tokio::test]
-async fn orders_under_chaos_that_kills_every_process_stalls_the_orchestrator_and_cancels_all_end_with_every_invariant_kept(
-) {
+async fn orders_under_chaos_that_kills_every_process_stalls_the_orchestrator_and_cancels_all_end_with_every_invariant_kept()
+ {
     // The default retry budget (the tests' own is 2 s, to keep failure tests short).
     let up = UpSuite::start(&[], &[("STEP_RETRY_BUDGET_MS", "60000")]).await;
     let snapshot = up.state_dir.join("before.json");

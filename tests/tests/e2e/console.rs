@@ -12,7 +12,7 @@ use std::{
 };
 
 use saga_tests::{
-    artifacts_dir, happy_order, order_body, Chromium, Dom, Page, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS,
+    Chromium, Dom, Page, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, artifacts_dir, happy_order, order_body,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -479,11 +479,9 @@ async fn every_replica_serves_the_same_console_figures_from_the_database() {
     let instance = |body: &Value| body["instance"].as_str().unwrap().to_owned();
     assert_eq!(instance(&services(&suite, Service::Orchestrator).await), "orchestrator");
     assert_eq!(instance(&services(&suite, Service::OrchestratorB).await), "orchestrator-b");
-    assert!(services(&suite, Service::OrchestratorB).await["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["up"] == true));
+    assert!(
+        services(&suite, Service::OrchestratorB).await["services"].as_array().unwrap().iter().all(|s| s["up"] == true)
+    );
 }
 
 /// Sequential scans of `orchestrator.sagas` so far, as the statistics collector has them.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use rand::Rng;
-use saga_tests::{order_body, Http, Service, Suite};
+use saga_tests::{Http, Service, Suite, order_body};
 use serde_json::Value;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -30,10 +30,10 @@ async fn place_with_retries(http: &Http, url: &str, n: usize) -> Uuid {
         let sent = http.inner().post(url).header("idempotency-key", &key).json(&body).send().await;
         if let Ok(response) = sent {
             let answer = Http::answer(response).await;
-            if let Ok(answer) = answer {
-                if answer.status == 202 {
-                    return answer.body["order_id"].as_str().unwrap().parse().unwrap();
-                }
+            if let Ok(answer) = answer
+                && answer.status == 202
+            {
+                return answer.body["order_id"].as_str().unwrap().parse().unwrap();
             }
         }
         assert!(Instant::now() < deadline, "order {n} never accepted");
@@ -234,8 +234,8 @@ async fn a_replica_stopped_with_sigterm_releases_its_sagas_for_another_at_once()
 /// the resumed saga retries. A refused connection proves nothing about the call that landed
 /// before the crash: the shipment must be cancelled when the saga compensates.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_step_that_landed_before_the_orchestrator_died_is_compensated_though_its_participant_then_refuses_connections(
-) {
+async fn a_step_that_landed_before_the_orchestrator_died_is_compensated_though_its_participant_then_refuses_connections()
+ {
     let mut suite = Suite::start(&Service::SUITE).await;
     let initial = suite.snapshot().await;
     // Shipping commits every shipment but never answers: the call is in flight until the

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use saga_tests::{Http, Service::Inventory, Suite};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 fn reservation() -> Value {

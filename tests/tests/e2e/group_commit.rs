@@ -9,7 +9,7 @@ use futures::future::join_all;
 use orchestrator::{
     config::OrchestratorConfig,
     saga::{
-        definition::{SagaDefinition, ORDER_STEPS},
+        definition::{ORDER_STEPS, SagaDefinition},
         group_commit::GroupCommit,
         log::{self, Lease},
         machine::{self, Clock, Input, Persist},
@@ -18,7 +18,7 @@ use orchestrator::{
     },
 };
 use saga_shared::config::Env;
-use saga_tests::{happy_order, Service, Suite};
+use saga_tests::{Service, Suite, happy_order};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -2,7 +2,7 @@
 
 use futures::future::join_all;
 use saga_tests::{Service::Inventory, Suite};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use saga_tests::{Service, Suite, UpSuite};
 use sagactl::load::{
-    self, progress::progress_bar, Intent, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
+    self, Intent, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets, progress::progress_bar,
 };
 use serde_json::Value;
 

@@ -7,9 +7,8 @@ use saga_shared::api::SagaStatus;
 use std::time::Duration;
 
 use saga_tests::{
-    happy_order, order_body,
-    prometheus::{dashboard_queries, Prometheus},
-    Service, Suite, UpSuite, SLOW_CALL_ENV, SLOW_CALL_MS,
+    SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, UpSuite, happy_order, order_body,
+    prometheus::{Prometheus, dashboard_queries},
 };
 use serde_json::json;
 

@@ -6,7 +6,7 @@
 
 use std::{collections::BTreeMap, time::Duration, time::Instant};
 
-use saga_tests::{happy_order, AuditReport, RowLock, Service, Suite};
+use saga_tests::{AuditReport, RowLock, Service, Suite, happy_order};
 use serde_json::json;
 use uuid::Uuid;
 

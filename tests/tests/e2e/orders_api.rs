@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};
-use serde_json::{json, Value};
+use saga_tests::{SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, happy_order, order_body};
+use serde_json::{Value, json};
 
 #[tokio::test]
 async fn the_same_idempotency_key_gives_the_same_order_even_concurrently() {

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use saga_tests::{happy_order, Service, Suite, UpSuite};
+use saga_tests::{Service, Suite, UpSuite, happy_order};
 use serde_json::Value;
 use uuid::Uuid;
 

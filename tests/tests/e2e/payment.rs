@@ -1,6 +1,6 @@
 //! Payment's contract: captures and refunds are idempotent and tombstoned; declines change nothing.
 
-use saga_tests::{payment::capture, Service::Payment, Suite};
+use saga_tests::{Service::Payment, Suite, payment::capture};
 use uuid::Uuid;
 
 #[tokio::test]

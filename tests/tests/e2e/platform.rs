@@ -1,6 +1,6 @@
 //! What every service shares: probes, metrics, OpenAPI, schema ownership, graceful shutdown.
 
-use saga_tests::{Service, Suite};
+use saga_tests::{Service, Suite, TestDb};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -81,18 +81,11 @@ async fn sigterm_stops_a_service_cleanly_and_it_restarts_on_its_data() {
 #[tokio::test]
 async fn readiness_fails_with_503_while_the_database_is_unreachable_and_liveness_holds() {
     // A cluster of this test's own, so stopping it disturbs no other test.
-    let cluster = sagactl::postgres::TempPostgres::start(sagactl::postgres::TempPostgresOptions {
-        fast: true,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    // nextest runs every test in a process of its own: this reaches only this test.
-    std::env::set_var("SAGA_TEST_ADMIN_URL", cluster.admin_url());
-    let suite = Suite::start(&[Service::Payment]).await;
+    let db = TestDb::with_own_cluster().await.unwrap();
+    let mut suite = Suite::start_on(db, &[Service::Payment], &[]).await;
     assert_eq!(suite.http.get(&suite.url(Service::Payment, "/readyz")).await.status, 200);
 
-    drop(cluster); // stops the server
+    assert!(suite.db.stop_own_cluster());
 
     let ready = suite.http.get(&suite.url(Service::Payment, "/readyz")).await;
     assert_eq!(ready.assert_problem(503), "/problems/not-ready");

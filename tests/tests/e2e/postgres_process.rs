@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use saga_tests::{happy_order, UpSuite, UP_SERVICES};
+use saga_tests::{UP_SERVICES, UpSuite, happy_order};
 
 async fn wait_all_ready(up: &UpSuite, status: u16) {
     up.wait_until(&format!("every service's /readyz answers {status}"), Duration::from_secs(30), || async {

@@ -5,8 +5,8 @@
 use saga_shared::api::SagaStatus;
 use std::time::Duration;
 
-use saga_tests::{happy_order, order_body, Service, Suite, SLOW_CALL_ENV, SLOW_CALL_MS};
-use serde_json::{json, Value};
+use saga_tests::{SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, happy_order, order_body};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use saga_tests::{happy_order, order_body, Service, Suite};
+use saga_tests::{Service, Suite, happy_order, order_body};
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use saga_tests::{Service, Suite, ADMIN_TOKEN};
+use saga_tests::{ADMIN_TOKEN, Service, Suite};
 
 /// Fails (never skips) when schemathesis is missing: `scripts/test.sh` installs it.
 fn schemathesis() -> String {

@@ -1,6 +1,6 @@
 //! Shipping's contract: shipments are idempotent, cancellable, tombstoned; some countries refused.
 
-use saga_tests::{shipping::shipment, Service::Shipping, Suite};
+use saga_tests::{Service::Shipping, Suite, shipping::shipment};
 use uuid::Uuid;
 
 #[tokio::test]

@@ -3,12 +3,12 @@
 
 use futures::future::join_all;
 use saga_tests::{
-    payment::capture,
-    shipping::shipment,
     Service::{self, Inventory, Payment, Shipping},
     Suite,
+    payment::capture,
+    shipping::shipment,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 fn url(suite: &Suite, order: Uuid) -> String {

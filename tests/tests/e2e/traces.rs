@@ -8,13 +8,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{body::Bytes, extract::State, http::StatusCode, routing::post, Router};
+use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use opentelemetry_proto::tonic::{
     collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse},
-    common::v1::{any_value::Value as AnyValue, KeyValue},
+    common::v1::{KeyValue, any_value::Value as AnyValue},
 };
 use prost::Message;
-use saga_tests::{happy_order, order_body, Service, Suite};
+use saga_tests::{Service, Suite, happy_order, order_body};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -3,7 +3,7 @@
 
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
-use super::{dead_letter, due_now, finish, Actor, Command, Record};
+use super::{Actor, Command, Record, dead_letter, due_now, finish};
 use crate::saga::{
     definition::{SagaDefinition, StepKind},
     outcome::CallOutcome,

@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use saga_shared::api::{EventKind, SagaStatus, StepStatus};
 use serde_json::Value;
 
-use super::{backward, dead_letter, due_now, finish, Actor, Command, Record};
+use super::{Actor, Command, Record, backward, dead_letter, due_now, finish};
 use crate::saga::{
-    definition::{later, SagaDefinition, StepKind},
+    definition::{SagaDefinition, StepKind, later},
     outcome::{CallOutcome, Inspection},
     state::Saga,
 };

@@ -34,10 +34,10 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use backward::needs_compensation;
-pub use operator::{operate, OperatorAction, OperatorCommand, Refusal};
+pub use operator::{OperatorAction, OperatorCommand, Refusal, operate};
 
 use super::{
-    definition::{later, SagaDefinition},
+    definition::{SagaDefinition, later},
     outcome::{CallOutcome, Inspection},
     state::Saga,
 };
@@ -239,11 +239,11 @@ fn resumed(saga: &mut Saga, previous_owner: Option<String>, record: &mut Record)
 
 /// The current step may have happened through a call whose outcome the log never saw.
 fn mark_possibly_done(saga: &mut Saga) {
-    if let Some(step) = saga.steps.get_mut(saga.step_index) {
-        if step.status != StepStatus::Succeeded {
-            step.ambiguous = true;
-            step.status = StepStatus::Unknown;
-        }
+    if let Some(step) = saga.steps.get_mut(saga.step_index)
+        && step.status != StepStatus::Succeeded
+    {
+        step.ambiguous = true;
+        step.status = StepStatus::Unknown;
     }
 }
 

@@ -3,7 +3,7 @@
 
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
-use super::{backward, mark_possibly_done, next_move, Actor, Clock, Command, Record, Transition};
+use super::{Actor, Clock, Command, Record, Transition, backward, mark_possibly_done, next_move};
 use crate::saga::{
     definition::{SagaDefinition, StepKind},
     state::Saga,

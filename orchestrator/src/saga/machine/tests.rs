@@ -8,14 +8,14 @@ use saga_shared::{
     api::{EventKind, EventOutcome, OrderRequest, SagaStatus, StepStatus},
     config::Env,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::*;
 use crate::{
     config::OrchestratorConfig,
     saga::{
-        definition::{SagaDefinition, ORDER_STEPS},
+        definition::{ORDER_STEPS, SagaDefinition},
         outcome::{CallFailure, CallOutcome, Inspection},
         state::Saga,
     },

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use saga_tests::{happy_order, Service, Suite};
+use saga_tests::{Service, Suite, happy_order};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,

@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use reqwest::Method;
-use saga_tests::{happy_order, order_body, Service, Suite};
-use serde_json::{json, Value};
+use saga_tests::{Service, Suite, happy_order, order_body};
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// Products whose totals cannot be charged: free, priced so that 20 overflow an `i64`, and

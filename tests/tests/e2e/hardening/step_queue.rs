@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use saga_tests::{Answer, Http, Service, Suite};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
