@@ -145,16 +145,23 @@ async fn write_batches<S: SagaStore>(
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
     use saga_shared::config::Env;
+    use tokio::time::Instant;
+    use uuid::Uuid;
 
     use super::*;
     use crate::{
         config::OrchestratorConfig,
-        saga::definition::{ORDER_STEPS, SagaDefinition},
+        saga::{
+            definition::{ORDER_STEPS, SagaDefinition},
+            log::{Claimed, Inserted},
+        },
     };
 
-    #[test]
-    fn two_saves_of_one_saga_never_share_a_batch_and_keep_their_order() {
+    /// A saga `id` at `version`.
+    fn saga(id: u128, version: i64) -> Saga {
         let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap();
         let definition = SagaDefinition::order_saga(&config).unwrap();
         let request: saga_shared::api::OrderRequest = serde_json::from_value(serde_json::json!({
@@ -162,10 +169,131 @@ mod tests {
             "shipping_address": { "name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "FR" }
         }))
         .unwrap();
-        let pending = |id: u128, version| {
-            let mut saga = Saga::new(uuid::Uuid::from_u128(id), request.clone(), &definition, chrono::Utc::now());
-            saga.version = version;
-            Pending { saga, progressed: false, events: Vec::new(), reply: oneshot::channel().0 }
+        let mut saga = Saga::new(Uuid::from_u128(id), request, &definition, chrono::Utc::now());
+        saga.version = version;
+        saga
+    }
+
+    /// A log in memory whose every statement takes 10 ms (of the test's paused clock) and, when
+    /// `fail_batches` is set, fails any statement of more than one save. It writes every save
+    /// and records each statement's (saga, version) pairs.
+    #[derive(Default)]
+    struct SlowLog {
+        statements: Mutex<Vec<Vec<(u128, i64)>>>,
+        fail_batches: bool,
+    }
+
+    const STATEMENT: Duration = Duration::from_millis(10);
+
+    impl SagaStore for SlowLog {
+        async fn save_all(&self, batch: &[Save<'_>], _: Lease<'_>) -> Result<Vec<Option<Written>>, sqlx::Error> {
+            let saves = batch.iter().map(|(saga, _, _)| (saga.order_id.as_u128(), saga.version)).collect();
+            self.statements.lock().unwrap().push(saves);
+            tokio::time::sleep(STATEMENT).await;
+            if self.fail_batches && batch.len() > 1 {
+                return Err(sqlx::Error::PoolTimedOut);
+            }
+            Ok(batch.iter().map(|(saga, _, _)| Some((saga.version + 1, chrono::Utc::now()))).collect())
+        }
+
+        async fn insert(
+            &self,
+            _: &Saga,
+            _: &NewEvent,
+            _: Option<&str>,
+            _: &str,
+            _: Duration,
+        ) -> Result<Inserted, sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+        async fn append(&self, _: Uuid, _: &[NewEvent], _: &str) -> Result<(), sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+        async fn load(&self, _: Uuid) -> Result<Option<Saga>, sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+        async fn claim_due(&self, _: &str, _: Duration, _: i64, _: &[Uuid]) -> Result<Vec<Claimed>, sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+        async fn release(&self, _: &Saga) -> Result<bool, sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+        async fn renew(&self, _: Uuid, _: i64, _: Lease<'_>) -> Result<bool, sqlx::Error> {
+            unreachable!("the group commit only saves")
+        }
+    }
+
+    /// Saves `saga` through `writer` in a task of its own; the task answers whether it was
+    /// written and when.
+    fn save(writer: &GroupCommit, mut saga: Saga) -> tokio::task::JoinHandle<(bool, Duration)> {
+        let writer = writer.clone();
+        let started = Instant::now();
+        tokio::spawn(async move {
+            let written = writer.save(&mut saga, false, &[]).await.unwrap();
+            (written, started.elapsed())
+        })
+    }
+
+    /// Lets the spawned tasks run until the log has seen `count` statements.
+    async fn until_statements(log: &SlowLog, count: usize) {
+        while log.statements.lock().unwrap().len() < count {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_writer_saves_at_once_and_what_queues_meanwhile_goes_in_the_next_statement() {
+        let log = Arc::new(SlowLog::default());
+        let writer = GroupCommit::start(Arc::clone(&log), "here".to_owned(), Duration::from_secs(60));
+
+        let first = save(&writer, saga(1, 0));
+        until_statements(&log, 1).await;
+        // While the first statement runs: three sagas, one of them twice.
+        let queued: Vec<_> = [(2, 0), (3, 0), (2, 1), (4, 0)].map(|(id, v)| save(&writer, saga(id, v))).into();
+        let mut answers = vec![first.await.unwrap()];
+        for task in queued {
+            answers.push(task.await.unwrap());
+        }
+
+        let statements = log.statements.lock().unwrap().clone();
+        assert_eq!(statements, [vec![(1, 0)], vec![(2, 0), (3, 0), (4, 0)], vec![(2, 1)]]);
+        // No added waiting: one statement's time for the first save, two for those that queued
+        // behind it, three for the second save of saga 2 (never in one statement with its first).
+        let ms = |n: u32| STATEMENT * n;
+        assert_eq!(answers, [(true, ms(1)), (true, ms(2)), (true, ms(2)), (true, ms(3)), (true, ms(2))]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_statement_that_fails_is_written_again_save_by_save_all_at_once() {
+        let log = Arc::new(SlowLog { fail_batches: true, ..SlowLog::default() });
+        let writer = GroupCommit::start(Arc::clone(&log), "here".to_owned(), Duration::from_secs(60));
+
+        let first = save(&writer, saga(1, 0));
+        until_statements(&log, 1).await;
+        let queued: Vec<_> = [2, 3, 4].map(|id| save(&writer, saga(id, 0))).into();
+        let mut answers = vec![first.await.unwrap()];
+        for task in queued {
+            answers.push(task.await.unwrap());
+        }
+
+        let statements = log.statements.lock().unwrap().clone();
+        assert_eq!(statements[..2], [vec![(1, 0)], vec![(2, 0), (3, 0), (4, 0)]]);
+        let mut alone = statements[2..].to_vec();
+        alone.sort();
+        assert_eq!(alone, [vec![(2, 0)], vec![(3, 0)], vec![(4, 0)]]);
+        // The failed statement cost one statement's time, and the saves alone one more between
+        // them (concurrently), not one each.
+        let ms = |n: u32| STATEMENT * n;
+        assert_eq!(answers, [(true, ms(1)), (true, ms(3)), (true, ms(3)), (true, ms(3))]);
+    }
+
+    #[test]
+    fn two_saves_of_one_saga_never_share_a_batch_and_keep_their_order() {
+        let pending = |id: u128, version| Pending {
+            saga: saga(id, version),
+            progressed: false,
+            events: Vec::new(),
+            reply: oneshot::channel().0,
         };
         let mut queued = vec![pending(1, 0), pending(2, 0), pending(1, 1), pending(1, 2), pending(3, 0)];
         let mut batch = Vec::new();
