@@ -5,7 +5,7 @@
 #   docker build -t saga-suite:local .
 #   docker run --rm -e DATABASE_URL=… -e HOST=0.0.0.0 -p 8082:8082 saga-suite:local payment
 
-# ---- build: release binaries of the workspace (Rust 1.91 or newer: see Cargo.toml rust-version)
+# ---- build: release binaries of the workspace (Rust 1.94 or newer: see Cargo.toml rust-version)
 FROM rust:1-bookworm AS build
 WORKDIR /src
 COPY . .

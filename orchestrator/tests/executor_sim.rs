@@ -51,7 +51,7 @@ use orchestrator::{
         store::{SagaStore, Written},
     },
 };
-use rand::{Rng, SeedableRng, rngs::StdRng};
+use rand::{RngExt, SeedableRng, rngs::StdRng};
 use saga_shared::{
     api::{EventKind, EventOutcome, OrderRequest, SagaStatus},
     config::Env,

@@ -92,7 +92,9 @@ const STATEMENT_TIMEOUT: &str = "120s";
 async fn consistent_read(pool: &PgPool) -> anyhow::Result<sqlx::Transaction<'static, sqlx::Postgres>> {
     let mut tx = pool.begin().await.context("cannot begin the audit's transaction")?;
     sqlx::query("set transaction isolation level repeatable read, read only").execute(&mut *tx).await?;
-    sqlx::query(&format!("set local statement_timeout = '{STATEMENT_TIMEOUT}'")).execute(&mut *tx).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("set local statement_timeout = '{STATEMENT_TIMEOUT}'")))
+        .execute(&mut *tx)
+        .await?;
     Ok(tx)
 }
 

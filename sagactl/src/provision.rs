@@ -188,9 +188,10 @@ async fn connect(options: &PgConnectOptions, what: &str) -> anyhow::Result<PgCon
     Ok(conn)
 }
 
-/// Runs one DDL statement over the simple protocol (DDL takes no bind parameters).
+/// Runs one DDL statement over the simple protocol (DDL takes no bind parameters). Every
+/// name in it went through `quote_ident` and every password through `quote_literal`.
 async fn run(conn: &mut PgConnection, sql: &str) -> anyhow::Result<()> {
-    conn.execute(sqlx::raw_sql(sql))
+    conn.execute(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())))
         .await
         .with_context(|| format!("provisioning statement failed: {}", redact(sql)))?;
     Ok(())

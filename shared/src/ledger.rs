@@ -43,11 +43,11 @@ pub async fn claim_action(
     order_id: Uuid,
     request: &Value,
 ) -> Result<ActionClaim, sqlx::Error> {
-    let inserted: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(&format!(
+    let inserted: Option<chrono::DateTime<chrono::Utc>> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         r#"insert into {} (order_id, state, request) values ($1, 'done', $2)
            on conflict (order_id) do nothing returning created_at"#,
         table.0
-    ))
+    )))
     .bind(order_id)
     .bind(request)
     .fetch_optional(&mut *conn)
@@ -56,10 +56,10 @@ pub async fn claim_action(
         return Ok(ActionClaim::Fresh { created_at });
     }
     // Read committed: this statement sees the row the conflicting transaction committed.
-    let (state, same_request, response): (String, bool, Option<Value>) = sqlx::query_as(&format!(
+    let (state, same_request, response): (String, bool, Option<Value>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"select state, coalesce(request = $2, false), response from {} where order_id = $1"#,
         table.0
-    ))
+    )))
     .bind(order_id)
     .bind(request)
     .fetch_one(&mut *conn)
@@ -85,11 +85,14 @@ pub async fn store_response(
     order_id: Uuid,
     response: &Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!("update {} set response = $2, updated_at = now() where order_id = $1", table.0))
-        .bind(order_id)
-        .bind(response)
-        .execute(conn)
-        .await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "update {} set response = $2, updated_at = now() where order_id = $1",
+        table.0
+    )))
+    .bind(order_id)
+    .bind(response)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -113,11 +116,11 @@ pub async fn claim_compensation(
     table: StepTable,
     order_id: Uuid,
 ) -> Result<CompensationClaim, sqlx::Error> {
-    let inserted = sqlx::query(&format!(
+    let inserted = sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"insert into {} (order_id, state, tombstone, compensated_at) values ($1, 'compensated', true, now())
            on conflict (order_id) do nothing"#,
         table.0
-    ))
+    )))
     .bind(order_id)
     .execute(&mut *conn)
     .await?
@@ -125,11 +128,13 @@ pub async fn claim_compensation(
     if inserted == 1 {
         return Ok(CompensationClaim::NeverDone);
     }
-    let (state, request): (String, Option<Value>) =
-        sqlx::query_as(&format!("select state, request from {} where order_id = $1 for update", table.0))
-            .bind(order_id)
-            .fetch_one(&mut *conn)
-            .await?;
+    let (state, request): (String, Option<Value>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "select state, request from {} where order_id = $1 for update",
+        table.0
+    )))
+    .bind(order_id)
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(match (parse_state(state)?, request) {
         (RecordState::Done, Some(request)) => CompensationClaim::Undo { request },
         _ => CompensationClaim::AlreadyCompensated,
@@ -143,10 +148,10 @@ fn parse_state(state: String) -> Result<RecordState, sqlx::Error> {
 
 /// Marks a claimed `Undo` as compensated, in the same transaction as the undo.
 pub async fn mark_compensated(conn: &mut PgConnection, table: StepTable, order_id: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "update {} set state = 'compensated', compensated_at = now(), updated_at = now() where order_id = $1",
         table.0
-    ))
+    )))
     .bind(order_id)
     .execute(conn)
     .await?;
@@ -197,12 +202,12 @@ pub async fn claim_actions(
 ) -> Result<Vec<ActionClaim>, sqlx::Error> {
     let ids: Vec<Uuid> = requests.iter().map(|(id, _)| *id).collect();
     let bodies: Vec<&Value> = requests.iter().map(|(_, body)| *body).collect();
-    let inserted: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(&format!(
+    let inserted: Vec<(Uuid, chrono::DateTime<chrono::Utc>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"insert into {} (order_id, state, request)
            select order_id, 'done', request from unnest($1::uuid[], $2::jsonb[]) as r(order_id, request)
            on conflict (order_id) do nothing returning order_id, created_at"#,
         table.0
-    ))
+    )))
     .persistent(false)
     .bind(&ids)
     .bind(&bodies)
@@ -214,11 +219,11 @@ pub async fn claim_actions(
         let (others, other_bodies): (Vec<Uuid>, Vec<&Value>) =
             requests.iter().filter(|(id, _)| !claims.contains_key(id)).map(|(id, body)| (*id, *body)).unzip();
         // Read committed: this statement sees the rows the conflicting transactions committed.
-        let rows: Vec<(Uuid, String, bool, Option<Value>)> = sqlx::query_as(&format!(
+        let rows: Vec<(Uuid, String, bool, Option<Value>)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             r#"select t.order_id, t.state, coalesce(t.request = r.request, false), t.response
                from unnest($1::uuid[], $2::jsonb[]) as r(order_id, request) join {} t using (order_id)"#,
             table.0
-        ))
+        )))
         .persistent(false)
         .bind(&others)
         .bind(&other_bodies)
@@ -248,11 +253,11 @@ pub async fn store_responses(
         return Ok(());
     }
     let (ids, bodies): (Vec<Uuid>, Vec<&Value>) = responses.iter().map(|(id, body)| (*id, body)).unzip();
-    sqlx::query(&format!(
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         r#"update {} t set response = r.response, updated_at = now()
            from unnest($1::uuid[], $2::jsonb[]) as r(order_id, response) where t.order_id = r.order_id"#,
         table.0
-    ))
+    )))
     .persistent(false)
     .bind(&ids)
     .bind(&bodies)
@@ -267,7 +272,7 @@ pub async fn drop_claims(conn: &mut PgConnection, table: StepTable, order_ids: &
     if order_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query(&format!("delete from {} where order_id = any($1)", table.0))
+    sqlx::query(sqlx::AssertSqlSafe(format!("delete from {} where order_id = any($1)", table.0)))
         .persistent(false)
         .bind(order_ids)
         .execute(conn)

@@ -106,7 +106,7 @@ struct InFlightRow {
 /// `sagas_due` (its predicate is this one), failed from `sagas_status_created_id`. The cost
 /// depends on the sagas in the window and in flight, not on how many the log holds.
 async fn read(pool: &PgPool, window: Duration, stuck_after: Duration) -> Result<OverviewRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"with flight as (
                select status, step_index, count(*) as count,
                       count(*) filter (where progressed_at < now() - $2 * interval '1 millisecond') as stuck,
@@ -127,7 +127,7 @@ async fn read(pool: &PgPool, window: Duration, stuck_after: Duration) -> Result<
                   (select coalesce(json_agg(flight order by status, step_index), '[]') from flight) as in_flight
            from finished"#,
         open = SagaStatus::sql_list(&SagaStatus::OPEN)
-    ))
+    )))
     .bind(window.as_secs_f64() * 1000.0)
     .bind(stuck_after.as_secs_f64() * 1000.0)
     .fetch_one(pool)

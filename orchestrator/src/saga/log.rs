@@ -116,10 +116,11 @@ pub async fn insert(
         return Ok(Inserted::Created);
     }
     // The key is taken; the conflicting insert has committed (we waited for it on the index).
-    let existing: SagaRow = sqlx::query_as(&format!("select {SAGA_COLUMNS} from sagas where idempotency_key = $1"))
-        .bind(idempotency_key)
-        .fetch_one(pool)
-        .await?;
+    let existing: SagaRow =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {SAGA_COLUMNS} from sagas where idempotency_key = $1")))
+            .bind(idempotency_key)
+            .fetch_one(pool)
+            .await?;
     Ok(Inserted::Existing(Box::new(existing.try_into()?)))
 }
 
@@ -335,7 +336,7 @@ pub async fn claim_due(
     driven_here: &[Uuid],
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let columns = SAGA_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
-    let rows: Vec<ClaimedRow> = sqlx::query_as(&format!(
+    let rows: Vec<ClaimedRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"with due as (
                select order_id, owner as previous_owner from sagas
                where status in ({open})
@@ -350,7 +351,7 @@ pub async fn claim_due(
            from due where s.order_id = due.order_id
            returning {columns}, due.previous_owner"#,
         open = SagaStatus::sql_list(&SagaStatus::OPEN)
-    ))
+    )))
     .bind(owner)
     .bind(millis(lease))
     .bind(limit)
@@ -391,10 +392,11 @@ pub async fn renew(pool: &PgPool, order_id: Uuid, version: i64, lease: Lease<'_>
 
 /// The saga of `order_id`.
 pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<Saga>, sqlx::Error> {
-    let row: Option<SagaRow> = sqlx::query_as(&format!("select {SAGA_COLUMNS} from sagas where order_id = $1"))
-        .bind(order_id)
-        .fetch_optional(pool)
-        .await?;
+    let row: Option<SagaRow> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("select {SAGA_COLUMNS} from sagas where order_id = $1")))
+            .bind(order_id)
+            .fetch_optional(pool)
+            .await?;
     row.map(Saga::try_from).transpose()
 }
 
@@ -495,14 +497,14 @@ pub struct InFlight {
 
 /// The figures behind the in-flight, stuck and oldest-age gauges.
 pub async fn in_flight(pool: &PgPool, stuck_after: Duration) -> Result<Vec<InFlight>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         r#"select status, step_index, count(*) as count,
                   count(*) filter (where progressed_at < now() - $1 * interval '1 millisecond') as stuck,
                   coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as oldest_age_seconds
            from sagas where status in ({open})
            group by status, step_index"#,
         open = SagaStatus::sql_list(&SagaStatus::OPEN)
-    ))
+    )))
     .bind(millis(stuck_after))
     .fetch_all(pool)
     .await

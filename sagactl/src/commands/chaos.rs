@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use rand::{
-    Rng as _, SeedableRng as _,
+    RngExt as _, SeedableRng as _,
     rngs::StdRng,
     seq::{IndexedRandom as _, SliceRandom as _},
 };
@@ -355,7 +355,7 @@ impl<'a> Chaos<'a> {
             // The orchestrator (or its database) may be down right now: no cancels this time.
             Err(err) => return self.log("cancel", "orchestrator", Ok(format!("no sagas listed: {err}"))),
         };
-        let picked: Vec<String> = running.choose_multiple(&mut self.cancel_rng, self.args.cancels).cloned().collect();
+        let picked: Vec<String> = running.sample(&mut self.cancel_rng, self.args.cancels).cloned().collect();
         for order_id in picked {
             let result = self.cancel(&base, &order_id).await;
             self.log("cancel", &order_id, result);

@@ -2,7 +2,7 @@
 //! it is meant to fail, and how. Pure and seeded, so a run can be repeated exactly.
 
 use anyhow::ensure;
-use rand::{Rng as _, SeedableRng as _, rngs::StdRng};
+use rand::{RngExt as _, SeedableRng as _, rngs::StdRng};
 use serde::Serialize;
 use serde_json::{Value, json};
 

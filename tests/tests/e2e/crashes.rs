@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
-use rand::Rng;
+use rand::RngExt;
 use saga_tests::{Http, Service, Suite, order_body};
 use serde_json::Value;
 use sqlx::PgPool;

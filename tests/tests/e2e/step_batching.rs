@@ -82,14 +82,14 @@ async fn break_updates(suite: &Suite, insert: &str, schema: &str, table: &str, w
              when ({when}) execute function {schema}.explode()"
         ),
     ] {
-        sqlx::query(&statement).execute(&db).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&db).await.unwrap();
     }
 }
 
 /// How many transactions last wrote the rows of `orders` in the ledger `table`.
 async fn writing_transactions(pool: &sqlx::PgPool, table: &str, orders: &[Uuid]) -> i64 {
     let query = format!("select count(distinct xmin::text)::bigint from {table} where order_id = any($1)");
-    sqlx::query_scalar(&query).bind(orders).fetch_one(pool).await.unwrap()
+    sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(orders).fetch_one(pool).await.unwrap()
 }
 
 /// A counter's `series` (name and labels, as exported) from the service's `/metrics`.
@@ -123,7 +123,7 @@ async fn assert_decided_in_batches(
     let query = format!(
         "select coalesce(max(n), 0) from (select count(*) as n from {table} where order_id = any($1) group by xmin::text) t"
     );
-    let together: i64 = sqlx::query_scalar(&query).bind(contested).fetch_one(pool).await.unwrap();
+    let together: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(query)).bind(contested).fetch_one(pool).await.unwrap();
     assert!(together > 1, "the contested {table} were never decided in one batch: the test proves nothing");
     assert_eq!(failed_batches(suite, service, table).await, 0, "no batch of {table} failed");
 }
