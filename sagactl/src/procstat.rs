@@ -7,14 +7,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// `/proc/<pid>`, if there is such a process.
-fn process(pid: u32) -> Option<procfs::process::Process> {
-    procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
-}
-
 /// (utime + stime, cutime + cstime) of `pid`, in clock ticks.
 fn times(pid: u32) -> Option<(u64, u64)> {
-    let stat = process(pid)?.stat().ok()?;
+    let stat = crate::process::process(pid)?.stat().ok()?;
     let reaped = u64::try_from(stat.cutime.saturating_add(stat.cstime)).unwrap_or(0);
     Some((stat.utime + stat.stime, reaped))
 }
@@ -66,12 +61,12 @@ impl Watched {
 
 /// Resident set size of `pid`.
 fn rss_kib(pid: u32) -> Option<u64> {
-    process(pid)?.status().ok()?.vmrss
+    crate::process::process(pid)?.status().ok()?.vmrss
 }
 
 /// Proportional set size of `pid` (its shared pages divided among their sharers).
 fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = process(pid)?.smaps_rollup().ok()?;
+    let rollup = crate::process::process(pid)?.smaps_rollup().ok()?;
     let bytes = rollup.memory_map_rollup.0.first()?.extension.map.get("Pss").copied()?;
     Some(bytes / 1024)
 }

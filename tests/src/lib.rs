@@ -52,7 +52,7 @@ pub struct TestDb {
     /// Per-service connection URLs.
     pub provisioned: Provisioned,
     /// The cluster, when this test started its own (stopped on drop).
-    _cluster: Option<TempPostgres>,
+    cluster: Option<TempPostgres>,
 }
 
 impl TestDb {
@@ -74,12 +74,12 @@ impl TestDb {
     async fn provision(admin_url: String, cluster: Option<TempPostgres>) -> anyhow::Result<Self> {
         let name = format!("t_{}", uuid::Uuid::new_v4().simple());
         let provisioned = provision(&admin_url, &name).await?;
-        Ok(Self { admin_url, name, provisioned, _cluster: cluster })
+        Ok(Self { admin_url, name, provisioned, cluster })
     }
 
     /// Stops this test's own cluster; `false` when the database is on the shared one.
     pub fn stop_own_cluster(&mut self) -> bool {
-        self._cluster.take().is_some()
+        self.cluster.take().is_some()
     }
 
     /// A pool connected as `service`'s own role (what that service itself can see).
