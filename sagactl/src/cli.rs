@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::commands::{audit, bench, chaos, control, load, up, with_postgres};
-use crate::services::LauncherEnv;
-use crate::state::StateDir;
+use saga_suite::services::LauncherEnv;
+use saga_suite::state::StateDir;
 
 /// Runs the saga demo suite locally: Postgres, provisioning and the services.
 #[derive(Debug, Parser)]

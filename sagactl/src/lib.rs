@@ -1,25 +1,16 @@
-//! `sagactl`: runs the saga demo suite on one machine — a throwaway Postgres, the database
-//! provisioning every service relies on, and the service processes themselves.
+//! `sagactl`: the saga suite's command line — `up` and the process controls (over the
+//! [`saga_suite`] launcher), the load tool, the benchmark, chaos and the audit.
 //!
-//! The library half exists so the end-to-end test crate can reuse exactly what the launcher does
-//! ([`postgres::TempPostgres`], [`provision::provision`]) instead of re-implementing it.
+//! The library half exists so the end-to-end tests can drive the load tool and the audit as
+//! the command does.
 
 pub mod audit;
 pub mod bench;
 pub mod cli;
 pub mod commands;
-pub mod invocation;
-pub mod launch;
 pub mod load;
 pub mod output;
-pub mod ports;
-pub mod postgres;
-pub mod process;
 pub mod procstat;
-pub mod provision;
-pub mod services;
-pub mod state;
-mod text;
 
 /// The `sagactl` entry point: parse the command line and run the command.
 ///

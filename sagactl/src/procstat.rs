@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 /// (utime + stime, cutime + cstime) of `pid`, in clock ticks.
 fn times(pid: u32) -> Option<(u64, u64)> {
-    let stat = crate::process::process(pid)?.stat().ok()?;
+    let stat = saga_suite::process::process(pid)?.stat().ok()?;
     let reaped = u64::try_from(stat.cutime.saturating_add(stat.cstime)).unwrap_or(0);
     Some((stat.utime + stat.stime, reaped))
 }
@@ -17,7 +17,7 @@ fn times(pid: u32) -> Option<(u64, u64)> {
 /// `pid` and its children (Postgres backends each lead a process group of their own, so the
 /// postmaster's group would miss them).
 fn family(pid: u32) -> Vec<u32> {
-    let mut members = crate::process::children_of(pid);
+    let mut members = saga_suite::process::children_of(pid);
     members.push(pid);
     members
 }
@@ -61,12 +61,12 @@ impl Watched {
 
 /// Resident set size of `pid`.
 fn rss_kib(pid: u32) -> Option<u64> {
-    crate::process::process(pid)?.status().ok()?.vmrss
+    saga_suite::process::process(pid)?.status().ok()?.vmrss
 }
 
 /// Proportional set size of `pid` (its shared pages divided among their sharers).
 fn pss_kib(pid: u32) -> Option<u64> {
-    let rollup = crate::process::process(pid)?.smaps_rollup().ok()?;
+    let rollup = saga_suite::process::process(pid)?.smaps_rollup().ok()?;
     let bytes = rollup.memory_map_rollup.0.first()?.extension.map.get("Pss").copied()?;
     Some(bytes / 1024)
 }
@@ -152,7 +152,7 @@ mod tests {
         let watched = Watched::Family { name: "f".to_owned(), pid: parent.id() };
         assert_eq!(family(parent.id()).len(), 2);
         assert!(watched.memory_kib() > 0);
-        crate::process::kill_with_children(parent.id())?;
+        saga_suite::process::kill_with_children(parent.id())?;
         parent.wait()?;
         Ok(())
     }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use sagactl::state::{PostgresState, ServiceState, StateDir, SuiteState};
+use saga_suite::state::{PostgresState, ServiceState, StateDir, SuiteState};
 
 #[test]
 fn status_into_a_closed_pipe_exits_with_its_own_status_and_no_panic() -> anyhow::Result<()> {
@@ -20,7 +20,7 @@ fn status_into_a_closed_pipe_exits_with_its_own_status_and_no_panic() -> anyhow:
         env: BTreeMap::new(),
         log_path: root.join("service.log"),
     };
-    let services = sagactl::services::SUITE.iter().map(|spec| (spec.name.to_owned(), service(1))).collect();
+    let services = saga_suite::services::SUITE.iter().map(|spec| (spec.name.to_owned(), service(1))).collect();
     dir.save(&SuiteState {
         launcher_pid: std::process::id(),
         database: "saga".to_owned(),

@@ -107,7 +107,7 @@ impl Chromium {
             }
             Ok(Err(err)) => panic!("chromium {args:?}: {err}"),
             Err(_) => {
-                let _ = sagactl::process::signal_group(pid, sagactl::process::Signal::Kill);
+                let _ = saga_suite::process::signal_group(pid, saga_suite::process::Signal::Kill);
                 panic!("chromium {args:?} did not finish within {RUN_TIMEOUT:?}; killed");
             }
         }

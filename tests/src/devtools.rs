@@ -33,7 +33,7 @@ pub struct Page {
 impl Drop for Page {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = sagactl::process::signal_group(pid, sagactl::process::Signal::Kill);
+            let _ = saga_suite::process::signal_group(pid, saga_suite::process::Signal::Kill);
         }
     }
 }

@@ -28,7 +28,7 @@ pub use processes::{ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, bi
 pub use races::RowLock;
 pub use up::{UP_ADMIN_TOKEN, UP_SERVICES, UpSuite};
 
-use sagactl::{
+use saga_suite::{
     postgres::{TempPostgres, TempPostgresOptions},
     provision::{Provisioned, provision},
 };
@@ -89,6 +89,6 @@ impl TestDb {
 
     /// A superuser pool on this test's database, for arranging and auditing state.
     pub async fn superuser_pool(&self) -> anyhow::Result<PgPool> {
-        sagactl::provision::superuser_pool(&self.admin_url, &self.name, 4).await
+        saga_suite::provision::superuser_pool(&self.admin_url, &self.name, 4).await
     }
 }

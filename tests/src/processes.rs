@@ -8,8 +8,8 @@ use std::{
 };
 
 use saga_shared::suite;
-use sagactl::{
-    launch::Launch,
+use saga_suite::{
+    supervised::Launch,
     process::{Signal, send_signal},
     services::{self, EnvContext, LauncherEnv},
 };
@@ -128,7 +128,7 @@ pub struct Suite {
     running: HashMap<Service, Running>,
     /// Keeps other test processes off `ports` while this suite lives (services restart on them).
     /// After `running`: fields drop in order, so the services are killed first.
-    _reserved: sagactl::ports::Reserved,
+    _reserved: saga_suite::ports::Reserved,
     log_dir: PathBuf,
 }
 
@@ -153,7 +153,7 @@ impl Suite {
     pub async fn start_on(db: TestDb, services: &[Service], env: &[(Service, &str, &str)]) -> Self {
         let log_dir = target_dir().join("test-logs").join(&db.name);
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let reserved = sagactl::ports::reserve(Service::ALL.len()).expect("reserved ports");
+        let reserved = saga_suite::ports::reserve(Service::ALL.len()).expect("reserved ports");
         let mut suite = Self {
             db,
             http: Http::new(Duration::from_secs(30)),
@@ -225,7 +225,7 @@ impl Suite {
     pub async fn terminate(&mut self, service: Service) -> ExitStatus {
         let mut running = self.running.remove(&service).expect("service not running");
         let pid = running.child.id().expect("pid");
-        sagactl::process::send_signal(pid, sagactl::process::Signal::Term).expect("SIGTERM");
+        saga_suite::process::send_signal(pid, saga_suite::process::Signal::Term).expect("SIGTERM");
         tokio::time::timeout(Duration::from_secs(15), running.child.wait())
             .await
             .expect("service did not exit within 15 s of SIGTERM")

@@ -21,7 +21,7 @@ pub struct Prometheus {
     http: Http,
     _child: Child,
     /// Its port, kept from other test processes while it runs.
-    _port: sagactl::ports::Reserved,
+    _port: saga_suite::ports::Reserved,
     _dir: TempDir,
 }
 
@@ -55,13 +55,13 @@ impl Prometheus {
         std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
         let dir = TempDir(dir);
         std::fs::write(dir.0.join("alerts.yml"), alert_rules_with(for_override)).expect("rules");
-        let config = sagactl::commands::prometheus::scrape_config(
+        let config = saga_suite::monitoring::prometheus::scrape_config(
             "1s",
             Some(&dir.0.join("alerts.yml")),
             services.iter().map(|&s| (s.log_name(), suite.port(s))),
         );
         std::fs::write(dir.0.join("prometheus.yml"), config).expect("config");
-        let reserved = sagactl::ports::reserve(1).expect("a reserved port");
+        let reserved = saga_suite::ports::reserve(1).expect("a reserved port");
         let port = reserved.port();
         let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log");
         let child = Command::new(&binary)

@@ -30,7 +30,7 @@ pub struct UpSuite {
     scratch: tempfile::TempDir,
     ports: Vec<(&'static str, u16)>,
     /// Keeps other test processes off `ports` while this suite lives.
-    _reserved: sagactl::ports::Reserved,
+    _reserved: saga_suite::ports::Reserved,
     stdout: PathBuf,
     stderr: PathBuf,
     /// A client with a generous timeout.
@@ -43,7 +43,7 @@ impl UpSuite {
     pub async fn start(args: &[&str], env: &[(&str, &str)]) -> Self {
         let scratch = tempfile::Builder::new().prefix("saga-up-").tempdir().expect("state dir");
         let state_dir = scratch.path().to_path_buf();
-        let reserved = sagactl::ports::reserve(UP_SERVICES.len()).expect("reserved ports");
+        let reserved = saga_suite::ports::reserve(UP_SERVICES.len()).expect("reserved ports");
         let ports: Vec<(&'static str, u16)> =
             UP_SERVICES.iter().copied().zip(reserved.ports().iter().copied()).collect();
         let (stdout, stderr) = (state_dir.join("up.stdout"), state_dir.join("up.stderr"));
@@ -181,7 +181,7 @@ impl UpSuite {
 
     fn terminate(&mut self) -> Option<ExitStatus> {
         let mut child = self.child.take()?;
-        let _ = sagactl::process::send_signal(child.id(), sagactl::process::Signal::Term);
+        let _ = saga_suite::process::send_signal(child.id(), saga_suite::process::Signal::Term);
         // Blocking, as this also runs from Drop; `up` stops the services within their grace.
         let deadline = Instant::now() + Duration::from_secs(40);
         while Instant::now() < deadline {

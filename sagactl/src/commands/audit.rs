@@ -13,9 +13,8 @@ use serde::Serialize;
 use crate::{
     audit::{self, AuditReport, ListedSaga, Snapshot},
     load::progress::progress_bar,
-    provision::superuser_pool,
-    state::StateDir,
 };
+use saga_suite::{provision::superuser_pool, state::StateDir};
 
 /// Sagas and violations printed per list; `--json` has them all.
 const LISTED: usize = 50;

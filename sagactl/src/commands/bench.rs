@@ -15,16 +15,19 @@ use saga_shared::suite;
 use sqlx::PgPool;
 use tokio::process::Child;
 
-use crate::{
-    bench::{BenchRun, TABLE_HEADER, detail_line, row_cells},
-    launch::Launch,
-    load::{Keys, Kind, Pacing, Targets, progress::progress_bar},
+use saga_suite::{
     ports,
     postgres::{TempPostgres, TempPostgresOptions},
     process::{Signal, send_signal},
-    procstat::{Watched, Watchlist, pid_of},
     provision::{provision, superuser_pool},
     services::{self, EnvContext, LauncherEnv, SUITE, Service},
+    supervised::Launch,
+};
+
+use crate::{
+    bench::{BenchRun, TABLE_HEADER, detail_line, row_cells},
+    load::{Keys, Kind, Pacing, Targets, progress::progress_bar},
+    procstat::{Watched, Watchlist, pid_of},
 };
 
 /// What `sagactl bench` runs.

@@ -30,9 +30,9 @@ use super::control;
 use super::postgres_process::POSTGRES;
 use super::signals::StopSignals;
 use crate::load::progress::progress_bar;
-use crate::process::{Signal, is_alive, runs_binary, send_signal};
-use crate::services::LauncherEnv;
-use crate::state::{StateDir, SuiteState};
+use saga_suite::process::{Signal, is_alive, runs_binary, send_signal};
+use saga_suite::services::LauncherEnv;
+use saga_suite::state::{StateDir, SuiteState};
 use saga_shared::suite;
 
 /// Every process chaos may kill, in the order the suite starts them: Postgres, then the suite's
@@ -510,7 +510,7 @@ impl<'a> Chaos<'a> {
 /// The lease the orchestrator `pid` runs with: `LEASE_MS` of its environment (inherited from
 /// whoever started `sagactl up`, so not in the state file), else its default.
 fn lease_of(pid: u32) -> Duration {
-    lease_in(crate::process::environment_variable(pid, "LEASE_MS").as_deref()).unwrap_or(DEFAULT_LEASE)
+    lease_in(saga_suite::process::environment_variable(pid, "LEASE_MS").as_deref()).unwrap_or(DEFAULT_LEASE)
 }
 
 /// A `LEASE_MS` value as a lease.

@@ -7,12 +7,12 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 use super::postgres_process::{self, POSTGRES};
-use crate::invocation::sagactl_command;
-use crate::launch::probe_client;
-use crate::ports::wait_port_free;
-use crate::process::{Ending, Signal, is_alive, runs_binary, signal_group, terminate_all, wait_gone};
-use crate::services::{LauncherEnv, SUITE, spec, validate_admin_token};
-use crate::state::{LOCK_TIMEOUT, ServiceState, StateDir, StateLock, SuiteState};
+use saga_suite::invocation::sagactl_command;
+use saga_suite::supervised::probe_client;
+use saga_suite::ports::wait_port_free;
+use saga_suite::process::{Ending, Signal, is_alive, runs_binary, signal_group, terminate_all, wait_gone};
+use saga_suite::services::{LauncherEnv, SUITE, spec, validate_admin_token};
+use saga_suite::state::{LOCK_TIMEOUT, ServiceState, StateDir, StateLock, SuiteState};
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);

@@ -5,13 +5,14 @@ use std::{process::ExitCode, time::Duration};
 
 use anyhow::Context as _;
 
+use saga_suite::state::StateDir;
+
 use crate::{
     load::{
         self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
         mix::{LOAD_CUSTOMERS, LOAD_SKUS},
         progress::progress_bar,
     },
-    state::StateDir,
 };
 
 /// Orders placed when neither `--orders` nor `--duration` is given.

@@ -4,13 +4,10 @@ pub mod audit;
 pub mod bench;
 pub mod chaos;
 pub mod control;
-pub mod grafana;
 pub mod load;
 pub mod postgres_process;
 pub mod up;
 pub mod with_postgres;
 
-mod database;
-pub mod prometheus;
 mod signals;
 mod summary;

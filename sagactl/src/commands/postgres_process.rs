@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
-use crate::invocation::sagactl_command;
-use crate::ports::wait_port_free;
-use crate::postgres::{restart_server, stop_server};
-use crate::process::{kill_with_children, wait_gone};
-use crate::state::{LOCK_TIMEOUT, StateDir, StateLock, SuiteState};
+use saga_suite::invocation::sagactl_command;
+use saga_suite::ports::wait_port_free;
+use saga_suite::postgres::{restart_server, stop_server};
+use saga_suite::process::{kill_with_children, wait_gone};
+use saga_suite::state::{LOCK_TIMEOUT, StateDir, StateLock, SuiteState};
 
 /// The name the control commands know Postgres by.
 pub const POSTGRES: &str = "postgres";

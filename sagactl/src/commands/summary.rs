@@ -1,10 +1,10 @@
 //! What `up` prints once the suite is ready: where everything is and how to poke at it.
 
-use super::database::Database;
+use saga_suite::database::Database;
 use super::up::Planned;
-use crate::invocation::sagactl_command;
-use crate::state::SuiteState;
-use crate::text::shell_quote;
+use saga_suite::invocation::sagactl_command;
+use saga_suite::state::SuiteState;
+use saga_suite::text::shell_quote;
 
 pub(super) fn print_summary(state: &SuiteState, plan: &[Planned], db: &Database, token_generated: bool) {
     crate::outln!("\nThe saga suite is up.\n");
@@ -125,7 +125,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::state::{PostgresState, ServiceState};
+    use saga_suite::state::{PostgresState, ServiceState};
 
     fn suite(services: &[(&str, u16)]) -> SuiteState {
         let service = |name: &str, port: u16| ServiceState {

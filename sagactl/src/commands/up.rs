@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 
-use super::database::{Database, watch_postgres};
-use super::grafana::{self, LocalGrafana};
-use super::prometheus::{self, LocalPrometheus};
+use saga_suite::database::{Database, watch_postgres};
+use saga_suite::monitoring::grafana::{self, LocalGrafana};
+use saga_suite::monitoring::prometheus::{self, LocalPrometheus};
 use super::signals::StopSignals;
 use super::summary::print_summary;
-use crate::invocation::build_command;
-use crate::ports::port_is_free;
-use crate::process::{Ending, is_alive, runs_binary, terminate_all};
-use crate::provision::{Provisioned, provision, validate_identifier};
-use crate::services::{EnvContext, LauncherEnv, SUITE, Service, optional, service_env};
-use crate::state::{LOCK_TIMEOUT, ServiceState, StateDir, SuiteState, ToolState};
+use saga_suite::invocation::build_command;
+use saga_suite::ports::port_is_free;
+use saga_suite::process::{Ending, is_alive, runs_binary, terminate_all};
+use saga_suite::provision::{Provisioned, provision, validate_identifier};
+use saga_suite::services::{EnvContext, LauncherEnv, SUITE, Service, optional, service_env};
+use saga_suite::state::{LOCK_TIMEOUT, ServiceState, StateDir, SuiteState, ToolState};
 
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -386,13 +386,13 @@ mod tests {
     /// A binary directory holding empty files named like `binaries`, and a launcher pointing at
     /// it with every port moved off its default.
     fn fake_suite(binaries: &[&str]) -> anyhow::Result<(PathBuf, LauncherEnv)> {
-        let dir = std::env::temp_dir().join(format!("sagactl-plan-{}", crate::text::random_hex(6)));
+        let dir = std::env::temp_dir().join(format!("sagactl-plan-{}", saga_suite::text::random_hex(6)));
         std::fs::create_dir_all(&dir)?;
         for name in binaries {
             std::fs::write(dir.join(name), "")?;
         }
         let mut vars = vec![("SAGA_BIN_DIR".to_owned(), dir.display().to_string())];
-        for (spec, port) in SUITE.iter().zip(crate::ports::reserve(SUITE.len())?.ports()) {
+        for (spec, port) in SUITE.iter().zip(saga_suite::ports::reserve(SUITE.len())?.ports()) {
             vars.push((format!("{}_PORT", spec.name.to_uppercase()), port.to_string()));
         }
         Ok((dir, LauncherEnv::from_pairs(vars)))

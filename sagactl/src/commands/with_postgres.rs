@@ -8,8 +8,8 @@ use std::process::{ExitCode, ExitStatus};
 use anyhow::Context as _;
 
 use super::signals::StopSignals;
-use crate::postgres::{TempPostgres, TempPostgresOptions};
-use crate::process::{Signal, send_signal};
+use saga_suite::postgres::{TempPostgres, TempPostgresOptions};
+use saga_suite::process::{Signal, send_signal};
 
 /// Enough for a parallel test run in which every test opens its own pools.
 const MAX_CONNECTIONS: u32 = 400;

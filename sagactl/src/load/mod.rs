@@ -28,7 +28,7 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use saga_shared::suite;
 
-use crate::state::SuiteState;
+use saga_suite::state::SuiteState;
 pub use mix::{Intent, Keys, Mix};
 pub use outcome::Outcome;
 pub use report::LoadReport;

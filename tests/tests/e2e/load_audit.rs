@@ -140,7 +140,7 @@ async fn the_audit_names_a_compensated_order_whose_reservation_is_live_again_and
     // Act: a released reservation of a compensated saga made live again, behind everyone's back.
     let state = suite.state();
     let admin_url = state["postgres"]["admin_url"].as_str().unwrap();
-    let pool = sagactl::provision::superuser_pool(admin_url, state["database"].as_str().unwrap(), 2).await.unwrap();
+    let pool = saga_suite::provision::superuser_pool(admin_url, state["database"].as_str().unwrap(), 2).await.unwrap();
     let order_id: String = sqlx::query_scalar(
         r#"update inventory.reservations set state = 'done'
            where order_id = (select r.order_id from inventory.reservations r

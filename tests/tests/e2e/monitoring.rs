@@ -104,7 +104,7 @@ fn stand_in_grafana() -> std::path::PathBuf {
 async fn status_shows_the_prometheus_and_grafana_up_started_without_counting_them() {
     let prometheus = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
     let grafana = stand_in_grafana();
-    let reserved = sagactl::ports::reserve(2).unwrap();
+    let reserved = saga_suite::ports::reserve(2).unwrap();
     let (prometheus_port, grafana_port) = (reserved.ports()[0].to_string(), reserved.ports()[1].to_string());
     let up = UpSuite::start(
         &[],
@@ -131,7 +131,7 @@ async fn status_shows_the_prometheus_and_grafana_up_started_without_counting_the
 
     // Grafana dies: status says so, and still exits 0 (the suite itself is up).
     let pid = u32::try_from(up.state()["tools"]["grafana"]["pid"].as_u64().unwrap()).unwrap();
-    sagactl::process::send_signal(pid, sagactl::process::Signal::Kill).unwrap();
+    saga_suite::process::send_signal(pid, saga_suite::process::Signal::Kill).unwrap();
     up.wait_until("Grafana to be gone", Duration::from_secs(10), || async {
         let status = up.sagactl_ok(&["status"]).await;
         status.lines().any(|l| l.starts_with("grafana") && l.contains("down") && l.contains("no answer"))

@@ -66,7 +66,7 @@ async fn postgres_killed_under_up_comes_back_with_sagactl_start_and_the_suite_ca
     let current_pid = up.state()["postgres"]["pid"].as_u64().unwrap() as u32;
     let root = up.state()["postgres"]["server"]["data_dir"].as_str().unwrap().to_owned();
     assert!(up.stop().success());
-    assert!(!sagactl::process::is_alive(current_pid), "Postgres left running");
+    assert!(!saga_suite::process::is_alive(current_pid), "Postgres left running");
     assert!(!std::path::Path::new(&root).exists(), "the temporary cluster is deleted");
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::invocation::sagactl_command;
-use crate::launch::Launch;
+use crate::supervised::Launch;
 use crate::postgres::ServerSpec;
 use crate::process::{is_alive, runs_binary};
 

@@ -5,7 +5,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// Hex string of `bytes` random bytes (passwords, admin tokens, directory names).
-pub(crate) fn random_hex(bytes: usize) -> String {
+pub fn random_hex(bytes: usize) -> String {
     let mut out = String::with_capacity(bytes * 2);
     for _ in 0..bytes {
         let byte: u8 = rand::random();
@@ -21,19 +21,19 @@ const NOT_UNRESERVED: &percent_encoding::AsciiSet =
     &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Percent-encodes `raw` for the user-info or query part of a URL.
-pub(crate) fn percent_encode(raw: &str) -> String {
+pub fn percent_encode(raw: &str) -> String {
     percent_encoding::utf8_percent_encode(raw, NOT_UNRESERVED).to_string()
 }
 
 /// Quotes `raw` for a POSIX shell so a printed command line can be pasted as is.
-pub(crate) fn shell_quote(raw: &str) -> String {
+pub fn shell_quote(raw: &str) -> String {
     let plain = !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@%+,".contains(&b));
     if plain { raw.to_owned() } else { format!("'{}'", raw.replace('\'', r"'\''")) }
 }
 
 /// The last `lines` lines of a log file, for error messages; never fails (a missing log is
 /// itself worth reporting, so it becomes the message).
-pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+pub fn log_tail(path: &Path, lines: usize) -> String {
     // Only the end of a long log matters, so read at most the last 32 KiB.
     const MAX_BYTES: u64 = 32 * 1024;
     let read = || -> std::io::Result<String> {

@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use sagactl::postgres::{TempPostgres, TempPostgresOptions};
-use sagactl::process::is_alive;
-use sagactl::provision::{Provisioned, provision};
+use saga_suite::postgres::{TempPostgres, TempPostgresOptions};
+use saga_suite::process::is_alive;
+use saga_suite::provision::{Provisioned, provision};
 use sqlx::{Connection as _, PgConnection};
 
 fn unique_database() -> String {

@@ -18,7 +18,7 @@ const WATCH_INTERVAL: Duration = Duration::from_millis(250);
 
 /// The database the suite runs on.
 #[derive(Debug)]
-pub(super) enum Database {
+pub enum Database {
     /// A cluster of `up`'s own. It may be killed, stopped and started again (`sagactl
     /// kill|stop|start postgres`), under another PID, on the same port and data.
     Temporary(Box<TempPostgres>),
@@ -27,7 +27,7 @@ pub(super) enum Database {
 }
 
 impl Database {
-    pub(super) async fn start(launcher: &LauncherEnv, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
+    pub async fn start(launcher: &LauncherEnv, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
         if let Some(url) = launcher.get("DATABASE_URL") {
             let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres:// URL")?;
             return Ok(Self::External { admin_url: url.to_owned(), port: options.get_port() });
@@ -42,14 +42,14 @@ impl Database {
         Ok(Self::Temporary(Box::new(pg)))
     }
 
-    pub(super) fn admin_url(&self) -> String {
+    pub fn admin_url(&self) -> String {
         match self {
             Self::Temporary(pg) => pg.admin_url(),
             Self::External { admin_url, .. } => admin_url.clone(),
         }
     }
 
-    pub(super) fn state(&self) -> PostgresState {
+    pub fn state(&self) -> PostgresState {
         match self {
             Self::Temporary(pg) => PostgresState {
                 pid: Some(pg.pid()),
@@ -65,7 +65,7 @@ impl Database {
 
     /// Stops the server that runs now (which may have been started again from another
     /// terminal), then drops the cluster (deleting a temporary one's files).
-    pub(super) async fn stop(self, dir: &StateDir) {
+    pub async fn stop(self, dir: &StateDir) {
         let Self::Temporary(mut pg) = self else { return };
         pg.has_exited(); // reaps our own child if it was killed
         let current = dir.load().ok().flatten().and_then(|state| state.postgres.running_pid());
@@ -84,7 +84,7 @@ impl Database {
 /// Reports on stderr each time a cluster of ours goes down or comes back (under whatever PID the
 /// state file records); never returns. The suite keeps running meanwhile: the services answer
 /// 503 and `/readyz` 503 until the database is back, and then carry on by themselves.
-pub(super) async fn watch_postgres(dir: &StateDir, db: &mut Database) {
+pub async fn watch_postgres(dir: &StateDir, db: &mut Database) {
     let Database::Temporary(pg) = db else {
         return std::future::pending().await;
     };

@@ -87,7 +87,7 @@ pub fn children_of(pid: u32) -> Vec<u32> {
 }
 
 /// `/proc/<pid>`, if there is such a process.
-pub(crate) fn process(pid: u32) -> Option<procfs::process::Process> {
+pub fn process(pid: u32) -> Option<procfs::process::Process> {
     procfs::process::Process::new(i32::try_from(pid).ok()?).ok()
 }
 
