@@ -5,8 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use anyhow::Context as _;
-
 /// (utime + stime, cutime + cstime) of `pid`, in clock ticks.
 fn times(pid: u32) -> Option<(u64, u64)> {
     let stat = saga_suite::process::process(pid)?.stat().ok()?;
@@ -115,11 +113,6 @@ impl Watchlist {
     pub fn memory_mib(&self) -> BTreeMap<String, f64> {
         self.watched.iter().map(|w| (w.name().to_owned(), w.memory_kib() as f64 / 1024.0)).collect()
     }
-}
-
-/// The PID of a child we started, or an error naming it.
-pub fn pid_of(child: &tokio::process::Child, name: &str) -> anyhow::Result<u32> {
-    child.id().with_context(|| format!("{name} has exited"))
 }
 
 #[cfg(test)]

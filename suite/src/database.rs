@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use sqlx::postgres::PgConnectOptions;
 
+use crate::boot::DatabaseChoice;
 use crate::postgres::{TempPostgres, TempPostgresOptions, stop_server};
 use crate::services::LauncherEnv;
 use crate::state::{PostgresState, StateDir};
@@ -27,19 +28,44 @@ pub enum Database {
 }
 
 impl Database {
-    pub async fn start(launcher: &LauncherEnv, data_dir: Option<PathBuf>) -> anyhow::Result<Self> {
-        if let Some(url) = launcher.get("DATABASE_URL") {
-            let options = PgConnectOptions::from_str(url).context("DATABASE_URL is not a valid postgres:// URL")?;
-            return Ok(Self::External { admin_url: url.to_owned(), port: options.get_port() });
+    /// What `sagactl up` runs on: `DATABASE_URL` if set, else a cluster of its own, kept in
+    /// `data_dir` if given. Not `fast`: the demo and its benchmarks should see real commit costs.
+    pub fn choice(launcher: &LauncherEnv, data_dir: Option<PathBuf>) -> DatabaseChoice {
+        match launcher.get("DATABASE_URL") {
+            Some(url) => DatabaseChoice::External { admin_url: url.to_owned() },
+            None => {
+                DatabaseChoice::Temporary(TempPostgresOptions { keep_in: data_dir, ..TempPostgresOptions::default() })
+            }
         }
-        match &data_dir {
-            Some(dir) => eprintln!("sagactl: starting Postgres in {} (kept after exit)", dir.display()),
-            None => eprintln!("sagactl: starting a temporary Postgres (DATABASE_URL is not set)"),
+    }
+
+    /// Starts the cluster `choice` asks for, or checks the URL of an external one.
+    pub async fn start(choice: &DatabaseChoice) -> anyhow::Result<Self> {
+        match choice {
+            DatabaseChoice::External { admin_url } => {
+                let options =
+                    PgConnectOptions::from_str(admin_url).context("DATABASE_URL is not a valid postgres:// URL")?;
+                Ok(Self::External { admin_url: admin_url.clone(), port: options.get_port() })
+            }
+            DatabaseChoice::Temporary(options) => {
+                match &options.keep_in {
+                    Some(dir) => eprintln!("sagactl: starting Postgres in {} (kept after exit)", dir.display()),
+                    None => eprintln!("sagactl: starting a temporary Postgres (DATABASE_URL is not set)"),
+                }
+                Ok(Self::Temporary(Box::new(TempPostgres::start(options.clone()).await?)))
+            }
+            DatabaseChoice::Provisioned(_) => {
+                anyhow::bail!("internal error: a provisioned database has no server to start")
+            }
         }
-        // Not `fast`: the demo and its benchmarks should see real commit costs.
-        let pg =
-            TempPostgres::start(TempPostgresOptions { keep_in: data_dir, ..TempPostgresOptions::default() }).await?;
-        Ok(Self::Temporary(Box::new(pg)))
+    }
+
+    /// The postmaster's PID, for a cluster of the suite's own.
+    pub fn pid(&self) -> Option<u32> {
+        match self {
+            Self::Temporary(pg) => Some(pg.pid()),
+            Self::External { .. } => None,
+        }
     }
 
     pub fn admin_url(&self) -> String {

@@ -6,8 +6,10 @@
 //! so what the tests run is what a user starts; `sagactl` keeps the command line, the load tool,
 //! the benchmark, chaos and the audit.
 
+pub mod boot;
 pub mod database;
 pub mod invocation;
+pub mod launch;
 pub mod monitoring;
 pub mod ports;
 pub mod postgres;
@@ -17,3 +19,5 @@ pub mod services;
 pub mod state;
 pub mod supervised;
 pub mod text;
+
+pub use boot::{DatabaseChoice, Instance, Suite, SuiteOptions};

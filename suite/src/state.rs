@@ -12,7 +12,7 @@ use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
 use crate::invocation::sagactl_command;
-use crate::supervised::Launch;
+use crate::launch::Launch;
 use crate::postgres::ServerSpec;
 use crate::process::{is_alive, runs_binary};
 
@@ -125,7 +125,12 @@ impl StateDir {
     }
 
     pub fn log_path(&self, service: &str) -> PathBuf {
-        self.root.join("logs").join(format!("{service}.log"))
+        self.logs_dir().join(format!("{service}.log"))
+    }
+
+    /// Where every process's log is.
+    pub fn logs_dir(&self) -> PathBuf {
+        self.root.join("logs")
     }
 
     pub fn create(&self) -> anyhow::Result<()> {

@@ -1,221 +1,281 @@
-//! Starting one service process and waiting until it reports ready.
+//! One way to run a child process: [`Supervised`]. Every process the launcher starts — the
+//! services, Postgres, Prometheus, Grafana — is spawned into its own process group with its
+//! output appended to a log, waited for until a readiness probe passes (failing at once, with
+//! the end of its log, if it exits first), and stopped with a signal, a grace period, then
+//! SIGKILL.
+//!
+//! A process that outlives its handle on purpose (`sagactl up`'s services, which other
+//! terminals restart and the state file tracks by PID) is [`Supervised::detach`]ed; everything
+//! else is stopped or killed when the handle goes.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::io::Write as _;
-use std::path::Path;
-use std::process::Stdio;
+use std::os::unix::process::CommandExt as _;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context as _, bail};
-use tokio::process::{Child, Command};
+use anyhow::Context as _;
 
-use crate::invocation::build_command;
-use crate::services::is_fault_var;
-use crate::text::{log_tail, shell_quote};
+pub use crate::process::Ending;
+use crate::process::{Signal, kill_with_children, signal_group};
+use crate::text::log_tail;
 
-/// How long a service may take to answer `/readyz` with 200 (it migrates its schema first).
-pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Per-request bound of readiness and health probes.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Lines of the log quoted when a process fails to start.
+const TAIL_LINES: usize = 30;
 
-/// Everything needed to start one service.
-#[derive(Debug, Clone, Copy)]
-pub struct Launch<'a> {
-    pub name: &'a str,
-    pub binary: &'a Path,
-    /// Variables set on top of the inherited environment.
-    pub env: &'a BTreeMap<String, String>,
-    pub log_path: &'a Path,
-    pub port: u16,
+/// What happens to the process when its [`Supervised`] handle is dropped without
+/// [`Supervised::stop`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDrop {
+    /// SIGKILL its process group (a test's service, a tool that must not outlive its launcher).
+    Kill,
+    /// Stop it as [`Supervised::stop`] would, blocking (Postgres: its files are removed next).
+    Stop,
 }
 
-impl Launch<'_> {
-    /// Starts the process in its own process group, output appended to its log. Its own group,
-    /// so a Ctrl-C in the launcher's terminal reaches only the launcher, which then stops the
-    /// services in order; it also lets `start`/`restart` leave the service running detached.
-    pub fn spawn(&self) -> anyhow::Result<Child> {
-        if !self.binary.is_file() {
-            bail!(
-                "{} binary not found at {} (build it with `{}`, or set SAGA_BIN_DIR to the \
-                 directory holding the service binaries)",
-                self.name,
-                self.binary.display(),
-                build_command()
-            );
-        }
-        let mut log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path)
-            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
-        // A marker per start makes restarts easy to find in an appended log.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        writeln!(log, "--- sagactl: starting {} (unix time {now}) ---", self.name)
-            .with_context(|| format!("cannot write {}", self.log_path.display()))?;
-        let log_err = log.try_clone().context("cannot duplicate the log file handle")?;
+/// How the log is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// Appended to, after a marker line naming the start (restarts are easy to find).
+    Append,
+    /// Truncated first, so an earlier start's failure is not mistaken for this one's.
+    Fresh,
+}
 
-        let mut cmd = Command::new(self.binary);
-        // Faults reach a service only through the explicit per-service mapping in `env`.
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(is_fault_var) {
-                cmd.env_remove(key);
-            }
+/// How a process is asked to stop, and how long it gets before SIGKILL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopping {
+    /// The polite signal, sent to the process group (SIGTERM for the services and tools;
+    /// SIGINT, Postgres' fast shutdown).
+    pub signal: Signal,
+    pub grace: Duration,
+}
+
+/// How long to wait for readiness, and how often to probe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    pub timeout: Duration,
+    pub every: Duration,
+}
+
+/// Why a process did not become ready.
+#[derive(Debug)]
+pub enum NotReady {
+    /// It exited first; `tail` is the end of its log.
+    Exited { status: ExitStatus, tail: String },
+    /// The probe never passed in time.
+    TimedOut { tail: String },
+    /// The probe found something wrong that waiting will not fix (another process answers).
+    Refused(anyhow::Error),
+    /// Its state could not be read.
+    Lost(std::io::Error),
+}
+
+/// A child process, its name and its log.
+#[derive(Debug)]
+pub struct Supervised {
+    name: String,
+    child: Child,
+    log_path: PathBuf,
+    stopping: Stopping,
+    on_drop: Option<OnDrop>,
+}
+
+impl Supervised {
+    /// Starts `command` as `name`, in its own process group (a Ctrl-C in the launcher's terminal
+    /// reaches only the launcher, which stops its children in order; and killing the group
+    /// kills what the process spawned), stdin closed, stdout and stderr into `log_path`.
+    pub fn spawn(
+        name: impl Into<String>,
+        mut command: Command,
+        log_path: &Path,
+        log: Log,
+        stopping: Stopping,
+        on_drop: OnDrop,
+    ) -> anyhow::Result<Self> {
+        let name = name.into();
+        let mut file = OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(log == Log::Append)
+            .truncate(log == Log::Fresh)
+            .open(log_path)
+            .with_context(|| format!("cannot open {}", log_path.display()))?;
+        if log == Log::Append {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            writeln!(file, "--- sagactl: starting {name} (unix time {now}) ---")
+                .with_context(|| format!("cannot write {}", log_path.display()))?;
         }
-        cmd.envs(self.env).stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
-        cmd.spawn().with_context(|| format!("cannot start {}", self.binary.display()))
+        let stderr = file.try_clone().context("cannot duplicate the log file handle")?;
+        command.stdin(Stdio::null()).stdout(file).stderr(stderr).process_group(0);
+        let child = command.spawn().with_context(|| format!("cannot start {name} ({:?})", command.get_program()))?;
+        Ok(Self { name, child, log_path: log_path.to_path_buf(), stopping, on_drop: Some(on_drop) })
     }
 
-    /// Polls `GET /readyz` until it answers 200, failing early (with the end of the log) if the
-    /// process exits first.
-    pub async fn wait_ready(&self, child: &mut Child) -> anyhow::Result<()> {
-        let client = probe_client()?;
-        let url = format!("http://127.0.0.1:{}/readyz", self.port);
-        let deadline = Instant::now() + READY_TIMEOUT;
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log_path
+    }
+
+    /// The end of its log, for error messages.
+    pub fn log_tail(&self) -> String {
+        log_tail(&self.log_path, TAIL_LINES)
+    }
+
+    /// Whether it has exited; reaps it if so, so that its PID stops looking alive. An error
+    /// means it was reaped already: gone either way.
+    pub fn has_exited(&mut self) -> bool {
+        !matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Probes every `readiness.every` until `probe` answers `Ok(true)`; an exit, the timeout or
+    /// a probe error ends the wait at once.
+    pub async fn wait_ready(
+        &mut self,
+        readiness: Readiness,
+        mut probe: impl AsyncFnMut() -> anyhow::Result<bool>,
+    ) -> Result<(), NotReady> {
+        let deadline = Instant::now() + readiness.timeout;
         loop {
-            if let Some(status) = child.try_wait().context("cannot poll the child process")? {
-                bail!(
-                    "{} exited during start-up ({status}); end of {}:\n{}",
-                    self.name,
-                    self.log_path.display(),
-                    log_tail(self.log_path, 30)
-                );
+            if let Some(status) = self.child.try_wait().map_err(NotReady::Lost)? {
+                return Err(NotReady::Exited { status, tail: self.log_tail() });
             }
-            if let Ok(response) = client.get(&url).send().await
-                && response.status() == reqwest::StatusCode::OK
-            {
-                return self.check_identity(&client, child).await;
+            if probe().await.map_err(NotReady::Refused)? {
+                return Ok(());
             }
             if Instant::now() >= deadline {
-                bail!(
-                    "{} did not answer 200 on {url} within {}s; end of {}:\n{}",
-                    self.name,
-                    READY_TIMEOUT.as_secs(),
-                    self.log_path.display(),
-                    log_tail(self.log_path, 30)
-                );
+                return Err(NotReady::TimedOut { tail: self.log_tail() });
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(readiness.every).await;
         }
     }
 
-    /// Ready, but is it ours? Another process may hold the port (one that picked the same free
-    /// port a moment before): `/healthz` says which process answered.
-    async fn check_identity(&self, client: &reqwest::Client, child: &Child) -> anyhow::Result<()> {
-        let url = format!("http://127.0.0.1:{}/healthz", self.port);
-        let health: serde_json::Value = client
-            .get(&url)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-            .with_context(|| format!("{} answered /readyz but not {url}", self.name))?
-            .json()
-            .await
-            .with_context(|| format!("{url} did not answer JSON"))?;
-        let answered = health["pid"].as_u64();
-        match (answered, child.id()) {
-            (Some(pid), Some(ours)) if pid == u64::from(ours) => Ok(()),
-            _ => bail!(
-                "port {} answers for another process ({health}), not {} (pid {:?}); end of {}:\n{}",
-                self.port,
-                self.name,
-                child.id(),
-                self.log_path.display(),
-                log_tail(self.log_path, 30)
-            ),
+    /// [`Self::wait_ready`] with the reason as an error that names the process and quotes its log.
+    pub async fn ready(
+        &mut self,
+        readiness: Readiness,
+        probe: impl AsyncFnMut() -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        let name = self.name.clone();
+        let log = self.log_path.display().to_string();
+        match self.wait_ready(readiness, probe).await {
+            Ok(()) => Ok(()),
+            Err(NotReady::Exited { status, tail }) => {
+                anyhow::bail!("{name} exited during start-up ({status}); end of {log}:\n{tail}")
+            }
+            Err(NotReady::TimedOut { tail }) => {
+                anyhow::bail!("{name} was not ready within {}s; end of {log}:\n{tail}", readiness.timeout.as_secs())
+            }
+            Err(NotReady::Refused(err)) => Err(err.context(format!("{name} is not the process we started"))),
+            Err(NotReady::Lost(err)) => Err(anyhow::Error::from(err).context(format!("cannot check on {name}"))),
         }
     }
 
-    /// A shell command line that starts the service by hand exactly as sagactl does.
-    pub fn command_line(&self) -> String {
-        let mut parts = vec!["env".to_owned()];
-        parts.extend(self.env.iter().map(|(k, v)| shell_quote(&format!("{k}={v}"))));
-        parts.push(shell_quote(&self.binary.to_string_lossy()));
-        parts.push(format!(">> {} 2>&1", shell_quote(&self.log_path.to_string_lossy())));
-        parts.join(" ")
-    }
-}
-
-/// HTTP client for readiness/health probes; every request is bounded.
-pub fn probe_client() -> anyhow::Result<reqwest::Client> {
-    reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().context("cannot build the HTTP client")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Answers every HTTP request on `listener` with 200 and `body` (a stand-in for a service
-    /// of someone else that holds the port).
-    fn answer_forever(listener: std::net::TcpListener, body: &'static str) {
-        use std::io::{Read as _, Write as _};
-        std::thread::spawn(move || {
-            for mut stream in listener.incoming().flatten() {
-                let mut buf = [0u8; 1024];
-                let _ = stream.read(&mut buf);
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = stream.write_all(reply.as_bytes());
+    /// The polite signal to its group, the grace period, then SIGKILL (to its group and its
+    /// children: Postgres backends leave their postmaster's group).
+    pub async fn stop(mut self) -> Ending {
+        self.on_drop = None;
+        if self.has_exited() {
+            return Ending::Exited;
+        }
+        self.signal(self.stopping.signal);
+        let deadline = Instant::now() + self.stopping.grace;
+        while Instant::now() < deadline {
+            if self.has_exited() {
+                return Ending::Exited;
             }
-        });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill();
+        Ending::Killed
     }
 
-    #[tokio::test]
-    async fn a_port_answered_by_another_process_is_not_taken_for_the_service_being_started() -> anyhow::Result<()> {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        answer_forever(listener, r#"{"status":"ok","service":"payment","pid":1}"#);
-        let log_path = std::env::temp_dir().join(format!("sagactl-identity-{}.log", crate::text::random_hex(4)));
-        let env = BTreeMap::new();
-        let binary = Path::new("/bin/sleep");
-        let launch = Launch { name: "payment", binary, env: &env, log_path: &log_path, port };
-        let mut child = Command::new("sleep").arg("30").kill_on_drop(true).spawn()?;
-
-        let err = launch.wait_ready(&mut child).await.err().context("another process's answer was accepted")?;
-
-        assert!(format!("{err:#}").contains("answers for another process"), "{err:#}");
-        let _ = std::fs::remove_file(&log_path);
-        Ok(())
-    }
-
-    #[test]
-    fn command_line_quotes_values_and_appends_to_the_log() {
-        let env = BTreeMap::from([
-            ("PORT".to_owned(), "8082".to_owned()),
-            ("RUST_LOG".to_owned(), "info,sqlx=warn".to_owned()),
-            ("X".to_owned(), "a b".to_owned()),
-        ]);
-        let launch = Launch {
-            name: "payment",
-            binary: Path::new("/opt/bin/payment"),
-            env: &env,
-            log_path: Path::new("/tmp/logs/payment.log"),
-            port: 8082,
-        };
-        assert_eq!(
-            launch.command_line(),
-            "env PORT=8082 RUST_LOG=info,sqlx=warn 'X=a b' /opt/bin/payment >> /tmp/logs/payment.log 2>&1"
+    /// [`Self::stop`], blocking: for `Drop`, which may run outside any runtime.
+    fn stop_blocking(&mut self) -> Ending {
+        if self.has_exited() {
+            return Ending::Exited;
+        }
+        self.signal(self.stopping.signal);
+        let deadline = Instant::now() + self.stopping.grace;
+        while Instant::now() < deadline {
+            if self.has_exited() {
+                return Ending::Exited;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "sagactl: warning: {} (pid {}) ignored SIG{:?} for {}s; killing it",
+            self.name,
+            self.pid(),
+            self.stopping.signal,
+            self.stopping.grace.as_secs()
         );
+        self.kill();
+        Ending::Killed
     }
 
-    #[tokio::test]
-    async fn a_child_that_exits_early_fails_readiness_with_its_log() -> anyhow::Result<()> {
-        let dir = std::env::temp_dir().join(format!("sagactl-launch-{}", crate::text::random_hex(6)));
-        std::fs::create_dir_all(&dir)?;
-        let script = dir.join("crashy");
-        std::fs::write(&script, "#!/bin/sh\necho 'boom: no DATABASE_URL' >&2\nexit 3\n")?;
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
-        let env = BTreeMap::new();
-        let log = dir.join("crashy.log");
-        let launch = Launch { name: "crashy", binary: &script, env: &env, log_path: &log, port: 1 };
-        let mut child = launch.spawn()?;
-        let err = launch.wait_ready(&mut child).await.err().context("readiness passed")?;
-        let message = format!("{err:#}");
-        assert!(message.contains("exited during start-up"), "{message}");
-        assert!(message.contains("boom: no DATABASE_URL"), "{message}");
-        std::fs::remove_dir_all(&dir)?;
-        Ok(())
+    /// Waits until it exits, at most `timeout`; `None` if it is still running.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => {
+                    self.on_drop = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Sends `signal` to its process group (a group that is gone is not an error).
+    pub fn signal(&self, signal: Signal) {
+        if let Err(err) = signal_group(self.pid(), signal) {
+            eprintln!("sagactl: warning: {err:#}");
+        }
+    }
+
+    /// SIGKILL to its group and its children, and reaps it.
+    pub fn kill(&mut self) {
+        if self.has_exited() {
+            return;
+        }
+        let _ = kill_with_children(self.pid());
+        self.signal(Signal::Kill);
+        let _ = self.child.wait();
+    }
+
+    /// Leaves the process running on its own (it is tracked by PID from now on) and returns the
+    /// PID. A thread reaps it when it exits: unreaped, its PID would stay taken, and a Postgres
+    /// started again on the same data refuses while its predecessor's PID looks alive.
+    pub fn detach(mut self) -> u32 {
+        self.on_drop = None;
+        let pid = self.pid();
+        if let Some(target) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+            std::thread::spawn(move || rustix::process::waitpid(Some(target), rustix::process::WaitOptions::empty()));
+        }
+        // Dropping a `std::process::Child` neither waits for nor kills the process.
+        pid
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        match self.on_drop.take() {
+            Some(OnDrop::Kill) => self.kill(),
+            Some(OnDrop::Stop) => {
+                self.stop_blocking();
+            }
+            None => {}
+        }
     }
 }

@@ -1,20 +1,16 @@
-//! The services under test, each a real child process of the test on a free loopback port.
+//! The services under test, each a real child process of the test on a free loopback port,
+//! booted by the launcher's own [`saga_suite::Suite::start`] with the test settings on top.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::BTreeMap,
     path::{Path, PathBuf},
     process::ExitStatus,
     time::Duration,
 };
 
 use saga_shared::suite;
-use saga_suite::{
-    supervised::Launch,
-    process::{Signal, send_signal},
-    services::{self, EnvContext, LauncherEnv},
-};
+use saga_suite::{DatabaseChoice, Instance, SuiteOptions, process::Signal, services::LauncherEnv};
 use serde_json::Value;
-use tokio::process::Child;
 
 use crate::{TestDb, client::Http};
 
@@ -70,10 +66,6 @@ impl Service {
             other => other.name(),
         }
     }
-
-    fn is_orchestrator(self) -> bool {
-        matches!(self, Self::Orchestrator | Self::OrchestratorB)
-    }
 }
 
 /// Orchestrator settings for tests: short timeouts, leases and backoffs so failures and recovery
@@ -105,31 +97,16 @@ pub const SLOW_CALL_ENV: [(&str, &str); 2] = [("STEP_TIMEOUT_MS", "5000"), ("LEA
 /// The admin token every test service is started with.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
-/// A service process; killed when dropped (with its test).
-#[derive(Debug)]
-struct Running {
-    child: Child,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
 /// A test's database and the services running on it. Dropping it kills the services.
 #[derive(Debug)]
 pub struct Suite {
+    /// Declared first: fields drop in order, so the services are killed before the database
+    /// (and its cluster, when it is the test's own) goes.
+    suite: saga_suite::Suite,
     /// The test's database.
     pub db: TestDb,
     /// A client with a generous timeout.
     pub http: Http,
-    ports: HashMap<Service, u16>,
-    running: HashMap<Service, Running>,
-    /// Keeps other test processes off `ports` while this suite lives (services restart on them).
-    /// After `running`: fields drop in order, so the services are killed first.
-    _reserved: saga_suite::ports::Reserved,
-    log_dir: PathBuf,
 }
 
 impl Suite {
@@ -149,25 +126,43 @@ impl Suite {
         Self::start_on(TestDb::new().await.expect("test database"), services, env).await
     }
 
-    /// Like [`Suite::start_with_env`], on the database `db`.
+    /// Like [`Suite::start_with_env`], on the database `db`. Every service of [`Service::ALL`]
+    /// gets a port now (kept while the suite lives), so any of them can be started later.
     pub async fn start_on(db: TestDb, services: &[Service], env: &[(Service, &str, &str)]) -> Self {
-        let log_dir = target_dir().join("test-logs").join(&db.name);
-        std::fs::create_dir_all(&log_dir).expect("log dir");
         let reserved = saga_suite::ports::reserve(Service::ALL.len()).expect("reserved ports");
-        let mut suite = Self {
-            db,
-            http: Http::new(Duration::from_secs(30)),
-            ports: Service::ALL.iter().copied().zip(reserved.ports().iter().copied()).collect(),
-            running: HashMap::new(),
-            _reserved: reserved,
-            log_dir,
-        };
-        for &service in services {
-            let extra: Vec<(&str, &str)> =
-                env.iter().filter(|(s, _, _)| *s == service).map(|(_, k, v)| (*k, *v)).collect();
-            suite.spawn(service, &extra).await;
+        let instances = Service::ALL
+            .iter()
+            .zip(reserved.ports())
+            .map(|(&service, &port)| Instance { name: service.log_name().to_owned(), service: service.spec(), port })
+            .collect();
+        let mut instance_env: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        for &(service, key, value) in env {
+            instance_env.entry(service.log_name().to_owned()).or_default().insert(key.to_owned(), value.to_owned());
         }
-        suite
+        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned());
+        let options = SuiteOptions {
+            start: services.iter().map(|service| service.log_name().to_owned()).collect(),
+            admin_token: ADMIN_TOKEN.to_owned(),
+            launcher: LauncherEnv::from_pairs([("RUST_LOG".to_owned(), rust_log)]),
+            env: BTreeMap::from([("SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned())]),
+            orchestrator_env: ORCHESTRATOR_TEST_ENV
+                .iter()
+                .chain(&[("ORCHESTRATOR_ID", "orchestrator")])
+                .map(|&(k, v)| (k.to_owned(), v.to_owned()))
+                .collect(),
+            instance_env,
+            reserved: Some(reserved),
+            ..SuiteOptions::new(
+                DatabaseChoice::Provisioned(db.provisioned.clone()),
+                instances,
+                bin_dir(),
+                target_dir().join("test-logs").join(&db.name),
+            )
+        };
+        let suite = saga_suite::Suite::start(options)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#} (run `cargo build --workspace` first)"));
+        Self { suite, db, http: Http::new(Duration::from_secs(30)) }
     }
 
     /// Base URL of `service` joined with `path`.
@@ -177,76 +172,51 @@ impl Suite {
 
     /// The port `service` listens (or will listen) on.
     pub fn port(&self, service: Service) -> u16 {
-        *self.ports.get(&service).expect("every service has a port")
+        self.suite.port(service.log_name()).expect("every service has a port")
     }
 
-    /// Starts `service` (again, on the same port if it ran before) and waits until it is ready.
-    /// It is started the way `sagactl up` starts it (the same environment builder and launcher),
-    /// with the test settings on top.
+    /// Starts `service` (again, on the same port if it ran before) and waits until it is ready,
+    /// with `extra_env` on top of its environment.
     pub async fn spawn(&mut self, service: Service, extra_env: &[(&str, &str)]) {
-        let spec = service.spec();
-        let port = self.port(service);
-        let log_path = self.log_dir.join(format!("{}.log", service.log_name()));
-        let ports: BTreeMap<&'static str, u16> = Service::SUITE.iter().map(|&s| (s.name(), self.port(s))).collect();
-        let rust_log = std::env::var("RUST_LOG").unwrap_or_else(|_| "info,sqlx=warn".to_owned());
-        let launcher = LauncherEnv::from_pairs([("RUST_LOG".to_owned(), rust_log)]);
-        let ctx = EnvContext {
-            ports: &ports,
-            provisioned: &self.db.provisioned,
-            admin_token: ADMIN_TOKEN,
-            launcher: &launcher,
-        };
-        let mut env = services::service_env(spec, &ctx);
-        env.insert("PORT".to_owned(), port.to_string());
-        env.insert("SHUTDOWN_GRACE_MS".to_owned(), "3000".to_owned());
-        if service.is_orchestrator() {
-            env.insert("ORCHESTRATOR_ID".to_owned(), service.log_name().to_owned());
-            env.extend(ORCHESTRATOR_TEST_ENV.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
-        }
-        env.extend(extra_env.iter().map(|&(k, v)| (k.to_owned(), v.to_owned())));
-        let binary = bin_dir().join(spec.name);
-        let launch = Launch { name: service.log_name(), binary: &binary, env: &env, log_path: &log_path, port };
-        let mut child = launch.spawn().unwrap_or_else(|e| panic!("{e:#} (run `cargo build --workspace` first)"));
-        let ready = launch.wait_ready(&mut child).await;
-        self.running.insert(service, Running { child });
-        if let Err(err) = ready {
+        if let Err(err) = self.suite.start_instance(service.log_name(), extra_env).await {
             panic!("{err:#}");
         }
     }
 
     /// SIGKILLs `service` and waits for it to be gone.
     pub async fn kill(&mut self, service: Service) {
-        if let Some(mut running) = self.running.remove(&service) {
-            running.child.kill().await.expect("kill");
+        if let Some(mut process) = self.suite.take(service.log_name()) {
+            process.kill();
         }
     }
 
     /// Sends SIGTERM to `service` and waits (at most 15 s) for it to exit.
     pub async fn terminate(&mut self, service: Service) -> ExitStatus {
-        let mut running = self.running.remove(&service).expect("service not running");
-        let pid = running.child.id().expect("pid");
-        saga_suite::process::send_signal(pid, saga_suite::process::Signal::Term).expect("SIGTERM");
-        tokio::time::timeout(Duration::from_secs(15), running.child.wait())
-            .await
-            .expect("service did not exit within 15 s of SIGTERM")
-            .expect("wait")
+        let mut process = self.suite.take(service.log_name()).expect("service not running");
+        process.signal(Signal::Term);
+        process.wait_exit(Duration::from_secs(15)).await.expect("service did not exit within 15 s of SIGTERM")
     }
 
     /// The PID of `service`'s process (it must be running).
     pub fn pid(&self, service: Service) -> u32 {
-        let running = self.running.get(&service).unwrap_or_else(|| panic!("{} is not running", service.log_name()));
-        running.child.id().expect("a running service has a pid")
+        let process = self.suite.process(service.log_name());
+        process.unwrap_or_else(|| panic!("{} is not running", service.log_name())).pid()
     }
 
     /// Freezes `service` with SIGSTOP, as a long GC pause, a VM migration or a laptop lid would:
     /// it keeps its sockets and its leases but does nothing until [`Suite::thaw`].
     pub fn freeze(&self, service: Service) {
-        send_signal(self.pid(service), Signal::Stop).expect("SIGSTOP");
+        self.signal(service, Signal::Stop);
     }
 
     /// Resumes a service frozen by [`Suite::freeze`] (SIGCONT).
     pub fn thaw(&self, service: Service) {
-        send_signal(self.pid(service), Signal::Cont).expect("SIGCONT");
+        self.signal(service, Signal::Cont);
+    }
+
+    fn signal(&self, service: Service, signal: Signal) {
+        let process = self.suite.process(service.log_name());
+        process.unwrap_or_else(|| panic!("{} is not running", service.log_name())).signal(signal);
     }
 
     /// Replaces `service`'s faults through its admin API.
@@ -265,7 +235,7 @@ impl Suite {
 
     /// The log of `service` so far (to explain a failure).
     pub fn log(&self, service: Service) -> String {
-        tail(&self.log_dir.join(format!("{}.log", service.log_name())))
+        tail(&self.suite.options().log_dir.join(format!("{}.log", service.log_name())))
     }
 }
 

@@ -3,13 +3,12 @@
 //! HTTP API. It is found on PATH (`apt-get install prometheus`; `.ci/run` installs it).
 
 use std::{
-    path::PathBuf,
-    process::Stdio,
+    process::Command,
     time::{Duration, Instant},
 };
 
+use saga_suite::supervised::{OnDrop, Supervised};
 use serde_json::Value;
-use tokio::process::{Child, Command};
 
 use crate::{Suite, client::Http, processes::Service, repo_root};
 
@@ -19,19 +18,10 @@ pub struct Prometheus {
     /// Its base URL.
     pub url: String,
     http: Http,
-    _child: Child,
+    _process: Supervised,
     /// Its port, kept from other test processes while it runs.
     _port: saga_suite::ports::Reserved,
-    _dir: TempDir,
-}
-
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _dir: tempfile::TempDir,
 }
 
 /// The project's alert rules with every `for:` duration replaced by `for_override`.
@@ -51,45 +41,30 @@ impl Prometheus {
     /// Starts Prometheus scraping every service of `suite` that `services` names.
     pub async fn start(suite: &Suite, services: &[Service], for_override: &str) -> Self {
         let binary = std::env::var("PROMETHEUS").unwrap_or_else(|_| "prometheus".to_owned());
-        let dir = std::env::temp_dir().join(format!("saga-prometheus-{}", uuid::Uuid::new_v4().simple()));
-        std::fs::create_dir_all(dir.join("data")).expect("prometheus dir");
-        let dir = TempDir(dir);
-        std::fs::write(dir.0.join("alerts.yml"), alert_rules_with(for_override)).expect("rules");
+        let dir = tempfile::Builder::new().prefix("saga-prometheus-").tempdir().expect("prometheus dir");
+        let rules = dir.path().join("alerts.yml");
+        std::fs::write(&rules, alert_rules_with(for_override)).expect("rules");
         let config = saga_suite::monitoring::prometheus::scrape_config(
             "1s",
-            Some(&dir.0.join("alerts.yml")),
+            Some(&rules),
             services.iter().map(|&s| (s.log_name(), suite.port(s))),
         );
-        std::fs::write(dir.0.join("prometheus.yml"), config).expect("config");
+        std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
         let reserved = saga_suite::ports::reserve(1).expect("a reserved port");
         let port = reserved.port();
-        let log = std::fs::File::create(dir.0.join("prometheus.log")).expect("log");
-        let child = Command::new(&binary)
-            .arg(format!("--config.file={}", dir.0.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.0.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary}: {e} (apt-get install prometheus)"));
-        let prometheus = Self {
-            url: format!("http://127.0.0.1:{port}"),
-            http: Http::new(Duration::from_secs(5)),
-            _child: child,
-            _port: reserved,
-            _dir: dir,
-        };
-        prometheus
-            .wait_until("Prometheus to be ready", Duration::from_secs(30), |p| async move {
-                p.http
-                    .send(reqwest::Method::GET, &format!("{}/-/ready", p.url), None)
-                    .await
-                    .is_ok_and(|a| a.status == 200)
-            })
-            .await;
-        prometheus
+        let mut command = Command::new(&binary);
+        command
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let mut process =
+            saga_suite::monitoring::prometheus::spawn(command, &dir.path().join("prometheus.log"), OnDrop::Kill)
+                .unwrap_or_else(|e| panic!("cannot start {binary}: {e:#} (apt-get install prometheus)"));
+        let url = format!("http://127.0.0.1:{port}");
+        saga_suite::monitoring::prometheus::wait_ready(&mut process, &format!("{url}/-/ready"))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        Self { url, http: Http::new(Duration::from_secs(5)), _process: process, _port: reserved, _dir: dir }
     }
 
     /// Runs an instant query; returns the `data.result` array (panics on an API error).

@@ -13,21 +13,18 @@ use std::{collections::BTreeMap, path::PathBuf, process::ExitCode, time::Duratio
 use anyhow::Context;
 use saga_shared::suite;
 use sqlx::PgPool;
-use tokio::process::Child;
 
 use saga_suite::{
-    ports,
-    postgres::{TempPostgres, TempPostgresOptions},
-    process::{Signal, send_signal},
-    provision::{provision, superuser_pool},
-    services::{self, EnvContext, LauncherEnv, SUITE, Service},
-    supervised::Launch,
+    DatabaseChoice, Instance, Suite, SuiteOptions, ports,
+    postgres::TempPostgresOptions,
+    provision::superuser_pool,
+    services::{LauncherEnv, SUITE, Service},
 };
 
 use crate::{
     bench::{BenchRun, TABLE_HEADER, detail_line, row_cells},
     load::{Keys, Kind, Pacing, Targets, progress::progress_bar},
-    procstat::{Watched, Watchlist, pid_of},
+    procstat::{Watched, Watchlist},
 };
 
 /// What `sagactl bench` runs.
@@ -126,7 +123,7 @@ const OPEN_LOOP_MAX_OUTSTANDING: usize = 1000;
 /// Runs the benchmark and prints a table.
 pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     let launcher = LauncherEnv::from_process();
-    let pg = TempPostgres::start(TempPostgresOptions {
+    let database = DatabaseChoice::Temporary(TempPostgresOptions {
         fast: false,
         max_connections: 400,
         settings: [
@@ -135,41 +132,39 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         ]
         .concat(),
         ..TempPostgresOptions::default()
-    })
-    .await?;
-    let provisioned = provision(&pg.admin_url(), "saga").await?;
-    let admin = superuser_pool(&pg.admin_url(), "saga", 2).await?;
-    sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
-
+    });
     let logs = tempdir()?;
     // Held until the bench ends, so no other process of ours takes a port of its services.
     let reserved = ports::reserve(SUITE.len())?;
-    let ports: BTreeMap<&'static str, u16> =
-        SUITE.iter().map(|spec| spec.name).zip(reserved.ports().iter().copied()).collect();
-    let bin_dir = launcher.bin_dir()?;
-    let ctx =
-        EnvContext { ports: &ports, provisioned: &provisioned, admin_token: "bench-admin-token", launcher: &launcher };
-    let mut children: Vec<Child> = Vec::new();
-    for spec in SUITE.iter() {
-        let mut env = services::service_env(spec, &ctx);
+    let instances = SUITE.iter().zip(reserved.ports()).map(|(spec, &port)| Instance::of(spec, port)).collect();
+    let options = SuiteOptions {
+        admin_token: "bench-admin-token".to_owned(),
+        launcher: launcher.clone(),
         // Quiet unless RUST_LOG says otherwise: `RUST_LOG=info` measures the logs as `up` writes
         // them, and is needed to measure trace export (its spans are at info).
-        env.entry("RUST_LOG".to_owned()).or_insert_with(|| "warn".to_owned());
-        env.insert("DB_MAX_CONNECTIONS".to_owned(), "32".to_owned());
-        let binary = bin_dir.join(spec.name);
-        let log_path = logs.join(format!("{}.log", spec.name));
-        let port = ports.get(spec.name).copied().context("port")?;
-        let launch = Launch { name: spec.name, binary: &binary, env: &env, log_path: &log_path, port };
-        let mut child = launch.spawn()?;
-        launch.wait_ready(&mut child).await?;
-        children.push(child);
-    }
-    let url = |service: Service| service.local_url(ports.get(service.name).copied().unwrap_or_default());
-    let targets = Targets { orchestrator: url(suite::ORCHESTRATOR), participants: suite::PARTICIPANTS.map(url) };
+        env: BTreeMap::from([
+            ("RUST_LOG".to_owned(), launcher.get("RUST_LOG").unwrap_or("warn").to_owned()),
+            ("DB_MAX_CONNECTIONS".to_owned(), "32".to_owned()),
+        ]),
+        reserved: Some(reserved),
+        ..SuiteOptions::new(database, instances, launcher.bin_dir()?, logs.clone())
+    };
+    let suite = Suite::start(options).await?;
+    let db = suite.database.as_ref().context("internal error: the bench's suite has no database")?;
+    let admin = superuser_pool(&db.admin_url(), "saga", 2).await?;
+    sqlx::query("create extension if not exists pg_stat_statements").execute(&admin).await?;
 
-    let mut watched = vec![Watched::Family { name: "postgres".to_owned(), pid: pg.pid() }];
-    for (spec, child) in SUITE.iter().zip(&children) {
-        watched.push(Watched::Process { name: spec.name.to_owned(), pid: pid_of(child, spec.name)? });
+    let url = |service: Service| -> anyhow::Result<String> { Ok(service.local_url(suite.port(service.name)?)) };
+    let targets = Targets {
+        orchestrator: url(suite::ORCHESTRATOR)?,
+        participants: [url(suite::INVENTORY)?, url(suite::PAYMENT)?, url(suite::SHIPPING)?, url(suite::NOTIFICATION)?],
+    };
+
+    let postgres_pid = db.pid().context("internal error: the bench's Postgres has no pid")?;
+    let mut watched = vec![Watched::Family { name: "postgres".to_owned(), pid: postgres_pid }];
+    for spec in SUITE.iter() {
+        let process = suite.process(spec.name).with_context(|| format!("{} has exited", spec.name))?;
+        watched.push(Watched::Process { name: spec.name.to_owned(), pid: process.pid() });
     }
     let watch = Watchlist::new(watched);
     let at_rest = watch.memory_mib();
@@ -177,7 +172,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         crate::outln!(
             "sagactl bench: Postgres {} (fsync on, synchronous_commit on), {} CPUs, keys {:?}, logs in {}",
-            pg.port(),
+            db.state().port,
             num_cpus(),
             args.keys,
             logs.display()
@@ -241,15 +236,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
-    for child in &children {
-        if let Some(pid) = child.id() {
-            let _ = send_signal(pid, Signal::Term);
-        }
-    }
-    for mut child in children {
-        let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
-    }
-    drop(pg);
+    suite.stop().await;
     outcome?;
     if !clean {
         eprintln!("sagactl bench: some orders failed with transport errors or 5xx, or their sagas never ended");

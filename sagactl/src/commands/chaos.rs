@@ -30,10 +30,10 @@ use super::control;
 use super::postgres_process::POSTGRES;
 use super::signals::StopSignals;
 use crate::load::progress::progress_bar;
+use saga_shared::suite;
 use saga_suite::process::{Signal, is_alive, runs_binary, send_signal};
 use saga_suite::services::LauncherEnv;
 use saga_suite::state::{StateDir, SuiteState};
-use saga_shared::suite;
 
 /// Every process chaos may kill, in the order the suite starts them: Postgres, then the suite's
 /// services.

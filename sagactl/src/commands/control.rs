@@ -8,11 +8,12 @@ use anyhow::{Context as _, bail};
 
 use super::postgres_process::{self, POSTGRES};
 use saga_suite::invocation::sagactl_command;
-use saga_suite::supervised::probe_client;
+use saga_suite::launch::probe_client;
 use saga_suite::ports::wait_port_free;
 use saga_suite::process::{Ending, Signal, is_alive, runs_binary, signal_group, terminate_all, wait_gone};
 use saga_suite::services::{LauncherEnv, SUITE, spec, validate_admin_token};
 use saga_suite::state::{LOCK_TIMEOUT, ServiceState, StateDir, StateLock, SuiteState};
+use saga_suite::supervised::OnDrop;
 
 /// Grace period between SIGTERM and SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -210,18 +211,17 @@ async fn start_locked(
     }
     let svc = entry.clone();
     let launch = svc.launch(service);
-    let mut child = launch.spawn()?;
-    let pid = child.id().with_context(|| format!("{service} exited before its pid was read"))?;
+    // Killed if it does not become ready: no half-started process is left behind (the state
+    // keeps its PID, which `status` shows as down).
+    let mut process = launch.spawn(OnDrop::Kill)?;
+    let pid = process.pid();
     entry.pid = Some(pid);
     dir.save(&state)?;
     drop(lock);
 
-    if let Err(err) = launch.wait_ready(&mut child).await {
-        // Don't leave a half-started process behind; the state keeps its PID, which
-        // `status` shows as down.
-        terminate_all(&[pid], Duration::from_secs(5)).await;
-        return Err(err);
-    }
+    launch.wait_ready(&mut process).await?;
+    // From now on it is known by its PID in the state file.
+    process.detach();
     let faults: Vec<String> = svc
         .env
         .iter()

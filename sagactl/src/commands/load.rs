@@ -7,12 +7,10 @@ use anyhow::Context as _;
 
 use saga_suite::state::StateDir;
 
-use crate::{
-    load::{
-        self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
-        mix::{LOAD_CUSTOMERS, LOAD_SKUS},
-        progress::progress_bar,
-    },
+use crate::load::{
+    self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets,
+    mix::{LOAD_CUSTOMERS, LOAD_SKUS},
+    progress::progress_bar,
 };
 
 /// Orders placed when neither `--orders` nor `--duration` is given.

@@ -1,7 +1,7 @@
 //! What `up` prints once the suite is ready: where everything is and how to poke at it.
 
-use saga_suite::database::Database;
 use super::up::Planned;
+use saga_suite::database::Database;
 use saga_suite::invocation::sagactl_command;
 use saga_suite::state::SuiteState;
 use saga_suite::text::shell_quote;

@@ -9,16 +9,18 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow, bail};
 
 use saga_suite::database::{Database, watch_postgres};
+use saga_suite::invocation::build_command;
 use saga_suite::monitoring::grafana::{self, LocalGrafana};
 use saga_suite::monitoring::prometheus::{self, LocalPrometheus};
-use super::signals::StopSignals;
-use super::summary::print_summary;
-use saga_suite::invocation::build_command;
 use saga_suite::ports::port_is_free;
 use saga_suite::process::{Ending, is_alive, runs_binary, terminate_all};
-use saga_suite::provision::{Provisioned, provision, validate_identifier};
-use saga_suite::services::{EnvContext, LauncherEnv, SUITE, Service, optional, service_env};
-use saga_suite::state::{LOCK_TIMEOUT, ServiceState, StateDir, SuiteState, ToolState};
+use saga_suite::provision::validate_identifier;
+use saga_suite::services::{LauncherEnv, SUITE, Service, optional};
+use saga_suite::state::{LOCK_TIMEOUT, StateDir, SuiteState, ToolState};
+use saga_suite::{Instance, Suite, SuiteOptions};
+
+use super::signals::StopSignals;
+use super::summary::print_summary;
 
 /// Grace period between SIGTERM and SIGKILL for the services.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -45,21 +47,33 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow:
     let mut signals = StopSignals::install()?;
     dir.create()?;
 
-    let mut db = None;
-    let startup = start_suite(dir, launcher, &plan, &database, &admin_token, args.data_dir, &mut db);
+    let options = SuiteOptions {
+        database_name: database.clone(),
+        start: plan.iter().map(|p| p.spec.name.to_owned()).collect(),
+        admin_token: admin_token.clone(),
+        launcher: launcher.clone(),
+        ..SuiteOptions::new(
+            Database::choice(launcher, args.data_dir),
+            plan.iter().map(|p| Instance::of(p.spec, p.port)).collect(),
+            launcher.bin_dir()?,
+            dir.logs_dir(),
+        )
+    };
+    // Dropping the unfinished start (a Ctrl-C) kills the services it started and stops its
+    // cluster.
     let started = tokio::select! {
-        result = startup => result,
+        result = Suite::start(options) => result,
         name = signals.recv() => Err(anyhow!("interrupted by {name} during start-up")),
     };
-    let state = match started {
-        Ok(state) => state,
+    let (mut suite, state) = match started.and_then(|suite| record(dir, &database, &admin_token, suite)) {
+        Ok(started) => started,
         Err(err) => {
             eprintln!("sagactl: start-up failed; stopping what was started");
-            shut_down(dir, db).await;
+            shut_down(dir, None).await;
             return Err(err);
         }
     };
-    let Some(running_db) = db.as_mut() else {
+    let Some(running_db) = suite.database.as_mut() else {
         bail!("internal error: start-up succeeded without a database");
     };
     print_summary(&state, &plan, running_db, token_generated);
@@ -89,7 +103,7 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow:
     if let Some(prometheus) = prometheus {
         prometheus.stop().await;
     }
-    shut_down(dir, db).await;
+    shut_down(dir, suite.database.take()).await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -190,8 +204,7 @@ async fn start_grafana(
 /// Adds a monitoring tool `up` started to the state file, for `sagactl status`; under the
 /// state's lock, since another terminal's `sagactl restart` may be writing it. A failure is only
 /// reported: the tool runs all the same.
-async fn record_tool(dir: &StateDir, name: &str, tool: Option<ToolState>) {
-    let Some(tool) = tool else { return };
+async fn record_tool(dir: &StateDir, name: &str, tool: ToolState) {
     let recorded = async {
         let _lock = dir.lock(LOCK_TIMEOUT).await?;
         let mut state = dir.load_running()?;
@@ -244,7 +257,6 @@ fn refuse_if_running(dir: &StateDir) -> anyhow::Result<()> {
 #[derive(Debug)]
 pub(super) struct Planned {
     pub(super) spec: &'static Service,
-    pub(super) binary: PathBuf,
     pub(super) port: u16,
 }
 
@@ -278,62 +290,30 @@ fn plan(launcher: &LauncherEnv) -> anyhow::Result<Vec<Planned>> {
                 spec.name
             );
         }
-        plan.push(Planned { spec, binary, port });
+        plan.push(Planned { spec, port });
     }
     Ok(plan)
 }
 
-async fn start_suite(
-    dir: &StateDir,
-    launcher: &LauncherEnv,
-    plan: &[Planned],
-    database: &str,
-    admin_token: &str,
-    data_dir: Option<PathBuf>,
-    db_slot: &mut Option<Database>,
-) -> anyhow::Result<SuiteState> {
-    let db = db_slot.insert(Database::start(launcher, data_dir).await?);
-    let provisioned: Provisioned =
-        provision(&db.admin_url(), database).await.with_context(|| format!("cannot provision database {database}"))?;
-    let mut state = SuiteState {
+/// Writes the started suite to the state file and leaves its services running on their own:
+/// from now on they are known by PID, since other terminals stop and restart them.
+fn record(dir: &StateDir, database: &str, admin_token: &str, mut suite: Suite) -> anyhow::Result<(Suite, SuiteState)> {
+    let postgres = suite.database.as_ref().map(Database::state).context("internal error: no database")?;
+    let mut services = BTreeMap::new();
+    for instance in &suite.options().instances {
+        services.insert(instance.name.clone(), suite.service_state(&instance.name)?);
+    }
+    let state = SuiteState {
         launcher_pid: std::process::id(),
         database: database.to_owned(),
         admin_token: admin_token.to_owned(),
-        postgres: db.state(),
-        services: BTreeMap::new(),
+        postgres,
+        services,
         tools: BTreeMap::new(),
     };
     dir.save(&state)?;
-
-    let ports: BTreeMap<&'static str, u16> = plan.iter().map(|p| (p.spec.name, p.port)).collect();
-    let ctx = EnvContext { ports: &ports, provisioned: &provisioned, admin_token, launcher };
-    for planned in plan {
-        let name = planned.spec.name;
-        let entry = ServiceState {
-            pid: None,
-            port: planned.port,
-            url: format!("http://127.0.0.1:{}", planned.port),
-            binary: planned.binary.clone(),
-            env: service_env(planned.spec, &ctx),
-            log_path: dir.log_path(name),
-        };
-        eprintln!("sagactl: starting {name} on port {}", entry.port);
-        let mut child = entry.launch(name).spawn()?;
-        // Recorded before the readiness wait, so an interrupted start-up still stops it.
-        let pid = child.id().with_context(|| format!("{name} exited before its pid was read"))?;
-        state.services.insert(name.to_owned(), ServiceState { pid: Some(pid), ..entry });
-        dir.save(&state)?;
-        let svc = entry_of(&state, name)?;
-        svc.launch(name)
-            .wait_ready(&mut child)
-            .await
-            .with_context(|| format!("{name} did not become ready (log: {})", svc.log_path.display()))?;
-    }
-    Ok(state)
-}
-
-fn entry_of<'a>(state: &'a SuiteState, name: &str) -> anyhow::Result<&'a ServiceState> {
-    state.services.get(name).with_context(|| format!("internal error: {name} missing from the state"))
+    suite.detach_services();
+    Ok((suite, state))
 }
 
 /// Services first (SIGTERM, grace, SIGKILL), from the state file so that services restarted from

@@ -28,10 +28,10 @@ use tokio::{sync::Semaphore, task::JoinSet};
 
 use saga_shared::suite;
 
-use saga_suite::state::SuiteState;
 pub use mix::{Intent, Keys, Mix};
 pub use outcome::Outcome;
 pub use report::LoadReport;
+use saga_suite::state::SuiteState;
 use {mix::PlannedOrder, outcome::OrderResult, tally::Tally};
 
 /// Where the suite under load listens.

@@ -10,19 +10,18 @@
 
 use std::{
     ffi::OsString,
-    io::Write as _,
     path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
-use tokio::process::{Child, Command};
 
 use crate::{
-    process::{Signal, send_signal},
+    process::Signal,
     services::LauncherEnv,
     state::ToolState,
+    supervised::{Log, OnDrop, Readiness, Stopping, Supervised},
 };
 
 /// How to get Grafana, printed when it is not found.
@@ -44,8 +43,8 @@ const PACKAGED_HOME: &str = "/usr/share/grafana";
 /// than the services.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Grace between SIGTERM and SIGKILL at stop.
-const STOP_GRACE: Duration = Duration::from_secs(10);
+/// SIGTERM, then SIGKILL after 10 s.
+const STOPPING: Stopping = Stopping { signal: Signal::Term, grace: Duration::from_secs(10) };
 
 /// How a Grafana binary takes the `server` command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,7 +271,7 @@ pub fn server_env(dir: &Path, provisioning: &Path, port: u16, dashboards: &Dashb
 /// A running local Grafana; stopped by [`LocalGrafana::stop`] (or killed on drop).
 #[derive(Debug)]
 pub struct LocalGrafana {
-    child: Child,
+    process: Supervised,
     /// The dashboard's page.
     pub dashboard_url: String,
     /// `/api/health`.
@@ -300,76 +299,33 @@ impl LocalGrafana {
         let config = dir.join("grafana.ini");
         std::fs::write(&config, "; Written by sagactl up: the settings are GF_* variables.\n")
             .with_context(|| format!("cannot write {}", config.display()))?;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        // A marker per start, as in the services' logs, so each run is easy to find.
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        writeln!(log, "--- sagactl: starting grafana (unix time {now}) ---")
-            .with_context(|| format!("cannot write {}", log_path.display()))?;
-        let child = Command::new(&setup.binary.path)
+        let mut command = Command::new(&setup.binary.path);
+        command
             .args(setup.binary.args(setup.home, &config))
             .envs(server_env(dir, &provisioning, port, setup.dashboards))
             // Grafana resolves some relative paths against its working directory.
-            .current_dir(setup.home)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("cannot duplicate the log file handle")?)
-            .stderr(log)
-            // Its own group, so a Ctrl-C reaches only sagactl, which stops Grafana before the
-            // Prometheus it reads.
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", setup.binary.path.display()))?;
+            .current_dir(setup.home);
+        let mut process = Supervised::spawn("Grafana", command, log_path, Log::Append, STOPPING, OnDrop::Kill)?;
         let url = format!("http://127.0.0.1:{port}");
-        let mut grafana = Self {
-            child,
-            dashboard_url: format!("{url}/d/{}", setup.dashboards.uid),
-            health_url: format!("{url}/api/health"),
-        };
-        grafana.wait_healthy(log_path).await?;
-        Ok(grafana)
-    }
-
-    /// What `sagactl status` shows of it (`None` once it was reaped).
-    pub fn tool_state(&self) -> Option<ToolState> {
-        Some(ToolState { pid: self.child.id()?, url: self.dashboard_url.clone(), health_url: self.health_url.clone() })
-    }
-
-    /// Polls `/api/health`; a Grafana that exits (a bad home, a taken port) fails at once rather
-    /// than after the whole wait.
-    async fn wait_healthy(&mut self, log_path: &Path) -> anyhow::Result<()> {
+        let health_url = format!("{url}/api/health");
         let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-        let deadline = Instant::now() + HEALTH_TIMEOUT;
-        loop {
-            let health = client.get(&self.health_url).send().await;
-            if health.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
-                return Ok(());
-            }
-            if let Some(status) = self.child.try_wait().context("cannot check on Grafana")? {
-                bail!("Grafana exited ({status}) during start-up (log: {})", log_path.display());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "Grafana did not answer /api/health in {} s (log: {})",
-                    HEALTH_TIMEOUT.as_secs(),
-                    log_path.display()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let readiness = Readiness { timeout: HEALTH_TIMEOUT, every: Duration::from_millis(250) };
+        process
+            .ready(readiness, async || {
+                Ok(client.get(&health_url).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK))
+            })
+            .await?;
+        Ok(Self { process, dashboard_url: format!("{url}/d/{}", setup.dashboards.uid), health_url })
     }
 
-    /// SIGTERM to the process we started, then SIGKILL after the grace.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = send_signal(pid, Signal::Term);
-        }
-        if tokio::time::timeout(STOP_GRACE, self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
+    /// What `sagactl status` shows of it.
+    pub fn tool_state(&self) -> ToolState {
+        ToolState { pid: self.process.pid(), url: self.dashboard_url.clone(), health_url: self.health_url.clone() }
+    }
+
+    /// SIGTERM to its group, then SIGKILL after the grace.
+    pub async fn stop(self) {
+        self.process.stop().await;
     }
 }
 
@@ -596,7 +552,7 @@ mod tests {
         let dashboards = dashboards(&repo_root()?)?;
         let setup = Setup { binary: &binary, home: &home, dashboards: &dashboards, prometheus_url: "http://p:1" };
         let log_path = dir.join("grafana.log");
-        let started = Instant::now();
+        let started = std::time::Instant::now();
 
         let reserved = crate::ports::reserve(1)?;
         let err = LocalGrafana::start(&setup, &dir.join("state"), reserved.port(), &log_path)

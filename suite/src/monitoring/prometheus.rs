@@ -4,17 +4,17 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Stdio,
-    time::{Duration, Instant},
+    process::Command,
+    time::Duration,
 };
 
 use anyhow::Context as _;
-use tokio::process::{Child, Command};
 
 use crate::{
-    process::{Signal, send_signal},
+    process::Signal,
     services::LauncherEnv,
     state::{SuiteState, ToolState},
+    supervised::{Log, OnDrop, Readiness, Stopping, Supervised},
 };
 
 /// How to get Prometheus, printed when it is not found.
@@ -25,10 +25,13 @@ pub const INSTALL_HINT: &str = "Prometheus not found on PATH: install it (Debian
 /// `timeInterval`, so that `$__rate_interval` covers enough samples).
 pub const SCRAPE_INTERVAL: &str = "5s";
 
+/// How Prometheus is stopped: SIGTERM (it flushes its head block), then SIGKILL after 10 s.
+const STOPPING: Stopping = Stopping { signal: Signal::Term, grace: Duration::from_secs(10) };
+
 /// A running local Prometheus; stopped by [`LocalPrometheus::stop`] (or killed on drop).
 #[derive(Debug)]
 pub struct LocalPrometheus {
-    child: Child,
+    process: Supervised,
     /// Its web UI and API.
     pub url: String,
     /// The alert rules it loaded, if found.
@@ -36,9 +39,9 @@ pub struct LocalPrometheus {
 }
 
 impl LocalPrometheus {
-    /// What `sagactl status` shows of it (`None` once it was reaped).
-    pub fn tool_state(&self) -> Option<ToolState> {
-        Some(ToolState { pid: self.child.id()?, url: self.url.clone(), health_url: self.ready_url() })
+    /// What `sagactl status` shows of it.
+    pub fn tool_state(&self) -> ToolState {
+        ToolState { pid: self.process.pid(), url: self.url.clone(), health_url: self.ready_url() }
     }
 
     /// What answers 200 once it is ready: `up` waits for it, `status` shows it.
@@ -109,46 +112,35 @@ impl LocalPrometheus {
         let config_path = dir.join("prometheus.yml");
         std::fs::write(&config_path, config(state, rules.as_deref()))
             .with_context(|| format!("cannot write {}", config_path.display()))?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path)?;
-        let child = Command::new(binary)
+        let mut command = Command::new(binary);
+        command
             .arg(format!("--config.file={}", config_path.display()))
             .arg(format!("--storage.tsdb.path={}", data.display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
-        let prometheus = Self { child, url: format!("http://127.0.0.1:{port}"), rules };
-        prometheus.wait_ready(log_path).await?;
-        Ok(prometheus)
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"));
+        let mut process = spawn(command, log_path, OnDrop::Kill)?;
+        let url = format!("http://127.0.0.1:{port}");
+        wait_ready(&mut process, &format!("{url}/-/ready")).await?;
+        Ok(Self { process, url, rules })
     }
 
-    async fn wait_ready(&self, log_path: &Path) -> anyhow::Result<()> {
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = client.get(self.ready_url()).send().await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!("Prometheus did not become ready in 30 s (log: {})", log_path.display());
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+    /// SIGTERM, then SIGKILL after the grace.
+    pub async fn stop(self) {
+        self.process.stop().await;
     }
+}
 
-    /// SIGTERM (Prometheus flushes its head block), then SIGKILL after 10 s.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = send_signal(pid, Signal::Term);
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await.is_err() {
-            let _ = self.child.kill().await;
-        }
-    }
+/// Starts a Prometheus `command` (its flags given), stopped as Prometheus should be.
+pub fn spawn(command: Command, log_path: &Path, on_drop: OnDrop) -> anyhow::Result<Supervised> {
+    Supervised::spawn("Prometheus", command, log_path, Log::Append, STOPPING, on_drop)
+}
+
+/// Waits until a Prometheus answers 200 on `ready_url` (`/-/ready`).
+pub async fn wait_ready(process: &mut Supervised, ready_url: &str) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
+    let readiness = Readiness { timeout: Duration::from_secs(30), every: Duration::from_millis(200) };
+    process
+        .ready(readiness, async || Ok(client.get(ready_url).send().await.is_ok_and(|r| r.status().is_success())))
+        .await
 }
 
 #[cfg(test)]

@@ -14,11 +14,12 @@ use std::process::Stdio;
 
 use anyhow::{Context as _, bail};
 
+use crate::supervised::Supervised;
 pub use bin::find_pg_bin;
 use os_user::ClusterUser;
 use scratch::{ScratchDir, make_private_dir};
-use server::{Server, StartError, wait_ready};
 pub use server::{ServerSpec, restart_server, stop_server};
+use server::{StartError, wait_ready};
 
 use crate::ports::{self, Reserved};
 use crate::text::random_hex;
@@ -68,7 +69,7 @@ impl TempPostgresOptions {
 pub struct TempPostgres {
     /// Declared before `scratch`: fields drop in order, so the server is stopped before its
     /// directory is deleted.
-    server: Server,
+    server: Supervised,
     /// The server's port, reserved until it has stopped.
     _port: Reserved,
     spec: ServerSpec,
@@ -130,8 +131,8 @@ impl TempPostgres {
                 port: reserved.port(),
                 settings: opts.server_settings(),
             };
-            let mut server = Server { child: spec.spawn(true)? };
-            match wait_ready(&mut server.child, &admin_url(&password, spec.port), &log_path).await {
+            let mut server = spec.spawn(true)?;
+            match wait_ready(&mut server, &admin_url(&password, spec.port)).await {
                 Ok(()) => return Ok(TempPostgres { server, _port: reserved, spec, password, root, scratch }),
                 Err(StartError::PortTaken) => continue,
                 Err(StartError::Leftovers) => {

@@ -2,27 +2,25 @@
 //! sagactl process can start the same server again on the same port and data), waiting until it
 //! takes connections, and stopping it.
 
-use std::fs::OpenOptions;
-use std::io::Write as _;
-use std::os::unix::process::CommandExt as _;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::path::PathBuf;
 use std::str::FromStr as _;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions as _, Connection as _};
 
 use super::os_user::ClusterUser;
 use crate::process::{Signal, is_alive, kill_with_children, send_signal, wait_gone};
-use crate::text::log_tail;
+use crate::supervised::{Log, NotReady, OnDrop, Readiness, Stopping, Supervised};
 
 /// How long the server may take to accept its first connection.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fast shutdown may take before the server is killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// A fast shutdown (SIGINT; SIGTERM would wait for every client to leave), then SIGKILL.
+const STOPPING: Stopping = Stopping { signal: Signal::Int, grace: STOP_TIMEOUT };
 
 /// Everything needed to start the server: the binary, the cluster's files, the port and every
 /// `-c` setting. Plain data, so `sagactl start postgres` in another terminal starts exactly the
@@ -45,31 +43,21 @@ impl ServerSpec {
     /// terminal must not shut the database down before the launcher has stopped the services
     /// that use it, and killing the group kills every backend, as a crash would. With `fresh_log`
     /// the log is truncated (so a failed bind on an earlier port is not mistaken for this one).
-    pub fn spawn(&self, fresh_log: bool) -> anyhow::Result<Child> {
-        let user = ClusterUser::detect()?;
-        let mut log = OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(!fresh_log)
-            .truncate(fresh_log)
-            .open(&self.log_path)
-            .with_context(|| format!("cannot open {}", self.log_path.display()))?;
-        if !fresh_log {
-            let _ = writeln!(log, "--- sagactl: starting postgres again ---");
-        }
-        let log_err = log.try_clone().context("cannot duplicate the log file handle")?;
-        let mut cmd = user.exec_command(&self.binary);
-        cmd.arg("-D")
+    /// Dropping the handle stops the server (a fast shutdown).
+    pub fn spawn(&self, fresh_log: bool) -> anyhow::Result<Supervised> {
+        let mut command = ClusterUser::detect()?.exec_command(&self.binary);
+        command
+            .arg("-D")
             .arg(&self.data_dir)
             .args(["-p", &self.port.to_string()])
             .arg("-k")
             .arg(&self.socket_dir)
             .args(["-c", "listen_addresses=127.0.0.1"]);
         for setting in &self.settings {
-            cmd.args(["-c", setting]);
+            command.args(["-c", setting]);
         }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log_err).process_group(0);
-        cmd.spawn().with_context(|| format!("cannot start {}", self.binary.display()))
+        let log = if fresh_log { Log::Fresh } else { Log::Append };
+        Supervised::spawn("postgres", command, &self.log_path, log, STOPPING, OnDrop::Stop)
     }
 
     /// Whether `pid` is this server's postmaster (alive, and running the postgres binary: a
@@ -91,39 +79,33 @@ pub(super) enum StartError {
 
 /// Polls with a real connection to `admin_url` (only that proves the server accepts our
 /// password), failing early with the end of the log if the process exits first.
-pub(super) async fn wait_ready(child: &mut Child, admin_url: &str, log: &Path) -> Result<(), StartError> {
+pub(super) async fn wait_ready(server: &mut Supervised, admin_url: &str) -> Result<(), StartError> {
     let options = PgConnectOptions::from_str(admin_url)
         .map_err(|e| StartError::Failed(anyhow!("invalid admin URL: {e}")))?
         .disable_statement_logging();
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            let tail = log_tail(log, 30);
-            if is_bind_failure(&tail) {
-                return Err(StartError::PortTaken);
-            }
-            if is_leftover_failure(&tail) {
-                return Err(StartError::Leftovers);
-            }
-            return Err(StartError::Failed(anyhow!(
-                "Postgres exited during start-up ({status}); end of {}:\n{tail}",
-                log.display()
-            )));
-        }
-        let attempt = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
-        if let Ok(Ok(conn)) = attempt {
+    let log = server.log_path().display().to_string();
+    let readiness = Readiness { timeout: READY_TIMEOUT, every: Duration::from_millis(50) };
+    let ready = server
+        .wait_ready(readiness, async || {
+            let attempt = tokio::time::timeout(Duration::from_secs(2), options.connect()).await;
+            let Ok(Ok(conn)) = attempt else { return Ok(false) };
             let _ = conn.close().await;
-            return Ok(());
+            Ok(true)
+        })
+        .await;
+    match ready {
+        Ok(()) => Ok(()),
+        Err(NotReady::Exited { tail, .. }) if is_bind_failure(&tail) => Err(StartError::PortTaken),
+        Err(NotReady::Exited { tail, .. }) if is_leftover_failure(&tail) => Err(StartError::Leftovers),
+        Err(NotReady::Exited { status, tail }) => {
+            Err(StartError::Failed(anyhow!("Postgres exited during start-up ({status}); end of {log}:\n{tail}")))
         }
-        if Instant::now() >= deadline {
-            return Err(StartError::Failed(anyhow!(
-                "Postgres did not accept connections within {}s; end of {}:\n{}",
-                READY_TIMEOUT.as_secs(),
-                log.display(),
-                log_tail(log, 30)
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        Err(NotReady::TimedOut { tail }) => Err(StartError::Failed(anyhow!(
+            "Postgres did not accept connections within {}s; end of {log}:\n{tail}",
+            READY_TIMEOUT.as_secs()
+        ))),
+        Err(NotReady::Refused(err)) => Err(StartError::Failed(err)),
+        Err(NotReady::Lost(err)) => Err(StartError::Failed(anyhow!("cannot check on Postgres: {err}"))),
     }
 }
 
@@ -134,30 +116,21 @@ pub async fn restart_server(spec: &ServerSpec, admin_url: &str) -> anyhow::Resul
     // refuses to start on their shared memory.
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
-        let mut child = spec.spawn(false)?;
-        match wait_ready(&mut child, admin_url, &spec.log_path).await {
-            Ok(()) => {
-                let pid = child.id();
-                // Someone must reap the postmaster when it dies: unreaped, its PID stays taken
-                // and the next start refuses ("another postmaster is running"). A long-lived
-                // caller (chaos) reaps it here; when a short-lived one (`sagactl start`) exits,
-                // the orphan goes to init, which reaps it.
-                std::thread::spawn(move || child.wait());
-                return Ok(pid);
-            }
+        let mut server = spec.spawn(false)?;
+        match wait_ready(&mut server, admin_url).await {
+            // Left running for whoever records it; reaped by a thread of ours while we live
+            // (chaos runs long), by init once a short-lived `sagactl start` exits.
+            Ok(()) => return Ok(server.detach()),
             Err(StartError::Leftovers) if Instant::now() < deadline => {
+                server.kill();
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(StartError::PortTaken) => bail!("port {} of Postgres is in use by another process", spec.port),
             Err(StartError::Leftovers) => {
                 bail!("the previous Postgres is still shutting down; end of {}", spec.log_path.display())
             }
-            Err(StartError::Failed(err)) => {
-                // Not recorded anywhere: leave nothing running behind.
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(err);
-            }
+            // Not recorded anywhere: dropping the handle leaves nothing running behind.
+            Err(StartError::Failed(err)) => return Err(err),
         }
     }
 }
@@ -173,54 +146,6 @@ pub async fn stop_server(pid: u32) -> anyhow::Result<bool> {
     kill_with_children(pid)?;
     wait_gone(pid, Duration::from_secs(5)).await;
     Ok(true)
-}
-
-/// The postmaster child process of the sagactl process that created the cluster; dropping it
-/// stops the server.
-pub(super) struct Server {
-    pub(super) child: Child,
-}
-
-impl Server {
-    pub(super) fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Also reaps the child once it has exited, so its PID stops looking alive.
-    pub(super) fn has_exited(&mut self) -> bool {
-        // An error here means the child was already reaped: gone either way.
-        !matches!(self.child.try_wait(), Ok(None))
-    }
-
-    /// A blocking fast shutdown, because this runs from `Drop`; it takes ~0.1 s.
-    fn stop(&mut self) {
-        if self.has_exited() {
-            return;
-        }
-        if let Err(err) = send_signal(self.pid(), Signal::Int) {
-            eprintln!("sagactl: warning: {err:#}");
-        }
-        let deadline = Instant::now() + STOP_TIMEOUT;
-        while Instant::now() < deadline {
-            if self.has_exited() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "sagactl: warning: Postgres (pid {}) ignored fast shutdown for {}s; killing it",
-            self.pid(),
-            STOP_TIMEOUT.as_secs()
-        );
-        let _ = kill_with_children(self.pid());
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop();
-    }
 }
 
 fn is_bind_failure(log: &str) -> bool {
