@@ -2,7 +2,7 @@
 # Postgres init script for docker-compose.yml (mounted into /docker-entrypoint-initdb.d; the
 # postgres image runs it once, on an empty data directory, as the superuser).
 #
-# Provisions exactly what `sagactl` does (sagactl/src/provision.rs): database `saga`, and per service
+# Provisions exactly what `sagactl` does (suite/src/provision.rs): database `saga`, and per service
 # a LOGIN role with search_path set to a schema of the same name that the role owns. Nobody else
 # may connect to `saga` or use its `public` schema. Each service then runs its own migrations at
 # start-up. Passwords: SAGA_DB_PASSWORD_<SERVICE>, default `<service>-secret` (as in provision.rs);

@@ -99,3 +99,40 @@ async fn readiness_fails_with_503_while_the_database_is_unreachable_and_liveness
         .await;
     assert_eq!(capture.assert_problem(503), "/problems/unavailable", "a lost database is transient, never a 500");
 }
+
+/// The layout check of docs/design.md: no crate holds more than 30 % of the workspace's
+/// non-test lines (`.rs` files outside each crate's `tests/`), so no crate grows back into
+/// "everything else".
+#[test]
+fn no_crate_holds_more_than_30_percent_of_the_non_test_lines() {
+    fn lines_under(dir: &std::path::Path, skip_tests: bool) -> usize {
+        let mut total = 0;
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                if !(skip_tests && name == "tests") {
+                    total += lines_under(&path, false);
+                }
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                total += std::fs::read_to_string(&path).unwrap().lines().count();
+            }
+        }
+        total
+    }
+    let root = saga_tests::repo_root();
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let members: Vec<&str> = manifest
+        .split_once("members = [")
+        .and_then(|(_, rest)| rest.split_once(']'))
+        .map(|(list, _)| list.split(',').map(|m| m.trim().trim_matches('"')).filter(|m| !m.is_empty()).collect())
+        .unwrap();
+    assert!(members.len() >= 8, "{members:?}");
+    // A crate's own `tests/` directory holds its integration tests; the tests crate's `src/`
+    // (the harness) counts.
+    let counts: Vec<(&str, usize)> = members.iter().map(|m| (*m, lines_under(&root.join(m), true))).collect();
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    for (member, lines) in &counts {
+        assert!(lines * 100 <= total * 30, "{member} holds {lines} of {total} non-test lines (over 30 %): {counts:?}");
+    }
+}
