@@ -114,6 +114,24 @@ enum Stop {
     ShuttingDown,
 }
 
+impl Stop {
+    /// What an operator whose action could not be written is told.
+    fn into_operate_error(self) -> OperateError {
+        match self {
+            Stop::Database(err) => OperateError::Database(err),
+            Stop::Fenced | Stop::ShuttingDown => OperateError::ShuttingDown,
+        }
+    }
+
+    /// [`Self::into_operate_error`] for a stop the driver still needs.
+    fn clone_for_operator(&self) -> OperateError {
+        match self {
+            Stop::Database(err) => OperateError::Database(clone_error(err)),
+            Stop::Fenced | Stop::ShuttingDown => OperateError::ShuttingDown,
+        }
+    }
+}
+
 /// What a driver does next: decide on an input, or carry out a command already decided (and
 /// written).
 enum Next {
@@ -387,19 +405,16 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                 None => self.store.load(order_id).await?.ok_or(OperateError::NotFound(order_id))?,
             };
             let transition = machine::operate(&self.definition, &mut saga, action, self.clock())?;
-            match transition.persist {
-                Persist::Nothing => return Ok((saga, transition)),
-                Persist::Events => {
-                    self.store.append(order_id, &transition.events, &self.config.instance).await?;
+            match self.commit(&mut saga, &transition).await {
+                Ok(()) => {
+                    if matches!(transition.persist, Persist::Saga { .. }) {
+                        tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
+                    }
                     return Ok((saga, transition));
                 }
-                Persist::Saga { progressed } => {
-                    if self.writer.save(&mut saga, progressed, &transition.events).await? {
-                        tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
-                        self.finished(&saga, &transition);
-                        return Ok((saga, transition));
-                    }
-                }
+                // Another instance wrote first: decide again on what it wrote.
+                Err(Stop::Fenced) => {}
+                Err(stop) => return Err(stop.into_operate_error()),
             }
         }
         Err(OperateError::Busy(order_id))
@@ -461,8 +476,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
             let command = match next {
                 Next::Decide(input) => {
                     let transition = machine::apply(&self.definition, saga, input, self.clock());
-                    self.write(saga, &transition).await?;
-                    self.finished(saga, &transition);
+                    self.commit(saga, &transition).await?;
                     transition.command
                 }
                 Next::Carry(command) => command,
@@ -536,45 +550,41 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
                 return Ok(None);
             }
         };
-        match transition.persist {
-            Persist::Nothing => {
+        if !matches!(transition.persist, Persist::Saga { .. }) {
+            // Recorded (or nothing to record): the saga keeps its course and its call.
+            let written = self.commit(&mut changed, &transition).await;
+            let _ = reply.send(written.map(|()| saga.view()).map_err(Stop::into_operate_error));
+            return Ok(None);
+        }
+        // The machine marked the step in flight possibly done; its call is abandoned.
+        *saga = changed;
+        match self.commit(saga, &transition).await {
+            Ok(()) => {
+                tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
                 let _ = reply.send(Ok(saga.view()));
-                Ok(None)
+                Ok(Some(Next::Carry(transition.command)))
             }
-            Persist::Events => {
-                let appended = self.store.append(saga.order_id, &transition.events, &self.config.instance).await;
-                let _ = reply.send(appended.map(|()| saga.view()).map_err(OperateError::from));
-                Ok(None)
+            Err(Stop::Fenced) => {
+                // Another instance took the saga: decide the action again on the log.
+                deferred.push_front(Message::Operate { action, reply });
+                Err(Stop::Fenced)
             }
-            Persist::Saga { .. } => {
-                // The machine marked the step in flight possibly done; its call is abandoned.
-                *saga = changed;
-                match self.write(saga, &transition).await {
-                    Ok(()) => {
-                        tracing::info!(operator = %action.operator, command = ?action.command, "operator action");
-                        self.finished(saga, &transition);
-                        let _ = reply.send(Ok(saga.view()));
-                        Ok(Some(Next::Carry(transition.command)))
-                    }
-                    Err(Stop::Fenced) => {
-                        // Another instance took the saga: decide the action again on the log.
-                        deferred.push_front(Message::Operate { action, reply });
-                        Err(Stop::Fenced)
-                    }
-                    Err(stop) => {
-                        let err = match &stop {
-                            Stop::Database(err) => OperateError::Database(clone_error(err)),
-                            Stop::Fenced | Stop::ShuttingDown => OperateError::ShuttingDown,
-                        };
-                        let _ = reply.send(Err(err));
-                        Err(stop)
-                    }
-                }
+            Err(stop) => {
+                let _ = reply.send(Err(stop.clone_for_operator()));
+                Err(stop)
             }
         }
     }
 
-    /// Writes what the transition says, before its command runs.
+    /// Commits a transition: writes what it says, fenced, before its command runs (a saga's
+    /// save through the group commit), then accounts for a saga it finished (waiters, metrics).
+    /// The one way a decision reaches the log, for drivers and operator actions alike.
+    async fn commit(&self, saga: &mut Saga, transition: &Transition) -> Result<(), Stop> {
+        self.write(saga, transition).await?;
+        self.finished(saga, transition);
+        Ok(())
+    }
+
     async fn write(&self, saga: &mut Saga, transition: &Transition) -> Result<(), Stop> {
         let span = telemetry::traced(|| {
             tracing::info_span!("sql", otel.name = "write saga log", db.system.name = "postgresql",

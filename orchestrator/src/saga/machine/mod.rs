@@ -4,10 +4,11 @@
 //! last, a resume after a claim, or just "run") and a [`Clock`], updates the state and returns a
 //! [`Transition`]: the timeline events to append, how to write the log, and the [`Command`] to
 //! carry out next. [`operate`] does the same for an operator's retry or cancel. Nothing here does
-//! I/O: the executor and the HTTP routes make the calls and the writes around it, so the whole
-//! table of transitions lives in this module (forward moves in [`forward`], compensation in
-//! [`backward`], operator actions in [`operator`]) and is tested as a model
-//! (`orchestrator/tests/saga_model.rs`).
+//! I/O: the executor makes the calls and the writes around it. The whole table of transitions
+//! is dispatched here — [`apply`] (state × input), [`next_move`] (state) and [`operate`]
+//! (command × state) — to the moves beside it: forward in [`forward`], compensation in
+//! [`backward`], operator actions in [`operator`]. It is tested per transition (`tests.rs`) and
+//! as a model (`orchestrator/tests/saga_model.rs`).
 //!
 //! **A call that may have left may have landed.** Until the log records a call's outcome, its
 //! step is possibly done, whatever later attempts say. The executor keeps this contract:
@@ -34,7 +35,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use backward::needs_compensation;
-pub use operator::{OperatorAction, OperatorCommand, Refusal, operate};
+pub use operator::{OperatorAction, OperatorCommand, Refusal};
 
 use super::{
     definition::{SagaDefinition, later},
@@ -201,6 +202,36 @@ pub fn apply(definition: &SagaDefinition, saga: &mut Saga, input: Input, clock: 
     };
     let command = decided.unwrap_or_else(|| next_move(definition, saga, &mut record));
     record.into_transition(command)
+}
+
+/// Decides on an operator's action. A refusal leaves `saga` unchanged.
+pub fn operate(
+    definition: &SagaDefinition,
+    saga: &mut Saga,
+    action: &OperatorAction,
+    clock: Clock,
+) -> Result<Transition, Refusal> {
+    let mut record = Record::new(clock);
+    let command = match (action.command, saga.status) {
+        (OperatorCommand::Retry, SagaStatus::Failed) => {
+            operator::announce(action, &mut record);
+            operator::retry(definition, saga, &mut record);
+            next_move(definition, saga, &mut record)
+        }
+        (OperatorCommand::Retry, status) => return Err(Refusal::NotFailed(status)),
+        (OperatorCommand::Cancel, SagaStatus::Completed) => return Err(Refusal::Completed),
+        (OperatorCommand::Cancel, SagaStatus::Failed) => return Err(Refusal::Failed),
+        (OperatorCommand::Cancel, SagaStatus::Compensating | SagaStatus::Compensated) => {
+            // Already undoing (or undone): nothing changes, but the request is on record.
+            operator::announce(action, &mut record);
+            record.append_only = true;
+            Command::Stop
+        }
+        (OperatorCommand::Cancel, SagaStatus::Pending | SagaStatus::Running) => {
+            operator::cancel(definition, saga, action, &mut record)?
+        }
+    };
+    Ok(record.into_transition(command))
 }
 
 /// How long the current call may wait for its participant (while its circuit is open) before

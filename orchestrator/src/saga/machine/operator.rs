@@ -1,9 +1,10 @@
-//! Operator actions: resume a dead-lettered saga, or cancel one going forward. Both are decided
-//! here like any other transition; the routes only authorize, load, write and answer.
+//! Operator actions: resume a dead-lettered saga, or cancel one going forward. Which action is
+//! possible in which state is decided in [`super::operate`], beside every other transition;
+//! here are the requests, the refusals and the moves themselves.
 
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
-use super::{Actor, Clock, Command, Record, Transition, backward, mark_possibly_done, next_move};
+use super::{Actor, Command, Record, backward, mark_possibly_done};
 use crate::saga::{
     definition::{SagaDefinition, StepKind},
     state::Saga,
@@ -47,55 +48,37 @@ pub enum Refusal {
     PastPivot(&'static str),
 }
 
-/// Decides on an operator's action. A refusal leaves `saga` unchanged.
-pub fn operate(
-    definition: &SagaDefinition,
-    saga: &mut Saga,
-    action: &OperatorAction,
-    clock: Clock,
-) -> Result<Transition, Refusal> {
-    let mut record = Record::new(clock);
-    let actor = Actor::Operator(action.operator.clone());
+/// Puts the operator's request on the timeline.
+pub(super) fn announce(action: &OperatorAction, record: &mut Record) {
     let outcome = match action.command {
         OperatorCommand::Retry => EventOutcome::Retry,
         OperatorCommand::Cancel => EventOutcome::Cancel,
     };
-    let announce = |record: &mut Record| {
-        record.push(EventKind::Operator, None, None, outcome, action.reason.clone(), actor.clone());
-    };
-    let next = match (action.command, saga.status) {
-        (OperatorCommand::Retry, SagaStatus::Failed) => {
-            announce(&mut record);
-            retry(definition, saga, &mut record);
-            next_move(definition, saga, &mut record)
-        }
-        (OperatorCommand::Retry, status) => return Err(Refusal::NotFailed(status)),
-        (OperatorCommand::Cancel, SagaStatus::Completed) => return Err(Refusal::Completed),
-        (OperatorCommand::Cancel, SagaStatus::Failed) => return Err(Refusal::Failed),
-        (OperatorCommand::Cancel, SagaStatus::Compensating | SagaStatus::Compensated) => {
-            // Already undoing (or undone): nothing changes, but the request is on record.
-            announce(&mut record);
-            record.append_only = true;
-            Command::Stop
-        }
-        (OperatorCommand::Cancel, SagaStatus::Pending | SagaStatus::Running) => {
-            if let Some(step) = definition.steps.get(saga.step_index).filter(|s| s.kind == StepKind::Retriable) {
-                return Err(Refusal::PastPivot(step.name));
-            }
-            announce(&mut record);
-            // The driver may be mid-call right now; its outcome will be fenced out.
-            mark_possibly_done(saga);
-            let reason = action.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
-            let why = format!("cancelled by {}{reason}", action.operator);
-            backward::begin(definition, saga, why, actor.clone(), &mut record)
-        }
-    };
-    Ok(record.into_transition(next))
+    let actor = Actor::Operator(action.operator.clone());
+    record.push(EventKind::Operator, None, None, outcome, action.reason.clone(), actor);
+}
+
+/// A saga going forward is compensated on purpose, unless it is past its pivot.
+pub(super) fn cancel(
+    definition: &SagaDefinition,
+    saga: &mut Saga,
+    action: &OperatorAction,
+    record: &mut Record,
+) -> Result<Command, Refusal> {
+    if let Some(step) = definition.steps.get(saga.step_index).filter(|s| s.kind == StepKind::Retriable) {
+        return Err(Refusal::PastPivot(step.name));
+    }
+    announce(action, record);
+    // The driver may be mid-call right now; its outcome will be fenced out.
+    mark_possibly_done(saga);
+    let reason = action.reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default();
+    let why = format!("cancelled by {}{reason}", action.operator);
+    Ok(backward::begin(definition, saga, why, Actor::Operator(action.operator.clone()), record))
 }
 
 /// A failed saga resumes where it stopped: a step past the pivot is tried again (reconciled
 /// first if it may have happened), anything else compensates with a new budget.
-fn retry(definition: &SagaDefinition, saga: &mut Saga, record: &mut Record) {
+pub(super) fn retry(definition: &SagaDefinition, saga: &mut Saga, record: &mut Record) {
     let index = saga.step_index.min(definition.steps.len().saturating_sub(1));
     let now = record.now();
     saga.dead_letter = None;
