@@ -48,7 +48,8 @@ impl Prometheus {
             "1s",
             Some(&rules),
             services.iter().map(|&s| (s.log_name(), suite.port(s))),
-        );
+        )
+        .expect("scrape config");
         std::fs::write(dir.path().join("prometheus.yml"), config).expect("config");
         let reserved = saga_suite::ports::reserve(1).expect("a reserved port");
         let port = reserved.port();

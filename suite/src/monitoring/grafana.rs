@@ -157,67 +157,49 @@ pub fn dashboards(repo_root: &Path) -> anyhow::Result<Dashboards> {
     Ok(Dashboards { dir, uid, title })
 }
 
-/// A YAML double-quoted scalar: paths and URLs may hold `:`, `#` or spaces, which plain YAML
-/// scalars would misread. `$` is doubled because Grafana expands `$VAR` in provisioning files.
-fn yaml_quoted(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '$' => out.push_str("$$"),
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+/// A value Grafana reads literally: it expands `$VAR` in provisioning files, so `$` is doubled
+/// (paths may hold one).
+fn literal(text: &str) -> String {
+    text.replace('$', "$$")
 }
 
 /// The datasource file: `grafana/provisioning/datasources/prometheus.yml` with the local
-/// Prometheus's URL. Its scrape interval as `timeInterval`, so `$__rate_interval` spans enough
-/// samples.
-pub fn datasource_yaml(prometheus_url: &str) -> String {
-    format!(
-        "# Written by sagactl up: the local Prometheus, under the uid the dashboard names.\n\
-         apiVersion: 1\n\
-         \n\
-         datasources:\n  \
-           - name: Prometheus\n    \
-             type: prometheus\n    \
-             uid: {DATASOURCE_UID}\n    \
-             access: proxy\n    \
-             url: {}\n    \
-             isDefault: true\n    \
-             editable: false\n    \
-             jsonData:\n      \
-               timeInterval: {}\n      \
-               httpMethod: POST\n",
-        yaml_quoted(prometheus_url),
-        super::prometheus::SCRAPE_INTERVAL
-    )
+/// Prometheus's URL, its scrape interval as `timeInterval` (so `$__rate_interval` spans enough
+/// samples).
+pub fn datasource_yaml(prometheus_url: &str) -> anyhow::Result<String> {
+    let document = serde_json::json!({
+        "apiVersion": 1,
+        "datasources": [{
+            "name": "Prometheus",
+            "type": "prometheus",
+            "uid": DATASOURCE_UID,
+            "access": "proxy",
+            "url": literal(prometheus_url),
+            "isDefault": true,
+            "editable": false,
+            "jsonData": { "timeInterval": super::prometheus::SCRAPE_INTERVAL, "httpMethod": "POST" },
+        }],
+    });
+    super::yaml_document(&document)
 }
 
 /// The dashboards provider: `grafana/provisioning/dashboards/dashboards.yml` with the
 /// repository's directory in place of compose's mount point.
-pub fn dashboards_yaml(dir: &Path) -> String {
-    format!(
-        "# Written by sagactl up: the repository's dashboards, read where they are.\n\
-         apiVersion: 1\n\
-         \n\
-         providers:\n  \
-           - name: saga-suite\n    \
-             orgId: 1\n    \
-             folder: \"\"\n    \
-             type: file\n    \
-             disableDeletion: true\n    \
-             allowUiUpdates: false\n    \
-             updateIntervalSeconds: 30\n    \
-             options:\n      \
-               path: {}\n      \
-               foldersFromFilesStructure: false\n",
-        yaml_quoted(&dir.display().to_string())
-    )
+pub fn dashboards_yaml(dir: &Path) -> anyhow::Result<String> {
+    let document = serde_json::json!({
+        "apiVersion": 1,
+        "providers": [{
+            "name": "saga-suite",
+            "orgId": 1,
+            "folder": "",
+            "type": "file",
+            "disableDeletion": true,
+            "allowUiUpdates": false,
+            "updateIntervalSeconds": 30,
+            "options": { "path": literal(&dir.display().to_string()), "foldersFromFilesStructure": false },
+        }],
+    });
+    super::yaml_document(&document)
 }
 
 /// Writes a fresh provisioning tree under `dir` (stale files of an earlier run would be loaded
@@ -233,8 +215,8 @@ pub fn write_provisioning(dir: &Path, prometheus_url: &str, dashboards: &Dashboa
         std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
     }
     let files = [
-        (root.join("datasources/prometheus.yml"), datasource_yaml(prometheus_url)),
-        (root.join("dashboards/dashboards.yml"), dashboards_yaml(&dashboards.dir)),
+        (root.join("datasources/prometheus.yml"), datasource_yaml(prometheus_url)?),
+        (root.join("dashboards/dashboards.yml"), dashboards_yaml(&dashboards.dir)?),
     ];
     for (path, text) in files {
         std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
@@ -449,13 +431,15 @@ mod tests {
         let root = write_provisioning(&dir, "http://127.0.0.1:19090", &dashboards)?;
         assert!(!root.join("datasources/old.yml").exists());
 
-        let datasource = std::fs::read_to_string(root.join("datasources/prometheus.yml"))?;
-        assert!(datasource.contains("\n    uid: prometheus\n"), "{datasource}");
-        assert!(datasource.contains("\n    url: \"http://127.0.0.1:19090\"\n"), "{datasource}");
-        assert!(datasource.contains("\n      timeInterval: 5s\n"), "{datasource}");
-        let provider = std::fs::read_to_string(root.join("dashboards/dashboards.yml"))?;
-        let path_line = format!("\n      path: \"{}\"\n", dashboards.dir.display());
-        assert!(provider.contains(&path_line), "{provider}");
+        let read = |file: &str| -> anyhow::Result<serde_json::Value> {
+            Ok(serde_json::from_str(&std::fs::read_to_string(root.join(file))?)?)
+        };
+        let datasource = &read("datasources/prometheus.yml")?["datasources"][0];
+        assert_eq!(datasource["uid"], "prometheus");
+        assert_eq!(datasource["url"], "http://127.0.0.1:19090");
+        assert_eq!(datasource["jsonData"]["timeInterval"], "5s");
+        let provider = &read("dashboards/dashboards.yml")?["providers"][0];
+        assert_eq!(provider["options"]["path"], dashboards.dir.display().to_string());
 
         // The uid the local datasource carries is the one every panel names, and the one the
         // compose provisioning uses.
@@ -489,10 +473,11 @@ mod tests {
     }
 
     #[test]
-    fn yaml_quoting_keeps_odd_paths_intact() {
-        assert_eq!(yaml_quoted("/a b/c:#d"), "\"/a b/c:#d\"");
-        assert_eq!(yaml_quoted("/srv/$HOME"), "\"/srv/$$HOME\"");
-        assert_eq!(yaml_quoted("x\"y\\z\n"), "\"x\\\"y\\\\z\\u000A\"");
+    fn odd_paths_stay_intact_and_grafana_does_not_expand_a_dollar_in_them() -> anyhow::Result<()> {
+        let text = dashboards_yaml(Path::new("/a b/c:#d/$HOME/x\"y\\z"))?;
+        let document: serde_json::Value = serde_json::from_str(&text)?;
+        assert_eq!(document["providers"][0]["options"]["path"], "/a b/c:#d/$$HOME/x\"y\\z");
+        Ok(())
     }
 
     /// A stand-in for Grafana (no real one can be installed here): records its arguments and

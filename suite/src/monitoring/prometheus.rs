@@ -80,20 +80,23 @@ pub fn scrape_config<'a>(
     interval: &str,
     rules: Option<&Path>,
     targets: impl IntoIterator<Item = (&'a str, u16)>,
-) -> String {
-    let mut text = format!("global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n");
-    if let Some(rules) = rules {
-        text.push_str(&format!("rule_files:\n  - {}\n", rules.display()));
-    }
-    text.push_str("scrape_configs:\n");
-    for (name, port) in targets {
-        text.push_str(&format!("  - job_name: {name}\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"));
-    }
-    text
+) -> anyhow::Result<String> {
+    let jobs: Vec<_> = targets
+        .into_iter()
+        .map(|(name, port)| {
+            serde_json::json!({ "job_name": name, "static_configs": [{ "targets": [format!("127.0.0.1:{port}")] }] })
+        })
+        .collect();
+    let document = serde_json::json!({
+        "global": { "scrape_interval": interval, "evaluation_interval": interval },
+        "rule_files": rules.map(|rules| vec![rules.display().to_string()]).unwrap_or_default(),
+        "scrape_configs": jobs,
+    });
+    super::yaml_document(&document)
 }
 
 /// The scrape configuration for the suite in `state`.
-fn config(state: &SuiteState, rules: Option<&Path>) -> String {
+fn config(state: &SuiteState, rules: Option<&Path>) -> anyhow::Result<String> {
     scrape_config(SCRAPE_INTERVAL, rules, state.services.iter().map(|(name, service)| (name.as_str(), service.port)))
 }
 
@@ -110,7 +113,7 @@ impl LocalPrometheus {
         std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
         let rules = rules_path();
         let config_path = dir.join("prometheus.yml");
-        std::fs::write(&config_path, config(state, rules.as_deref()))
+        std::fs::write(&config_path, config(state, rules.as_deref())?)
             .with_context(|| format!("cannot write {}", config_path.display()))?;
         let mut command = Command::new(binary);
         command
@@ -171,10 +174,13 @@ mod tests {
             ]),
             tools: BTreeMap::new(),
         };
-        let text = config(&state, Some(Path::new("/repo/prometheus/alerts.yml")));
-        assert!(text.contains("rule_files:\n  - /repo/prometheus/alerts.yml"));
-        assert!(text.contains("job_name: payment\n    static_configs:\n      - targets: ['127.0.0.1:18082']"));
-        assert!(text.contains("targets: ['127.0.0.1:18080']"));
+        let text = config(&state, Some(Path::new("/repo/prometheus/alerts.yml")))?;
+        let config: serde_json::Value = serde_json::from_str(&text)?;
+        assert_eq!(config["rule_files"], serde_json::json!(["/repo/prometheus/alerts.yml"]));
+        let jobs = config["scrape_configs"].as_array().context("no scrape_configs")?;
+        let targets = |job: &str| jobs.iter().find(|j| j["job_name"] == job).map(|j| j["static_configs"].clone());
+        assert_eq!(targets("payment"), Some(serde_json::json!([{ "targets": ["127.0.0.1:18082"] }])));
+        assert_eq!(targets("orchestrator"), Some(serde_json::json!([{ "targets": ["127.0.0.1:18080"] }])));
         Ok(())
     }
 }
