@@ -12,6 +12,7 @@ use std::{collections::BTreeMap, time::Duration};
 
 use anyhow::{Context as _, ensure};
 use saga_shared::api::SagaStatus;
+use saga_suite::poll::Poll;
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgPool};
 
@@ -171,22 +172,24 @@ pub async fn wait_terminal(
     timeout: Duration,
     mut on_progress: impl FnMut(u64, u64),
 ) -> anyhow::Result<u64> {
-    let deadline = tokio::time::Instant::now() + timeout;
     let mut first = None;
-    loop {
-        let open: i64 = sqlx::query_scalar("select count(*) from orchestrator.sagas where status <> all($1)")
-            .bind(status_texts(&SagaStatus::TERMINAL))
-            .fetch_one(pool)
-            .await
-            .context("cannot count the sagas in flight")?;
-        let open = u64::try_from(open).unwrap_or(0);
-        let first = *first.get_or_insert(open);
-        on_progress(open, first);
-        if open == 0 || tokio::time::Instant::now() >= deadline {
-            return Ok(open);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let mut open = 0;
+    let ended = Poll::new(timeout, Duration::from_millis(250))
+        .until(async || {
+            let counted: Result<i64, _> =
+                sqlx::query_scalar("select count(*) from orchestrator.sagas where status <> all($1)")
+                    .bind(status_texts(&SagaStatus::TERMINAL))
+                    .fetch_one(pool)
+                    .await;
+            match counted {
+                Ok(count) => open = u64::try_from(count).unwrap_or(0),
+                Err(err) => return Some(Err(anyhow::Error::from(err).context("cannot count the sagas in flight"))),
+            }
+            on_progress(open, *first.get_or_insert(open));
+            (open == 0).then_some(Ok(()))
+        })
+        .await;
+    ended.unwrap_or(Ok(())).map(|()| open)
 }
 
 /// Each query returns (subject, detail) for every case breaking the invariant named beside it.

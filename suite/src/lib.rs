@@ -11,6 +11,7 @@ pub mod database;
 pub mod invocation;
 pub mod launch;
 pub mod monitoring;
+pub mod poll;
 pub mod ports;
 pub mod postgres;
 pub mod process;

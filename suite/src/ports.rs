@@ -15,9 +15,11 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+
+use crate::poll::Poll;
 
 /// Where reservations are drawn from when the kernel's ephemeral range leaves room below it.
 const RESERVED_FLOOR: u16 = 20_000;
@@ -142,16 +144,7 @@ pub fn port_is_free(port: u16) -> bool {
 /// after a kill the port can stay bound for a moment: the thread-group leader already shows as
 /// a zombie while its other threads, which share the listening socket, are still exiting.
 pub async fn wait_port_free(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if port_is_free(port) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    Poll::new(timeout, Duration::from_millis(25)).holds(async || port_is_free(port)).await
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+
+use crate::poll::Poll;
 use rustix::{
     io::Errno,
     process::{Pid, kill_process, kill_process_group},
@@ -127,16 +129,7 @@ pub fn environment_variable(pid: u32, key: &str) -> Option<String> {
 
 /// Polls until `pid` is gone or `timeout` passes; returns whether it is gone.
 pub async fn wait_gone(pid: u32, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if !is_alive(pid) {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    Poll::new(timeout, Duration::from_millis(25)).holds(async || !is_alive(pid)).await
 }
 
 /// How a [`terminate_all`] ended for one process.

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
+use crate::poll::Poll;
 pub use crate::process::Ending;
 use crate::process::{Signal, kill_with_children, signal_group};
 use crate::text::log_tail;
@@ -143,19 +144,21 @@ impl Supervised {
         readiness: Readiness,
         mut probe: impl AsyncFnMut() -> anyhow::Result<bool>,
     ) -> Result<(), NotReady> {
-        let deadline = Instant::now() + readiness.timeout;
-        loop {
-            if let Some(status) = self.child.try_wait().map_err(NotReady::Lost)? {
-                return Err(NotReady::Exited { status, tail: self.log_tail() });
-            }
-            if probe().await.map_err(NotReady::Refused)? {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(NotReady::TimedOut { tail: self.log_tail() });
-            }
-            tokio::time::sleep(readiness.every).await;
-        }
+        let outcome = Poll::new(readiness.timeout, readiness.every)
+            .until(async || {
+                match self.child.try_wait() {
+                    Err(err) => return Some(Err(NotReady::Lost(err))),
+                    Ok(Some(status)) => return Some(Err(NotReady::Exited { status, tail: self.log_tail() })),
+                    Ok(None) => {}
+                }
+                match probe().await {
+                    Ok(true) => Some(Ok(())),
+                    Ok(false) => None,
+                    Err(err) => Some(Err(NotReady::Refused(err))),
+                }
+            })
+            .await;
+        outcome.unwrap_or_else(|| Err(NotReady::TimedOut { tail: self.log_tail() }))
     }
 
     /// [`Self::wait_ready`] with the reason as an error that names the process and quotes its log.
@@ -187,12 +190,8 @@ impl Supervised {
             return Ending::Exited;
         }
         self.signal(self.stopping.signal);
-        let deadline = Instant::now() + self.stopping.grace;
-        while Instant::now() < deadline {
-            if self.has_exited() {
-                return Ending::Exited;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if Poll::new(self.stopping.grace, Duration::from_millis(20)).holds(async || self.has_exited()).await {
+            return Ending::Exited;
         }
         self.kill();
         Ending::Killed
@@ -224,17 +223,12 @@ impl Supervised {
 
     /// Waits until it exits, at most `timeout`; `None` if it is still running.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => {
-                    self.on_drop = None;
-                    return Some(status);
-                }
-                Ok(None) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
-                Ok(None) | Err(_) => return None,
-            }
+        let status =
+            Poll::new(timeout, Duration::from_millis(20)).until(async || self.child.try_wait().ok().flatten()).await;
+        if status.is_some() {
+            self.on_drop = None;
         }
+        status
     }
 
     /// Sends `signal` to its process group (a group that is gone is not an error).

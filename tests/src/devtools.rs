@@ -4,6 +4,7 @@
 //! Every wait is bounded, and the browser's process group is killed (and its profile removed)
 //! when the page is dropped.
 
+use saga_suite::poll::Poll;
 use std::{process::Stdio, time::Duration};
 
 use futures::{SinkExt as _, StreamExt as _};
@@ -109,15 +110,12 @@ impl Page {
     /// Polls `condition` (a JavaScript expression) every 100 ms until it is true. While the
     /// page loads, a condition that throws (no such element yet) counts as false.
     pub async fn wait_until(&mut self, what: &str, condition: &str, timeout: Duration) {
-        let deadline = tokio::time::Instant::now() + timeout;
         let check = format!("(() => {{ try {{ return Boolean({condition}); }} catch (e) {{ return false; }} }})()");
-        while self.eval(&check).await != json!(true) {
+        let held =
+            Poll::new(timeout, Duration::from_millis(100)).holds(async || self.eval(&check).await == json!(true)).await;
+        if !held {
             let page = self.eval("document.body ? document.body.innerText : ''").await;
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not true after {timeout:?}; the page shows:\n{page}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            panic!("{what}: not true after {timeout:?}; the page shows:\n{page}");
         }
     }
 }

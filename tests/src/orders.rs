@@ -1,7 +1,8 @@
 //! Placing and watching orders through the orchestrator's API.
 
 use saga_shared::api::SagaStatus;
-use std::time::{Duration, Instant};
+use saga_suite::poll::Poll;
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -50,24 +51,25 @@ impl Suite {
 
     /// Polls until the order's status is one of `statuses`, or panics after `timeout`.
     pub async fn wait_for(&self, order_id: Uuid, statuses: &[SagaStatus], timeout: Duration) -> Value {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}"));
-            if let Ok(answer) = self.http.send(Method::GET, &url, None).await {
+        let url = self.url(Service::Orchestrator, &format!("/orders/{order_id}"));
+        let mut last = None;
+        let found = Poll::new(timeout, Duration::from_millis(50))
+            .until(async || {
+                let answer = self.http.send(Method::GET, &url, None).await.ok()?;
                 if statuses.iter().any(|s| answer.body["status"] == s.as_str()) {
-                    return answer.body;
+                    return Some(answer.body);
                 }
-                if Instant::now() > deadline {
-                    panic!(
-                        "order {order_id} not {statuses:?} after {timeout:?}: {}\n{}",
-                        answer.body,
-                        self.log(Service::Orchestrator)
-                    );
-                }
-            } else if Instant::now() > deadline {
-                panic!("order {order_id}: orchestrator unreachable after {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+                last = Some(answer.body);
+                None
+            })
+            .await;
+        match (found, last) {
+            (Some(order), _) => order,
+            (None, Some(last)) => panic!(
+                "order {order_id} not {statuses:?} after {timeout:?}: {last}\n{}",
+                self.log(Service::Orchestrator)
+            ),
+            (None, None) => panic!("order {order_id}: orchestrator unreachable after {timeout:?}"),
         }
     }
 
@@ -127,21 +129,19 @@ impl Suite {
     /// Polls until step `index` of the order has `status` (read from the saga log).
     pub async fn wait_for_step(&self, order_id: Uuid, index: usize, status: &str) {
         let pool = self.db.pool_as("orchestrator").await.expect("pool");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let current: Option<String> =
-                sqlx::query_scalar("select steps -> $2::int ->> 'status' from sagas where order_id = $1")
+        let mut current: Option<String> = None;
+        let reached = Poll::new(Duration::from_secs(30), Duration::from_millis(20))
+            .holds(async || {
+                current = sqlx::query_scalar("select steps -> $2::int ->> 'status' from sagas where order_id = $1")
                     .bind(order_id)
                     .bind(index as i32)
                     .fetch_optional(&pool)
                     .await
                     .expect("saga row")
                     .flatten();
-            if current.as_deref() == Some(status) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "step {index} of {order_id} never became {status} (is {current:?})");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+                current.as_deref() == Some(status)
+            })
+            .await;
+        assert!(reached, "step {index} of {order_id} never became {status} (is {current:?})");
     }
 }

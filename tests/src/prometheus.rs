@@ -2,12 +2,12 @@
 //! second, evaluating the project's alert rules (with their `for:` shortened), queried over its
 //! HTTP API. It is found on PATH (`apt-get install prometheus`; `.ci/run` installs it).
 
-use std::{
-    process::Command,
-    time::{Duration, Instant},
-};
+use std::{process::Command, time::Duration};
 
-use saga_suite::supervised::{OnDrop, Supervised};
+use saga_suite::{
+    poll::Poll,
+    supervised::{OnDrop, Supervised},
+};
 use serde_json::Value;
 
 use crate::{Suite, client::Http, processes::Service, repo_root};
@@ -98,11 +98,8 @@ impl Prometheus {
         F: Fn(&'a Self) -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + timeout;
-        while !check(self).await {
-            assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let held = Poll::new(timeout, Duration::from_millis(250)).holds(async || check(self).await).await;
+        assert!(held, "timed out after {timeout:?} waiting for {what}");
     }
 }
 

@@ -4,7 +4,8 @@
 //! endings and effects read back.
 
 use saga_shared::api::SagaStatus;
-use std::time::{Duration, Instant};
+use saga_suite::poll::Poll;
+use std::time::Duration;
 
 use sagactl::load::{self, Keys, Kind, LoadConfig, LoadReport, Mix, Pacing, Stop, Targets, progress::progress_bar};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -104,21 +105,18 @@ impl RowLock {
     /// Waits until another backend waits for this lock: the participant's call is in flight and
     /// its transaction is stuck on the row. Panics after `timeout`.
     pub async fn wait_until_someone_waits(&self, pool: &PgPool, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let waiting: bool = sqlx::query_scalar(
-                "select exists (select 1 from pg_stat_activity where $1 = any (pg_blocking_pids(pid)))",
-            )
-            .bind(self.backend)
-            .fetch_one(pool)
-            .await
-            .expect("pg_blocking_pids");
-            if waiting {
-                return;
-            }
-            assert!(Instant::now() < deadline, "nobody waited for the locked row within {timeout:?}");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let waited = Poll::new(timeout, Duration::from_millis(10))
+            .holds(async || {
+                sqlx::query_scalar(
+                    "select exists (select 1 from pg_stat_activity where $1 = any (pg_blocking_pids(pid)))",
+                )
+                .bind(self.backend)
+                .fetch_one(pool)
+                .await
+                .expect("pg_blocking_pids")
+            })
+            .await;
+        assert!(waited, "nobody waited for the locked row within {timeout:?}");
     }
 
     /// Lets the waiting transaction go on (the test's transaction changed nothing).

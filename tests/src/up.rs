@@ -8,6 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use saga_suite::poll::Poll;
 use serde_json::Value;
 
 use crate::{
@@ -82,16 +83,17 @@ impl UpSuite {
     }
 
     async fn wait_up(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            if std::fs::read_to_string(&self.stdout).unwrap_or_default().contains("The saga suite is up.") {
-                return;
-            }
-            let status = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
-            assert!(status.is_none(), "sagactl up exited ({status:?}) during start-up:\n{}", self.stderr());
-            assert!(Instant::now() < deadline, "sagactl up not up within 90 s:\n{}", self.stderr());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let up = Poll::new(Duration::from_secs(90), Duration::from_millis(100))
+            .holds(async || {
+                if std::fs::read_to_string(&self.stdout).unwrap_or_default().contains("The saga suite is up.") {
+                    return true;
+                }
+                let status = self.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
+                assert!(status.is_none(), "sagactl up exited ({status:?}) during start-up:\n{}", self.stderr());
+                false
+            })
+            .await;
+        assert!(up, "sagactl up not up within 90 s:\n{}", self.stderr());
     }
 
     /// Runs `sagactl ARGS` against this suite, as a user in another terminal would.
@@ -150,11 +152,8 @@ impl UpSuite {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = bool>,
     {
-        let deadline = Instant::now() + timeout;
-        while !check().await {
-            assert!(Instant::now() < deadline, "{what}: not within {timeout:?}\nup stderr:\n{}", self.stderr());
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let held = Poll::new(timeout, Duration::from_millis(100)).holds(async || check().await).await;
+        assert!(held, "{what}: not within {timeout:?}\nup stderr:\n{}", self.stderr());
     }
 
     /// The status of `GET <service>/readyz`, or 0 when it does not answer.

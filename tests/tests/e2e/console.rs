@@ -6,6 +6,7 @@
 //! indexes with 100,000 sagas in the log.
 
 use saga_shared::api::SagaStatus;
+use saga_suite::poll::Poll;
 use std::{
     collections::HashMap,
     time::{Duration, Instant},
@@ -45,15 +46,15 @@ async fn listed(suite: &Suite, query: &str) -> Vec<String> {
 
 /// Polls the overview until `check` holds.
 async fn wait_overview(suite: &Suite, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let figures = overview(suite, "?window_s=300").await;
-        if check(&figures) {
-            return figures;
-        }
-        assert!(Instant::now() < deadline, "{what} never showed in the overview: {figures}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut figures = Value::Null;
+    let shown = Poll::new(WAIT, Duration::from_millis(200))
+        .holds(async || {
+            figures = overview(suite, "?window_s=300").await;
+            check(&figures)
+        })
+        .await;
+    assert!(shown, "{what} never showed in the overview: {figures}");
+    figures
 }
 
 /// A card's figure (`data-value`).

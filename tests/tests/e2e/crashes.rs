@@ -2,7 +2,9 @@
 //! from a killed one (no more at a time than its admission limit allows). After each, every saga ends, no effect happens twice, and the invariants of
 //! DESIGN.md §5 hold.
 
-use std::time::{Duration, Instant};
+use saga_shared::api::SagaStatus;
+use saga_suite::poll::Poll;
+use std::time::Duration;
 
 use futures::future::join_all;
 use rand::RngExt;
@@ -25,36 +27,30 @@ fn mixed_order(n: usize) -> Value {
 async fn place_with_retries(http: &Http, url: &str, n: usize) -> Uuid {
     let key = format!("crash-test-{n}");
     let body = mixed_order(n);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let sent = http.inner().post(url).header("idempotency-key", &key).json(&body).send().await;
-        if let Ok(response) = sent {
-            let answer = Http::answer(response).await;
-            if let Ok(answer) = answer
-                && answer.status == 202
-            {
-                return answer.body["order_id"].as_str().unwrap().parse().unwrap();
-            }
-        }
-        assert!(Instant::now() < deadline, "order {n} never accepted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (http, url) = (http.clone(), url.to_owned());
+    let accepted = Poll::new(Duration::from_secs(60), Duration::from_millis(100))
+        .until(async move || {
+            let response = http.inner().post(&url).header("idempotency-key", &key).json(&body).send().await.ok()?;
+            let answer = Http::answer(response).await.ok().filter(|answer| answer.status == 202)?;
+            answer.body["order_id"].as_str()?.parse().ok()
+        })
+        .await;
+    accepted.unwrap_or_else(|| panic!("order {n} never accepted"))
 }
 
 async fn wait_all_terminal(pool: &PgPool, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let open: i64 =
-            sqlx::query_scalar("select count(*) from sagas where status not in ('completed', 'compensated', 'failed')")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-        if open == 0 {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{open} sagas still open after {timeout:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let mut open: i64 = 0;
+    let closed = Poll::new(timeout, Duration::from_millis(200))
+        .holds(async || {
+            let sql = format!(
+                "select count(*) from sagas where status not in ({})",
+                SagaStatus::sql_list(&SagaStatus::TERMINAL)
+            );
+            open = sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap();
+            open == 0
+        })
+        .await;
+    assert!(closed, "{open} sagas still open after {timeout:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,11 +179,10 @@ async fn recovery_claims_no_more_sagas_than_the_admission_limit_leaves_room_for(
 
     // A dies with six sagas waiting on shipping; once its leases expire, B (limit 2) claims two.
     suite.kill(Service::Orchestrator).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while open_sagas_of(&pool, "orchestrator-b").await < 2 {
-        assert!(Instant::now() < deadline, "B never claimed A's sagas");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let claimed = Poll::new(Duration::from_secs(20), Duration::from_millis(100))
+        .holds(async || open_sagas_of(&pool, "orchestrator-b").await >= 2)
+        .await;
+    assert!(claimed, "B never claimed A's sagas");
     // Several recovery rounds later (every 200 ms), still only two: the other four wait.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(open_sagas_of(&pool, "orchestrator-b").await, 2, "B claims only up to its limit");
@@ -243,28 +238,26 @@ async fn a_step_that_landed_before_the_orchestrator_died_is_compensated_though_i
     suite.set_faults(Service::Shipping, &serde_json::json!({ "drop_response_rate": 1.0 })).await;
     let order_id = suite.accepted_order(&saga_tests::happy_order()).await;
     let shipment_url = suite.url(Service::Shipping, &format!("/shipments/{order_id}"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while suite.http.get(&shipment_url).await.status != 200 {
-        assert!(Instant::now() < deadline, "the shipment was never created");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let created = Poll::new(Duration::from_secs(30), Duration::from_millis(10))
+        .holds(async || suite.http.get(&shipment_url).await.status == 200)
+        .await;
+    assert!(created, "the shipment was never created");
     suite.kill(Service::Orchestrator).await;
     suite.kill(Service::Shipping).await;
 
     suite.spawn(Service::Orchestrator, &[]).await;
     // The new instance claims the saga once the lease expires and retries until its budget
     // runs out against a shipping service that refuses connections.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let order = suite.order(order_id).await;
-        if order["status"] == "compensating" {
-            let reason = order["failure_reason"].as_str().unwrap_or_default();
-            assert!(reason.starts_with("create_shipment failed after"), "the step's budget ran out: {order}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "the retry budget never ran out: {order}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut order = Value::Null;
+    let ran_out = Poll::new(Duration::from_secs(30), Duration::from_millis(50))
+        .holds(async || {
+            order = suite.order(order_id).await;
+            order["status"] == "compensating"
+        })
+        .await;
+    assert!(ran_out, "the retry budget never ran out: {order}");
+    let reason = order["failure_reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("create_shipment failed after"), "the step's budget ran out: {order}");
     suite.spawn(Service::Shipping, &[]).await;
     let order = suite.wait_terminal(order_id, Duration::from_secs(30)).await;
 

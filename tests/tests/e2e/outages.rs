@@ -3,6 +3,7 @@
 //! participant's circuit opens while it is down and closes when its `/readyz` answers again
 //! (both asserted on `/metrics`); Postgres restarted under load loses no good order either.
 
+use saga_suite::poll::Poll;
 use std::time::{Duration, Instant};
 
 use saga_tests::{Service, Suite, UpSuite, happy_order};
@@ -20,13 +21,12 @@ async fn metric(suite: &Suite, prefix: &str) -> Option<f64> {
 
 /// Waits until the metric satisfies `wanted`; returns the value seen.
 async fn wait_metric(suite: &Suite, prefix: &str, what: &str, wanted: impl Fn(f64) -> bool) -> f64 {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = metric(suite, prefix).await.filter(|v| wanted(*v)) {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "{prefix}: never {what} (last {:?})", metric(suite, prefix).await);
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let seen = Poll::new(WAIT, Duration::from_millis(50))
+        .until(async || metric(suite, prefix).await.filter(|v| wanted(*v)))
+        .await;
+    match seen {
+        Some(value) => value,
+        None => panic!("{prefix}: never {what} (last {:?})", metric(suite, prefix).await),
     }
 }
 

@@ -3,6 +3,7 @@
 //! dead letter and the operator's retry.
 
 use saga_shared::api::SagaStatus;
+use saga_suite::poll::Poll;
 use std::time::Duration;
 
 use saga_tests::{SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, happy_order, order_body};
@@ -32,15 +33,10 @@ async fn metric(suite: &Suite, line_prefix: &str) -> Option<f64> {
 }
 
 async fn wait_metric(suite: &Suite, line_prefix: &str, wanted: f64) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while metric(suite, line_prefix).await != Some(wanted) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{line_prefix} never became {wanted}: {:?}",
-            metric(suite, line_prefix).await
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let became = Poll::new(WAIT, Duration::from_millis(100))
+        .holds(async || metric(suite, line_prefix).await == Some(wanted))
+        .await;
+    assert!(became, "{line_prefix} never became {wanted}: {:?}", metric(suite, line_prefix).await);
 }
 
 #[tokio::test]

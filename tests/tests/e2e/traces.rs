@@ -2,10 +2,11 @@
 //! each participant's request and its SQL, exported over OTLP/HTTP to a receiver in this test
 //! (it decodes the protobuf bodies the services send, as a collector would).
 
+use saga_suite::poll::Poll;
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
@@ -82,15 +83,13 @@ impl Receiver {
 
     /// Waits until `check` holds on the spans received so far; panics with them after `WAIT`.
     async fn wait_until(&self, what: &str, check: impl Fn(&[Span]) -> bool) -> Vec<Span> {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let spans = self.spans();
-            if check(&spans) {
-                return spans;
-            }
-            assert!(Instant::now() < deadline, "{what}: not seen in {WAIT:?}; received {:#?}", spans);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let seen = Poll::new(WAIT, Duration::from_millis(100))
+            .until(async || {
+                let spans = self.spans();
+                check(&spans).then_some(spans)
+            })
+            .await;
+        seen.unwrap_or_else(|| panic!("{what}: not seen in {WAIT:?}; received {:#?}", self.spans()))
     }
 }
 

@@ -5,6 +5,7 @@
 //! To hold requests in the queue, the test locks a product row: inventory's writer blocks on it
 //! with the first reservation, and what comes next waits behind it.
 
+use saga_suite::poll::Poll;
 use std::time::{Duration, Instant};
 
 use saga_tests::{Answer, Http, Service, Suite};
@@ -37,20 +38,19 @@ async fn block_the_writer(
         .await
         .unwrap();
     let first = put_in_background(suite, Uuid::new_v4(), sku);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let waiting: i64 = sqlx::query_scalar(
-            "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
-        )
-        .fetch_one(db)
-        .await
-        .unwrap();
-        if waiting > 0 {
-            return (lock, first);
-        }
-        assert!(Instant::now() < deadline, "the writer never blocked on the locked row");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let blocked = Poll::new(Duration::from_secs(20), Duration::from_millis(20))
+        .holds(async || {
+            let waiting: i64 = sqlx::query_scalar(
+                "select count(*) from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'",
+            )
+            .fetch_one(db)
+            .await
+            .unwrap();
+            waiting > 0
+        })
+        .await;
+    assert!(blocked, "the writer never blocked on the locked row");
+    (lock, first)
 }
 
 /// `PUT /reservations/{order}` of one `sku`, on a task of its own.
@@ -148,11 +148,10 @@ async fn a_batch_writer_that_panics_makes_the_service_not_ready_until_it_is_rest
     // A request made while the writer is down waits in the queue for the next one.
     let waiting = put_in_background(&suite, Uuid::new_v4(), "GADGET-1");
 
-    let deadline = crashed_at + Duration::from_secs(20);
-    while suite.http.get(&readyz).await.status != 200 {
-        assert!(Instant::now() < deadline, "the writer was never restarted:\n{}", suite.log(Service::Inventory));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let left = (crashed_at + Duration::from_secs(20)).saturating_duration_since(Instant::now());
+    let ready =
+        Poll::new(left, Duration::from_millis(100)).holds(async || suite.http.get(&readyz).await.status == 200).await;
+    assert!(ready, "the writer was never restarted:\n{}", suite.log(Service::Inventory));
     let down_for = crashed_at.elapsed();
 
     assert!(down_for >= Duration::from_millis(1500), "ready again after {down_for:?}, before the restart delay");
