@@ -2,6 +2,8 @@
 //! claims the order in the step ledger, answers replays and refusals, runs the service's effect
 //! (or its undo), stores the answer and commits. A service supplies only its effect.
 
+use std::ops::ControlFlow;
+
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Serialize, de::DeserializeOwned};
@@ -12,7 +14,7 @@ use uuid::Uuid;
 
 use crate::{
     AppError, AppJson,
-    ledger::{self, Begun, CompensationClaim, StepTable},
+    ledger::{self, ActionClaim, CompensationClaim, StepTable},
 };
 
 /// Where a step endpoint counts its outcomes: `<name>{result}`.
@@ -110,19 +112,16 @@ pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::
     let (table, counter) = (S::TABLE, S::COUNTER);
     let claimed = async {
         let mut tx = pool.begin().await?;
-        let begun = ledger::begin_action(&mut tx, table, order_id, body).await?;
-        Ok::<_, AppError>((tx, begun))
+        let claim = ledger::claim_action(&mut tx, table, order_id, body).await?;
+        Ok::<_, AppError>((tx, claim))
     };
-    let (mut tx, begun) = claimed.instrument(sql_span("claim", table, order_id)).await.inspect_err(|err| {
-        if matches!(err, AppError::Client(_)) {
-            counter.count("refused");
-        }
-    })?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            counter.count("replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
+    let (mut tx, claim) = claimed.instrument(sql_span("claim", table, order_id)).await?;
+    let created_at = match effect_or_answer(claim, order_id) {
+        ControlFlow::Continue(created_at) => created_at,
+        // Rolled back as `tx` drops: a replay changes nothing, a refusal leaves no claim.
+        ControlFlow::Break((answer, outcome)) => {
+            counter.count(outcome);
+            return answer;
         }
     };
     let answer =
@@ -135,6 +134,22 @@ pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::
     .await?;
     counter.count(S::DONE);
     Ok((StatusCode::CREATED, AppJson(answer)))
+}
+
+/// What a `PUT`'s claim leads to: a fresh claim continues with the effect (for the row created
+/// at the time it gives); any other is answered at once, with the outcome it is counted as (a
+/// replay its stored answer, 200, `replayed`; another body 422 and a compensated order 409, both
+/// `refused`). One rule for a transaction of its own and for a batch.
+pub(crate) fn effect_or_answer(
+    claim: ActionClaim,
+    order_id: Uuid,
+) -> ControlFlow<(Answer, &'static str), DateTime<Utc>> {
+    match claim {
+        ActionClaim::Fresh { created_at } => ControlFlow::Continue(created_at),
+        ActionClaim::Replay(stored) => ControlFlow::Break((Ok((StatusCode::OK, AppJson(stored))), "replayed")),
+        ActionClaim::Mismatch => ControlFlow::Break((Err(AppError::idempotency_mismatch(order_id)), "refused")),
+        ActionClaim::Compensated => ControlFlow::Break((Err(AppError::already_compensated(order_id)), "refused")),
+    }
 }
 
 /// A `DELETE`: claims the compensation of `order_id`; if the step was done, runs `undo` with the
