@@ -320,6 +320,8 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
 /// What a service's route builder gets at start-up.
 #[derive(Debug)]
 pub struct Boot {
+    /// The service in the suite's table (a participant's step is served at its resource).
+    pub service: &'static crate::suite::Service,
     /// The process environment (for service-specific settings).
     pub env: crate::config::Env,
     /// The common settings.
@@ -356,7 +358,7 @@ pub async fn run(
     let pool = crate::db::pool(&config)?;
     crate::db::migrate(&pool, migrator, config.db_startup_timeout).await?;
     let faults = faults::Faults::new(config.faults.clone());
-    let boot = Boot { env, config, pool, faults, readiness: Readiness::default() };
+    let boot = Boot { service, env, config, pool, faults, readiness: Readiness::default() };
     let spec = routes(&boot)?;
     Application::build_with(&boot.config, spec, boot.pool, metrics, boot.faults, boot.readiness)
         .await?

@@ -21,9 +21,5 @@ pub fn main() -> std::process::ExitCode {
 
 /// Runs the service until SIGTERM/Ctrl-C.
 pub async fn run() -> anyhow::Result<()> {
-    saga_shared::server::run(SERVICE, &MIGRATOR, |boot| {
-        metric_definitions::describe();
-        Ok(routes::spec(boot))
-    })
-    .await
+    saga_shared::server::run(SERVICE, &MIGRATOR, routes::spec).await
 }

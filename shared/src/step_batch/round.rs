@@ -34,7 +34,7 @@ pub(super) async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<P
             metrics::counter!(STEP_BATCHED_REQUESTS_TOTAL, "step" => S::TABLE.0).increment(answers.len() as u64);
             for (pending, (answer, outcome)) in round.into_iter().zip(answers) {
                 if let Some(outcome) = outcome {
-                    S::COUNTER.count(outcome);
+                    S::ACT_COUNTER.count(outcome);
                 }
                 let _ = pending.reply.send(answer); // a request that gave up no longer listens
             }
