@@ -346,8 +346,19 @@ fn serves_its_resource(service: &crate::suite::Service, openapi: &utoipa::openap
     Ok(())
 }
 
+/// A participant's whole process, what its `main` returns: [`block_on_main`] around `run`.
+/// A participant supplies only what differs: its place in the suite's table, its migrations and
+/// its routes (its step's, through [`crate::step::spec`], and any others).
+pub fn participant_main(
+    service: &'static crate::suite::Service,
+    migrator: &'static sqlx::migrate::Migrator,
+    routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
+) -> std::process::ExitCode {
+    block_on_main(service.name, run(service, migrator, routes))
+}
+
 /// The whole life of a participant (telemetry is [`block_on_main`]'s): config → pool and migrations → routes → serve.
-pub async fn run(
+async fn run(
     service: &'static crate::suite::Service,
     migrator: &'static sqlx::migrate::Migrator,
     routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
