@@ -119,3 +119,86 @@ fn with_dependencies<T: ToSchema>(schemas: &mut Vec<(String, RefOr<Schema>)>) {
     schemas.push((T::name().into_owned(), T::schema()));
     T::schemas(schemas);
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use serde_json::Value;
+    use sqlx::PgConnection;
+    use uuid::Uuid;
+
+    use super::{OperationDocs, StepDocs, document};
+    use crate::{
+        AppError,
+        api::{Payment, PaymentRequest},
+        ledger::StepTable,
+        step::{OutcomeCounter, Step},
+    };
+
+    /// A step that is only ever described, never run.
+    struct Described;
+
+    impl Step for Described {
+        type Request = PaymentRequest;
+        type Record = Payment;
+        const TABLE: StepTable = StepTable("payments");
+        const ACT_COUNTER: OutcomeCounter = OutcomeCounter("captures_total");
+        const DONE: &'static str = "captured";
+        const UNDO_COUNTER: OutcomeCounter = OutcomeCounter("refunds_total");
+        const UNDONE: &'static str = "refunded";
+        const RECORD: &'static str = "payment";
+        const DOCS: StepDocs = StepDocs {
+            act: OperationDocs { id: "capture", summary: "Captures.", answer: "Captured" },
+            refusals: &[(402, "Declined"), (409, "Already refunded")],
+            undo: OperationDocs { id: "refund", summary: "Refunds.", answer: "Refunded" },
+            read: OperationDocs { id: "get_payment", summary: "The payment.", answer: "The payment" },
+        };
+
+        async fn effect(
+            &self,
+            _: &mut PgConnection,
+            _: Uuid,
+            _: &PaymentRequest,
+            _: chrono::DateTime<chrono::Utc>,
+        ) -> Result<Value, AppError> {
+            Err(anyhow::anyhow!("only described").into())
+        }
+
+        async fn undo(&self, _: &mut PgConnection, _: Uuid, _: PaymentRequest) -> Result<(), AppError> {
+            Err(anyhow::anyhow!("only described").into())
+        }
+
+        async fn read(&self, _: &mut PgConnection, _: Uuid) -> Result<Option<Payment>, sqlx::Error> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_steps_endpoints_are_described_from_its_types_and_its_words() {
+        let doc = serde_json::to_value(document::<Described>("payment", "/payments/{order_id}")).unwrap();
+        let item = &doc["paths"]["/payments/{order_id}"];
+        let statuses =
+            |method: &str| item[method]["responses"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        assert_eq!(statuses("put"), ["200", "201", "400", "402", "409", "413", "415", "422", "503"]);
+        assert_eq!(statuses("delete"), ["200", "400", "413", "415", "422", "503"]);
+        assert_eq!(statuses("get"), ["200", "400", "404", "503"]);
+        for (method, id) in [("put", "capture"), ("delete", "refund"), ("get", "get_payment")] {
+            assert_eq!(item[method]["operationId"], id);
+            assert_eq!(item[method]["tags"], serde_json::json!(["payment"]));
+            assert_eq!(item[method]["parameters"][0]["name"], "order_id");
+            assert_eq!(
+                item[method]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/Payment"
+            );
+        }
+        assert_eq!(item["put"]["responses"]["201"]["description"], "Captured");
+        assert_eq!(item["put"]["responses"]["402"]["description"], "Declined");
+        assert_eq!(
+            item["put"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+            "#/components/schemas/PaymentRequest"
+        );
+        let schemas = doc["components"]["schemas"].as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+        // The request's and the record's schemas, with those they refer to.
+        assert_eq!(schemas, ["AmountCents", "CustomerId", "Payment", "PaymentRequest", "PaymentStatus", "Problem"]);
+    }
+}
