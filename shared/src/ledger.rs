@@ -158,34 +158,6 @@ pub async fn mark_compensated(conn: &mut PgConnection, table: StepTable, order_i
     Ok(())
 }
 
-/// A `PUT` that may go on: either first time, or a replay to answer with the stored response.
-#[derive(Debug)]
-pub enum Begun {
-    /// Do the effect now; the row is created at `created_at`.
-    Fresh {
-        /// The row's creation time (the transaction's), for the response.
-        created_at: chrono::DateTime<chrono::Utc>,
-    },
-    /// Answer 200 with this stored response; change nothing.
-    Replay(Value),
-}
-
-/// [`claim_action`] with the refusals turned into their problem answers
-/// (another body → 422, compensated or tombstoned → 409).
-pub async fn begin_action(
-    conn: &mut PgConnection,
-    table: StepTable,
-    order_id: Uuid,
-    request: &Value,
-) -> Result<Begun, crate::AppError> {
-    match claim_action(conn, table, order_id, request).await? {
-        ActionClaim::Fresh { created_at } => Ok(Begun::Fresh { created_at }),
-        ActionClaim::Replay(stored) => Ok(Begun::Replay(stored)),
-        ActionClaim::Mismatch => Err(crate::AppError::idempotency_mismatch(order_id)),
-        ActionClaim::Compensated => Err(crate::AppError::already_compensated(order_id)),
-    }
-}
-
 /// [`claim_action`] for many orders at once (distinct ids), in one round trip when all are new:
 /// inserts every claim it can, then reads back the ledger rows of the rest. Returns each order's
 /// claim, in the order of `requests`.

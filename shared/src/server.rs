@@ -320,6 +320,8 @@ pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
 /// What a service's route builder gets at start-up.
 #[derive(Debug)]
 pub struct Boot {
+    /// The service in the suite's table (a participant's step is served at its resource).
+    pub service: &'static crate::suite::Service,
     /// The process environment (for service-specific settings).
     pub env: crate::config::Env,
     /// The common settings.
@@ -344,8 +346,19 @@ fn serves_its_resource(service: &crate::suite::Service, openapi: &utoipa::openap
     Ok(())
 }
 
+/// A participant's whole process, what its `main` returns: [`block_on_main`] around `run`.
+/// A participant supplies only what differs: its place in the suite's table, its migrations and
+/// its routes (its step's, through [`crate::step::spec`], and any others).
+pub fn participant_main(
+    service: &'static crate::suite::Service,
+    migrator: &'static sqlx::migrate::Migrator,
+    routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
+) -> std::process::ExitCode {
+    block_on_main(service.name, run(service, migrator, routes))
+}
+
 /// The whole life of a participant (telemetry is [`block_on_main`]'s): config → pool and migrations → routes → serve.
-pub async fn run(
+async fn run(
     service: &'static crate::suite::Service,
     migrator: &'static sqlx::migrate::Migrator,
     routes: impl FnOnce(&Boot) -> anyhow::Result<ServiceSpec>,
@@ -356,7 +369,7 @@ pub async fn run(
     let pool = crate::db::pool(&config)?;
     crate::db::migrate(&pool, migrator, config.db_startup_timeout).await?;
     let faults = faults::Faults::new(config.faults.clone());
-    let boot = Boot { env, config, pool, faults, readiness: Readiness::default() };
+    let boot = Boot { service, env, config, pool, faults, readiness: Readiness::default() };
     let spec = routes(&boot)?;
     Application::build_with(&boot.config, spec, boot.pool, metrics, boot.faults, boot.readiness)
         .await?

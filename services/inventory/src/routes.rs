@@ -3,16 +3,15 @@
 use saga_shared::ProblemType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{Router, extract::State, routing::get};
 use chrono::{DateTime, Utc};
 use saga_shared::{
     AppError, AppJson, AppPath, Problem,
-    api::{AmountCents, Item, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
-    error::{ReadErrors, StepErrors},
+    api::{AmountCents, Product, Reservation, ReservationRequest, ReservationStatus, Sku},
+    error::ReadErrors,
     ledger::StepTable,
     server::{Boot, ServiceSpec},
-    step::{self, Fresh, OutcomeCounter, Step},
-    step_batch::Steps,
+    step::{self, Fresh, OperationDocs, OutcomeCounter, Step, StepDocs},
 };
 use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
@@ -20,47 +19,29 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, RESERVATIONS},
-    metric_definitions::{RELEASES_TOTAL, RESERVATIONS_TOTAL},
+    metric_definitions::{self, RELEASES_TOTAL, RESERVATIONS_TOTAL},
 };
 
 const RESERVATIONS_COUNTER: OutcomeCounter = OutcomeCounter(RESERVATIONS_TOTAL);
-const RELEASES: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
 
+/// The document's info and tag, and the product reads (the reservation endpoints are the
+/// step's: [`step::spec`]).
 #[derive(OpenApi)]
 #[openapi(
-    paths(reserve, release, get_reservation, get_product, list_products),
-    components(schemas(ReservationRequest, Reservation, ReservationStatus, Item, Product, Problem)),
+    paths(get_product, list_products),
+    components(schemas(Product, Problem)),
     tags((name = "inventory", description = "Stock reservations per order"))
 )]
 struct ApiDoc;
 
-/// The service's business routes and their OpenAPI document.
-pub fn spec(boot: &Boot) -> ServiceSpec {
-    let routes = Router::new()
-        .route("/reservations/{order_id}", get(get_reservation).put(reserve).delete(release))
+/// The service's routes and their OpenAPI document.
+pub fn spec(boot: &Boot) -> anyhow::Result<ServiceSpec> {
+    metric_definitions::describe();
+    let products = Router::new()
         .route("/products", get(list_products))
         .route("/products/{sku}", get(get_product))
-        .with_state(Steps::start(Reserve, boot));
-    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
-}
-
-/// Reserves every line of the order, or nothing.
-#[utoipa::path(put, path = "/reservations/{order_id}", tag = "inventory",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    request_body = ReservationRequest,
-    responses(
-        (status = 201, description = "Reserved", body = Reservation),
-        (status = 200, description = "Replay: the stored result, nothing changed", body = Reservation),
-        (status = 409, description = "Out of stock, or the order's reservation was already released", body = Problem, content_type = "application/problem+json"),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(steps, body))]
-async fn reserve(
-    State(steps): State<Steps<Reserve>>,
-    AppPath(order_id): AppPath<Uuid>,
-    AppJson(body): AppJson<ReservationRequest>,
-) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    steps.act(order_id, body).await
+        .with_state(boot.pool.clone());
+    step::spec(Reserve, boot, products, ApiDoc::openapi())
 }
 
 /// The reservation step: takes each line's stock, all lines or none.
@@ -68,9 +49,28 @@ struct Reserve;
 
 impl Step for Reserve {
     type Request = ReservationRequest;
+    type Record = Reservation;
     const TABLE: StepTable = RESERVATIONS;
-    const COUNTER: OutcomeCounter = RESERVATIONS_COUNTER;
+    const ACT_COUNTER: OutcomeCounter = RESERVATIONS_COUNTER;
     const DONE: &'static str = "reserved";
+    const UNDO_COUNTER: OutcomeCounter = OutcomeCounter(RELEASES_TOTAL);
+    const UNDONE: &'static str = "released";
+    const RECORD: &'static str = "reservation";
+    const DOCS: StepDocs = StepDocs {
+        act: OperationDocs {
+            id: "reserve",
+            summary: "Reserves every line of the order, or nothing.",
+            answer: "Reserved",
+        },
+        refusals: &[(409, "Out of stock, or the order's reservation was already released")],
+        undo: OperationDocs {
+            id: "release",
+            summary: "Releases the order's reservation (the compensation). Releasing what was never reserved\n\
+                      records a tombstone, so a late reservation for this order is refused.",
+            answer: "Released (or never reserved, now tombstoned)",
+        },
+        read: OperationDocs { id: "get_reservation", summary: "The order's reservation.", answer: "The reservation" },
+    };
 
     async fn effect(
         &self,
@@ -122,6 +122,23 @@ impl Step for Reserve {
             write_taken(tx, &taken).await?;
         }
         Ok(results)
+    }
+
+    /// Gives every line's stock back, under the same locks a reservation takes.
+    async fn undo(&self, tx: &mut PgConnection, order_id: Uuid, request: ReservationRequest) -> Result<(), AppError> {
+        let lines = request.items.merged();
+        let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
+        db::lock_products(tx, &skus).await?;
+        if db::return_stock(tx, &lines).await? != lines.len() as u64 {
+            // Reserved counts are only ever raised by the reservation being undone here, so
+            // this means the data was edited by hand: refuse rather than invent stock.
+            return Err(anyhow::anyhow!("reserved stock does not cover order {order_id}'s reservation").into());
+        }
+        Ok(())
+    }
+
+    async fn read(&self, conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Reservation>, sqlx::Error> {
+        db::fetch_reservation(conn, order_id).await
     }
 }
 
@@ -215,51 +232,6 @@ fn check_lines(lines: &[(String, i64)], stock: &HashMap<String, db::StockRow>) -
 
 fn out_of_stock(detail: String) -> AppError {
     AppError::problem(ProblemType::OutOfStock, detail)
-}
-
-/// Releases the order's reservation (the compensation). Releasing what was never reserved
-/// records a tombstone, so a late reservation for this order is refused.
-#[utoipa::path(delete, path = "/reservations/{order_id}", tag = "inventory",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses(
-        (status = 200, description = "Released (or never reserved, now tombstoned)", body = Reservation),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(pool))]
-async fn release(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Reservation>, AppError> {
-    let undo = async |tx: &mut sqlx::PgConnection, request: ReservationRequest| {
-        let lines = request.items.merged();
-        let skus: Vec<String> = lines.iter().map(|(sku, _)| sku.clone()).collect();
-        db::lock_products(tx, &skus).await?;
-        if db::return_stock(tx, &lines).await? != lines.len() as u64 {
-            // Reserved counts are only ever raised by the reservation being undone here, so
-            // this means the data was edited by hand: refuse rather than invent stock.
-            return Err(anyhow::anyhow!("reserved stock does not cover order {order_id}'s reservation").into());
-        }
-        Ok(())
-    };
-    step::compensate(&pool, RESERVATIONS, RELEASES, "released", order_id, undo, async |tx| {
-        db::fetch_reservation(tx, order_id).await
-    })
-    .await
-}
-
-/// The order's reservation.
-#[utoipa::path(get, path = "/reservations/{order_id}", tag = "inventory",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses((status = 200, description = "The reservation", body = Reservation), ReadErrors))]
-async fn get_reservation(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Reservation>, AppError> {
-    let mut conn = pool.acquire().await?;
-    db::fetch_reservation(&mut conn, order_id)
-        .await?
-        .map(AppJson)
-        .ok_or_else(|| AppError::not_found("reservation for order", order_id))
 }
 
 /// One product's price and stock.

@@ -1,61 +1,35 @@
 //! Notification's HTTP routes: the order confirmation (the saga step).
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use saga_shared::{
-    AppError, AppJson, AppPath, Problem,
+    AppError, Problem,
     api::{Notification, NotificationRequest, NotificationStatus},
-    error::{ReadErrors, StepErrors},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
-    step::{self, OutcomeCounter, Step},
-    step_batch::Steps,
+    step::{self, OperationDocs, OutcomeCounter, Step, StepDocs},
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::{
     db::{self, NOTIFICATIONS},
-    metric_definitions::{CANCELLATIONS_TOTAL, CONFIRMATIONS_TOTAL},
+    metric_definitions::{self, CANCELLATIONS_TOTAL, CONFIRMATIONS_TOTAL},
 };
 
-const CONFIRMATIONS: OutcomeCounter = OutcomeCounter(CONFIRMATIONS_TOTAL);
-const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
-
+/// The document's info and tag (the notification endpoints are the step's: [`step::spec`]).
 #[derive(OpenApi)]
 #[openapi(
-    paths(send_confirmation, send_cancellation, get_notification),
-    components(schemas(NotificationRequest, Notification, NotificationStatus, Problem)),
+    components(schemas(Problem)),
     tags((name = "notification", description = "Order confirmations and cancellation notices"))
 )]
 struct ApiDoc;
 
-/// The service's business routes and their OpenAPI document.
-pub fn spec(boot: &Boot) -> ServiceSpec {
-    let routes = Router::new()
-        .route("/notifications/{order_id}", get(get_notification).put(send_confirmation).delete(send_cancellation))
-        .with_state(Steps::start(Confirm, boot));
-    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
-}
-
-/// Sends (records) the order confirmation.
-#[utoipa::path(put, path = "/notifications/{order_id}", tag = "notification",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    request_body = NotificationRequest,
-    responses(
-        (status = 201, description = "Confirmation sent", body = Notification),
-        (status = 200, description = "Replay: the stored result, nothing changed", body = Notification),
-        (status = 409, description = "The order was already cancelled", body = Problem, content_type = "application/problem+json"),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(steps, body))]
-async fn send_confirmation(
-    State(steps): State<Steps<Confirm>>,
-    AppPath(order_id): AppPath<Uuid>,
-    AppJson(body): AppJson<NotificationRequest>,
-) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    steps.act(order_id, body).await
+/// The service's routes and their OpenAPI document.
+pub fn spec(boot: &Boot) -> anyhow::Result<ServiceSpec> {
+    metric_definitions::describe();
+    step::spec(Confirm, boot, Router::new(), ApiDoc::openapi())
 }
 
 /// The notification step: records the confirmation sent to the customer.
@@ -63,9 +37,32 @@ struct Confirm;
 
 impl Step for Confirm {
     type Request = NotificationRequest;
+    type Record = Notification;
     const TABLE: StepTable = NOTIFICATIONS;
-    const COUNTER: OutcomeCounter = CONFIRMATIONS;
+    const ACT_COUNTER: OutcomeCounter = OutcomeCounter(CONFIRMATIONS_TOTAL);
     const DONE: &'static str = "sent";
+    const UNDO_COUNTER: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
+    const UNDONE: &'static str = "notice_sent";
+    const RECORD: &'static str = "notification";
+    const DOCS: StepDocs = StepDocs {
+        act: OperationDocs {
+            id: "send_confirmation",
+            summary: "Sends (records) the order confirmation.",
+            answer: "Confirmation sent",
+        },
+        refusals: &[(409, "The order was already cancelled")],
+        undo: OperationDocs {
+            id: "send_cancellation",
+            summary: "Compensates the confirmation: sends a cancellation notice if a confirmation went out; if none\n\
+                      did, records a tombstone so a late confirmation is refused.",
+            answer: "Cancellation notice sent (or never confirmed, now tombstoned)",
+        },
+        read: OperationDocs {
+            id: "get_notification",
+            summary: "The order's notification record.",
+            answer: "The notification record",
+        },
+    };
 
     async fn effect(
         &self,
@@ -87,43 +84,15 @@ impl Step for Confirm {
         };
         Ok(serde_json::to_value(&notification).map_err(anyhow::Error::from)?)
     }
-}
 
-/// Compensates the confirmation: sends a cancellation notice if a confirmation went out; if none
-/// did, records a tombstone so a late confirmation is refused.
-#[utoipa::path(delete, path = "/notifications/{order_id}", tag = "notification",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses(
-        (status = 200, description = "Cancellation notice sent (or never confirmed, now tombstoned)", body = Notification),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(pool))]
-async fn send_cancellation(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Notification>, AppError> {
-    let undo = async |tx: &mut sqlx::PgConnection, request: NotificationRequest| {
+    /// Sends (records) the cancellation notice for the confirmation that went out.
+    async fn undo(&self, tx: &mut PgConnection, order_id: Uuid, request: NotificationRequest) -> Result<(), AppError> {
         let notice =
             format!("Dear {}, your order {order_id} was cancelled; any payment is refunded.", request.customer_id);
         Ok(db::record_cancellation_notice(tx, order_id, &notice).await?)
-    };
-    step::compensate(&pool, NOTIFICATIONS, CANCELLATIONS, "notice_sent", order_id, undo, async |tx| {
-        db::fetch_notification(tx, order_id).await
-    })
-    .await
-}
+    }
 
-/// The order's notification record.
-#[utoipa::path(get, path = "/notifications/{order_id}", tag = "notification",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses((status = 200, description = "The notification record", body = Notification), ReadErrors))]
-async fn get_notification(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Notification>, AppError> {
-    let mut conn = pool.acquire().await?;
-    db::fetch_notification(&mut conn, order_id)
-        .await?
-        .map(AppJson)
-        .ok_or_else(|| AppError::not_found("notification for order", order_id))
+    async fn read(&self, conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Notification>, sqlx::Error> {
+        db::fetch_notification(conn, order_id).await
+    }
 }

@@ -3,16 +3,15 @@
 use saga_shared::ProblemType;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::{Router, extract::State, routing::get};
 use chrono::{DateTime, Utc};
 use saga_shared::{
     AppError, AppJson, AppPath, Problem,
     api::{Account, CustomerId, Payment, PaymentRequest, PaymentStatus},
-    error::{ReadErrors, StepErrors},
+    error::ReadErrors,
     ledger::StepTable,
     server::{Boot, ServiceSpec},
-    step::{self, Fresh, OutcomeCounter, Step},
-    step_batch::Steps,
+    step::{self, Fresh, OperationDocs, OutcomeCounter, Step, StepDocs},
 };
 use sqlx::{PgConnection, PgPool};
 use utoipa::OpenApi;
@@ -20,47 +19,26 @@ use uuid::Uuid;
 
 use crate::{
     db::{self, PAYMENTS},
-    metric_definitions::{CAPTURES_TOTAL, REFUNDS_TOTAL},
+    metric_definitions::{self, CAPTURES_TOTAL, REFUNDS_TOTAL},
 };
 
 const CAPTURES: OutcomeCounter = OutcomeCounter(CAPTURES_TOTAL);
-const REFUNDS: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
 
+/// The document's info and tag, and the account read (the payment endpoints are the step's:
+/// [`step::spec`]).
 #[derive(OpenApi)]
 #[openapi(
-    paths(capture, refund, get_payment, get_account),
-    components(schemas(PaymentRequest, Payment, PaymentStatus, Account, Problem)),
+    paths(get_account),
+    components(schemas(Account, Problem)),
     tags((name = "payment", description = "Payments per order"))
 )]
 struct ApiDoc;
 
-/// The service's business routes and their OpenAPI document.
-pub fn spec(boot: &Boot) -> ServiceSpec {
-    let routes = Router::new()
-        .route("/payments/{order_id}", get(get_payment).put(capture).delete(refund))
-        .route("/accounts/{customer_id}", get(get_account))
-        .with_state(Steps::start(Capture, boot));
-    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
-}
-
-/// Captures the order's payment from the customer's balance.
-#[utoipa::path(put, path = "/payments/{order_id}", tag = "payment",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    request_body = PaymentRequest,
-    responses(
-        (status = 201, description = "Captured", body = Payment),
-        (status = 200, description = "Replay: the stored result, nothing changed", body = Payment),
-        (status = 402, description = "Declined: balance too low or card refused", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The order's payment was already refunded", body = Problem, content_type = "application/problem+json"),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(steps, body))]
-async fn capture(
-    State(steps): State<Steps<Capture>>,
-    AppPath(order_id): AppPath<Uuid>,
-    AppJson(body): AppJson<PaymentRequest>,
-) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    steps.act(order_id, body).await
+/// The service's routes and their OpenAPI document.
+pub fn spec(boot: &Boot) -> anyhow::Result<ServiceSpec> {
+    metric_definitions::describe();
+    let accounts = Router::new().route("/accounts/{customer_id}", get(get_account)).with_state(boot.pool.clone());
+    step::spec(Capture, boot, accounts, ApiDoc::openapi())
 }
 
 /// The payment step: debits the customer's balance.
@@ -68,9 +46,31 @@ struct Capture;
 
 impl Step for Capture {
     type Request = PaymentRequest;
+    type Record = Payment;
     const TABLE: StepTable = PAYMENTS;
-    const COUNTER: OutcomeCounter = CAPTURES;
+    const ACT_COUNTER: OutcomeCounter = CAPTURES;
     const DONE: &'static str = "captured";
+    const UNDO_COUNTER: OutcomeCounter = OutcomeCounter(REFUNDS_TOTAL);
+    const UNDONE: &'static str = "refunded";
+    const RECORD: &'static str = "payment";
+    const DOCS: StepDocs = StepDocs {
+        act: OperationDocs {
+            id: "capture",
+            summary: "Captures the order's payment from the customer's balance.",
+            answer: "Captured",
+        },
+        refusals: &[
+            (402, "Declined: balance too low or card refused"),
+            (409, "The order's payment was already refunded"),
+        ],
+        undo: OperationDocs {
+            id: "refund",
+            summary: "Refunds the order's payment (the compensation). Refunding what was never captured records a\n\
+                      tombstone, so a late capture for this order is refused.",
+            answer: "Refunded (or never captured, now tombstoned)",
+        },
+        read: OperationDocs { id: "get_payment", summary: "The order's payment.", answer: "The payment" },
+    };
 
     async fn effect(
         &self,
@@ -130,6 +130,18 @@ impl Step for Capture {
         }
         Ok(results)
     }
+
+    /// Credits the captured amount back to the customer's balance.
+    async fn undo(&self, tx: &mut PgConnection, order_id: Uuid, request: PaymentRequest) -> Result<(), AppError> {
+        if !db::credit(tx, request.customer_id.as_str(), request.amount_cents.get()).await? {
+            return Err(anyhow::anyhow!("account {} of order {order_id} is gone", request.customer_id).into());
+        }
+        Ok(())
+    }
+
+    async fn read(&self, conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Payment>, sqlx::Error> {
+        db::fetch_payment(conn, order_id).await
+    }
 }
 
 /// Decides one debit against the locked `accounts` and, if it is accepted, takes it from the
@@ -179,43 +191,6 @@ fn refusal(customer: &str, amount: i64, always_decline: Option<bool>) -> AppErro
             )
         }
     }
-}
-
-/// Refunds the order's payment (the compensation). Refunding what was never captured records a
-/// tombstone, so a late capture for this order is refused.
-#[utoipa::path(delete, path = "/payments/{order_id}", tag = "payment",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses(
-        (status = 200, description = "Refunded (or never captured, now tombstoned)", body = Payment),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(pool))]
-async fn refund(State(pool): State<PgPool>, AppPath(order_id): AppPath<Uuid>) -> Result<AppJson<Payment>, AppError> {
-    let undo = async |tx: &mut sqlx::PgConnection, request: PaymentRequest| {
-        if !db::credit(tx, request.customer_id.as_str(), request.amount_cents.get()).await? {
-            return Err(anyhow::anyhow!("account {} of order {order_id} is gone", request.customer_id).into());
-        }
-        Ok(())
-    };
-    step::compensate(&pool, PAYMENTS, REFUNDS, "refunded", order_id, undo, async |tx| {
-        db::fetch_payment(tx, order_id).await
-    })
-    .await
-}
-
-/// The order's payment.
-#[utoipa::path(get, path = "/payments/{order_id}", tag = "payment",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses((status = 200, description = "The payment", body = Payment), ReadErrors))]
-async fn get_payment(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Payment>, AppError> {
-    let mut conn = pool.acquire().await?;
-    db::fetch_payment(&mut conn, order_id)
-        .await?
-        .map(AppJson)
-        .ok_or_else(|| AppError::not_found("payment for order", order_id))
 }
 
 /// A customer's balance.

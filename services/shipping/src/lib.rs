@@ -7,23 +7,9 @@ mod db;
 mod metric_definitions;
 mod routes;
 
-use sqlx::migrate::Migrator;
-
-/// This service in the suite's table: name (schema, log field, metric label), default port, step.
-pub const SERVICE: &saga_shared::suite::Service = &saga_shared::suite::SHIPPING;
-
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/shipping");
-
-/// The process entry point (see [`saga_shared::server::block_on_main`] for why it lives here).
+/// The process entry point: a participant's life ([`saga_shared::server::participant_main`])
+/// around this service's migrations and routes.
 pub fn main() -> std::process::ExitCode {
-    saga_shared::server::block_on_main(SERVICE.name, run())
-}
-
-/// Runs the service until SIGTERM/Ctrl-C.
-pub async fn run() -> anyhow::Result<()> {
-    saga_shared::server::run(SERVICE, &MIGRATOR, |boot| {
-        metric_definitions::describe();
-        Ok(routes::spec(boot))
-    })
-    .await
+    static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/shipping");
+    saga_shared::server::participant_main(&saga_shared::suite::SHIPPING, &MIGRATOR, routes::spec)
 }

@@ -1,43 +1,35 @@
 //! Shipping's HTTP routes: shipments (the saga step).
 
-use axum::{Router, extract::State, http::StatusCode, routing::get};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use saga_shared::ProblemType;
 use saga_shared::{
-    AppError, AppJson, AppPath, Problem,
-    api::{Address, Shipment, ShipmentRequest, ShipmentStatus},
-    error::{ReadErrors, StepErrors},
+    AppError, Problem,
+    api::{Shipment, ShipmentRequest, ShipmentStatus},
     ledger::StepTable,
     server::{Boot, ServiceSpec},
-    step::{self, Fresh, OutcomeCounter, Step},
-    step_batch::Steps,
+    step::{self, Fresh, OperationDocs, OutcomeCounter, Step, StepDocs},
 };
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
 use crate::{
     db::{self, SHIPMENTS},
-    metric_definitions::{CANCELLATIONS_TOTAL, SHIPMENTS_TOTAL},
+    metric_definitions::{self, CANCELLATIONS_TOTAL, SHIPMENTS_TOTAL},
 };
 
 const SHIPMENTS_COUNTER: OutcomeCounter = OutcomeCounter(SHIPMENTS_TOTAL);
-const CANCELLATIONS: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
 
+/// The document's info and tag (the shipment endpoints are the step's: [`step::spec`]).
 #[derive(OpenApi)]
-#[openapi(
-    paths(create_shipment, cancel_shipment, get_shipment),
-    components(schemas(ShipmentRequest, Address, Shipment, ShipmentStatus, Problem)),
-    tags((name = "shipping", description = "Shipments per order"))
-)]
+#[openapi(components(schemas(Problem)), tags((name = "shipping", description = "Shipments per order")))]
 struct ApiDoc;
 
-/// The service's business routes and their OpenAPI document.
-pub fn spec(boot: &Boot) -> ServiceSpec {
-    let routes = Router::new()
-        .route("/shipments/{order_id}", get(get_shipment).put(create_shipment).delete(cancel_shipment))
-        .with_state(Steps::start(Ship, boot));
-    ServiceSpec { service: crate::SERVICE, routes, openapi: ApiDoc::openapi() }
+/// The service's routes and their OpenAPI document.
+pub fn spec(boot: &Boot) -> anyhow::Result<ServiceSpec> {
+    metric_definitions::describe();
+    step::spec(Ship, boot, Router::new(), ApiDoc::openapi())
 }
 
 /// A tracking number derived from the order id: the same order always gets the same one.
@@ -46,33 +38,33 @@ fn tracking_number(order_id: Uuid) -> String {
     format!("TRK-{}", &hex[..16])
 }
 
-/// Books the order's shipment.
-#[utoipa::path(put, path = "/shipments/{order_id}", tag = "shipping",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    request_body = ShipmentRequest,
-    responses(
-        (status = 201, description = "Shipment created", body = Shipment),
-        (status = 200, description = "Replay: the stored result, nothing changed", body = Shipment),
-        (status = 409, description = "The order's shipment was already cancelled", body = Problem, content_type = "application/problem+json"),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(steps, body))]
-async fn create_shipment(
-    State(steps): State<Steps<Ship>>,
-    AppPath(order_id): AppPath<Uuid>,
-    AppJson(body): AppJson<ShipmentRequest>,
-) -> Result<(StatusCode, AppJson<serde_json::Value>), AppError> {
-    steps.act(order_id, body).await
-}
-
 /// The shipping step: books a shipment where a carrier delivers.
 struct Ship;
 
 impl Step for Ship {
     type Request = ShipmentRequest;
+    type Record = Shipment;
     const TABLE: StepTable = SHIPMENTS;
-    const COUNTER: OutcomeCounter = SHIPMENTS_COUNTER;
+    const ACT_COUNTER: OutcomeCounter = SHIPMENTS_COUNTER;
     const DONE: &'static str = "created";
+    const UNDO_COUNTER: OutcomeCounter = OutcomeCounter(CANCELLATIONS_TOTAL);
+    const UNDONE: &'static str = "cancelled";
+    const RECORD: &'static str = "shipment";
+    const DOCS: StepDocs = StepDocs {
+        act: OperationDocs {
+            id: "create_shipment",
+            summary: "Books the order's shipment.",
+            answer: "Shipment created",
+        },
+        refusals: &[(409, "The order's shipment was already cancelled")],
+        undo: OperationDocs {
+            id: "cancel_shipment",
+            summary: "Cancels the order's shipment (the compensation). Cancelling what was never booked records a\n\
+                      tombstone, so a late booking for this order is refused.",
+            answer: "Cancelled (or never created, now tombstoned)",
+        },
+        read: OperationDocs { id: "get_shipment", summary: "The order's shipment.", answer: "The shipment" },
+    };
 
     async fn effect(
         &self,
@@ -103,6 +95,16 @@ impl Step for Ship {
         }
         Ok(results)
     }
+
+    /// Nothing has left the warehouse yet in this model: cancelling is the ledger's state
+    /// change itself.
+    async fn undo(&self, _: &mut PgConnection, _: Uuid, _: ShipmentRequest) -> Result<(), AppError> {
+        Ok(())
+    }
+
+    async fn read(&self, conn: &mut PgConnection, order_id: Uuid) -> Result<Option<Shipment>, sqlx::Error> {
+        db::fetch_shipment(conn, order_id).await
+    }
 }
 
 /// The shipment's answer, or its refusal (counted) when no carrier delivers to its country
@@ -129,40 +131,4 @@ fn ship(
         updated_at: created_at,
     };
     Ok(serde_json::to_value(&shipment).map_err(anyhow::Error::from)?)
-}
-
-/// Cancels the order's shipment (the compensation). Cancelling what was never booked records a
-/// tombstone, so a late booking for this order is refused.
-#[utoipa::path(delete, path = "/shipments/{order_id}", tag = "shipping",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses(
-        (status = 200, description = "Cancelled (or never created, now tombstoned)", body = Shipment),
-        StepErrors,
-    ))]
-#[tracing::instrument(skip(pool))]
-async fn cancel_shipment(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Shipment>, AppError> {
-    // Nothing has left the warehouse yet in this model: cancelling is the state change itself.
-    let undo = async |_: &mut sqlx::PgConnection, _: ShipmentRequest| Ok(());
-    step::compensate(&pool, SHIPMENTS, CANCELLATIONS, "cancelled", order_id, undo, async |tx| {
-        db::fetch_shipment(tx, order_id).await
-    })
-    .await
-}
-
-/// The order's shipment.
-#[utoipa::path(get, path = "/shipments/{order_id}", tag = "shipping",
-    params(("order_id" = Uuid, Path, description = "The order")),
-    responses((status = 200, description = "The shipment", body = Shipment), ReadErrors))]
-async fn get_shipment(
-    State(pool): State<PgPool>,
-    AppPath(order_id): AppPath<Uuid>,
-) -> Result<AppJson<Shipment>, AppError> {
-    let mut conn = pool.acquire().await?;
-    db::fetch_shipment(&mut conn, order_id)
-        .await?
-        .map(AppJson)
-        .ok_or_else(|| AppError::not_found("shipment for order", order_id))
 }

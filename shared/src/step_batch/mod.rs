@@ -30,7 +30,6 @@ mod round;
 
 use std::{panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
-use axum::extract::FromRef;
 use futures::FutureExt as _;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -71,8 +70,8 @@ struct Pending<S: Step> {
     reply: oneshot::Sender<Answer>,
 }
 
-/// The handle a service's `PUT` route acts through (its router state; the pool is reachable
-/// from it, so the other routes keep `State<PgPool>`).
+/// The handle a participant's step endpoints work through (their router state): the `PUT`
+/// acts through its queue, the `DELETE` and `GET` use its pool and step directly.
 pub struct Steps<S: Step> {
     pool: PgPool,
     step: Arc<S>,
@@ -92,16 +91,10 @@ impl<S: Step> std::fmt::Debug for Steps<S> {
     }
 }
 
-impl<S: Step> FromRef<Steps<S>> for PgPool {
-    fn from_ref(steps: &Steps<S>) -> Self {
-        steps.pool.clone()
-    }
-}
-
 impl<S: Step> Steps<S> {
     /// The step's handle on the service's pool; with `STEP_BATCHING` on, starts its supervised
     /// writer task (it ends with the last handle).
-    pub fn start(step: S, boot: &Boot) -> Self {
+    pub(crate) fn start(step: S, boot: &Boot) -> Self {
         let (pool, step) = (boot.pool.clone(), Arc::new(step));
         let queue = boot.config.step_batching.then(|| {
             let (queue, pending) = mpsc::channel(boot.config.step_queue_limit);
@@ -111,6 +104,16 @@ impl<S: Step> Steps<S> {
             queue
         });
         Self { pool, step, queue }
+    }
+
+    /// The service's pool.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The step.
+    pub(crate) fn step(&self) -> &S {
+        &self.step
     }
 
     /// The step's `PUT` for `order_id` (see [`step::act`] for the answers). With batching on,

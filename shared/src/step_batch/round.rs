@@ -1,7 +1,7 @@
 //! One round of the batch writer: its requests in one transaction, or, if that fails as a
 //! whole, each in a transaction of its own (see the parent module for why and the rules kept).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, ops::ControlFlow};
 
 use axum::http::StatusCode;
 use serde_json::Value;
@@ -11,8 +11,7 @@ use uuid::Uuid;
 
 use super::Pending;
 use crate::{
-    AppError, AppJson,
-    ledger::{self, ActionClaim},
+    AppError, AppJson, ledger,
     metrics::{STEP_BATCHED_REQUESTS_TOTAL, STEP_BATCHES_TOTAL},
     step::{self, Answer, Fresh, Step, sql_span},
 };
@@ -35,7 +34,7 @@ pub(super) async fn run_round<S: Step>(pool: &PgPool, step: &S, mut round: Vec<P
             metrics::counter!(STEP_BATCHED_REQUESTS_TOTAL, "step" => S::TABLE.0).increment(answers.len() as u64);
             for (pending, (answer, outcome)) in round.into_iter().zip(answers) {
                 if let Some(outcome) = outcome {
-                    S::COUNTER.count(outcome);
+                    S::ACT_COUNTER.count(outcome);
                 }
                 let _ = pending.reply.send(answer); // a request that gave up no longer listens
             }
@@ -75,8 +74,8 @@ async fn in_one_transaction<S: Step>(
     let mut answers: Vec<Option<(Answer, Option<&'static str>)>> = Vec::with_capacity(round.len());
     let mut fresh = Vec::new();
     for (pending, claim) in round.iter().zip(claims) {
-        answers.push(match claim {
-            ActionClaim::Fresh { created_at } => {
+        answers.push(match step::effect_or_answer(claim, pending.order_id) {
+            ControlFlow::Continue(created_at) => {
                 fresh.push(Fresh {
                     order_id: pending.order_id,
                     request: &pending.request,
@@ -85,9 +84,7 @@ async fn in_one_transaction<S: Step>(
                 });
                 None
             }
-            ActionClaim::Replay(stored) => Some((Ok((StatusCode::OK, AppJson(stored))), Some("replayed"))),
-            ActionClaim::Mismatch => Some((Err(AppError::idempotency_mismatch(pending.order_id)), Some("refused"))),
-            ActionClaim::Compensated => Some((Err(AppError::already_compensated(pending.order_id)), Some("refused"))),
+            ControlFlow::Break((answer, outcome)) => Some((answer, Some(outcome))),
         });
     }
     let results = {

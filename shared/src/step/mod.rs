@@ -1,6 +1,14 @@
-//! The skeleton every participant's step endpoints share: one transaction per request that
-//! claims the order in the step ledger, answers replays and refusals, runs the service's effect
-//! (or its undo), stores the answer and commits. A service supplies only its effect.
+//! A participant's step, written once: the [`Step`] trait a service implements (the effect, its
+//! undo and the record it reads) and the skeleton around it, one transaction per request that
+//! claims the order in the step ledger, answers replays, refusals and tombstones, runs the
+//! service's effect (or its undo), stores the answer and commits. The `PUT`, `DELETE` and `GET`
+//! endpoints over it are the same for every participant (`routes`), and so is their OpenAPI
+//! description (`openapi`).
+
+mod openapi;
+mod routes;
+
+use std::ops::ControlFlow;
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
@@ -8,12 +16,16 @@ use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use tracing::Instrument as _;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::{
     AppError, AppJson,
-    ledger::{self, Begun, CompensationClaim, StepTable},
+    ledger::{self, ActionClaim, CompensationClaim, StepTable},
 };
+
+pub use openapi::{OperationDocs, StepDocs};
+pub use routes::spec;
 
 /// Where a step endpoint counts its outcomes: `<name>{result}`.
 #[derive(Debug, Clone, Copy)]
@@ -26,18 +38,31 @@ impl OutcomeCounter {
     }
 }
 
-/// A participant's step (its `PUT`): the ledger table, how outcomes are counted, and the effect.
-/// The ledger's claim, replay and refusal rules and the stored answer are the skeleton's;
-/// [`crate::step_batch::Steps`] runs it alone or batched.
+/// A participant's step: the effect its `PUT` does ([`Step::effect`], [`Step::effects`]), the
+/// undo its `DELETE` does ([`Step::undo`]), the record both and its `GET` answer with
+/// ([`Step::read`]), and the names it is counted and documented under. The ledger's claim,
+/// replay, refusal and tombstone rules and the stored answer are the skeleton's;
+/// [`crate::step_batch::Steps`] runs the effect alone or batched.
 pub trait Step: Send + Sync + 'static {
     /// The `PUT`'s validated body (stored in the ledger, given back to the undo).
-    type Request: Serialize + Send + Sync + 'static;
+    type Request: Serialize + DeserializeOwned + ToSchema + Send + Sync + 'static;
+    /// The order's record: what `GET` and `DELETE` answer. A `PUT`'s answer is one too, as
+    /// it was when the step was done (stored, and replayed as it is).
+    type Record: Serialize + ToSchema + Send + 'static;
     /// The step ledger table.
     const TABLE: StepTable;
-    /// Where outcomes are counted.
-    const COUNTER: OutcomeCounter;
+    /// Where the `PUT`'s outcomes are counted.
+    const ACT_COUNTER: OutcomeCounter;
     /// The outcome a fresh success is counted as.
     const DONE: &'static str;
+    /// Where the `DELETE`'s outcomes are counted (`tombstone`, `replayed` or [`Step::UNDONE`]).
+    const UNDO_COUNTER: OutcomeCounter;
+    /// The outcome a compensation that undid the step is counted as.
+    const UNDONE: &'static str;
+    /// The record's name in a `GET`'s 404: "no {RECORD} for order {order_id}".
+    const RECORD: &'static str;
+    /// What the OpenAPI document says of the endpoints beyond the step's types.
+    const DOCS: StepDocs;
 
     /// Does the step for a freshly claimed order in the claiming transaction (the row created
     /// at `created_at`) and returns the answer to store. A refusal (`AppError::Client`) must be
@@ -66,6 +91,23 @@ pub trait Step: Send + Sync + 'static {
     ) -> impl std::future::Future<Output = Result<Vec<Result<Value, AppError>>, AppError>> + Send + 'a {
         effects_one_by_one(self, conn, orders)
     }
+
+    /// Undoes the step for a claimed compensation, in the claiming transaction, given the
+    /// request that did it. The ledger marks it compensated afterwards; an error rolls both back
+    /// (the compensation is then retried by its caller).
+    fn undo<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: Uuid,
+        request: Self::Request,
+    ) -> impl std::future::Future<Output = Result<(), AppError>> + Send + 'a;
+
+    /// The order's record, if it has a ledger row (done, compensated or tombstoned).
+    fn read<'a>(
+        &'a self,
+        conn: &'a mut PgConnection,
+        order_id: Uuid,
+    ) -> impl std::future::Future<Output = Result<Option<Self::Record>, sqlx::Error>> + Send + 'a;
 }
 
 /// [`Step::effects`] as [`Step::effect`] for each order in turn: the default, and what an
@@ -107,22 +149,19 @@ pub type Answer = Result<(StatusCode, AppJson<Value>), AppError>;
 /// order 409; a fresh success 201, counted as `S::DONE`. Whatever the effect refuses rolls
 /// everything back, the claim included. `body` is `request` as JSON, the form the ledger stores.
 pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::Request, body: &Value) -> Answer {
-    let (table, counter) = (S::TABLE, S::COUNTER);
+    let (table, counter) = (S::TABLE, S::ACT_COUNTER);
     let claimed = async {
         let mut tx = pool.begin().await?;
-        let begun = ledger::begin_action(&mut tx, table, order_id, body).await?;
-        Ok::<_, AppError>((tx, begun))
+        let claim = ledger::claim_action(&mut tx, table, order_id, body).await?;
+        Ok::<_, AppError>((tx, claim))
     };
-    let (mut tx, begun) = claimed.instrument(sql_span("claim", table, order_id)).await.inspect_err(|err| {
-        if matches!(err, AppError::Client(_)) {
-            counter.count("refused");
-        }
-    })?;
-    let created_at = match begun {
-        Begun::Fresh { created_at } => created_at,
-        Begun::Replay(stored) => {
-            counter.count("replayed");
-            return Ok((StatusCode::OK, AppJson(stored)));
+    let (mut tx, claim) = claimed.instrument(sql_span("claim", table, order_id)).await?;
+    let created_at = match effect_or_answer(claim, order_id) {
+        ControlFlow::Continue(created_at) => created_at,
+        // Rolled back as `tx` drops: a replay changes nothing, a refusal leaves no claim.
+        ControlFlow::Break((answer, outcome)) => {
+            counter.count(outcome);
+            return answer;
         }
     };
     let answer =
@@ -137,41 +176,50 @@ pub async fn act<S: Step>(pool: &PgPool, step: &S, order_id: Uuid, request: &S::
     Ok((StatusCode::CREATED, AppJson(answer)))
 }
 
-/// A `DELETE`: claims the compensation of `order_id`; if the step was done, runs `undo` with the
-/// stored request (as `R`, the `PUT`'s body type) and marks it compensated (counted as
-/// `undone`); if it never was, leaves a tombstone. Answers the record `view` reads, in the same
-/// transaction.
-pub async fn compensate<R: DeserializeOwned, T: Serialize>(
-    pool: &PgPool,
-    table: StepTable,
-    counter: OutcomeCounter,
-    undone: &'static str,
+/// What a `PUT`'s claim leads to: a fresh claim continues with the effect (for the row created
+/// at the time it gives); any other is answered at once, with the outcome it is counted as (a
+/// replay its stored answer, 200, `replayed`; another body 422 and a compensated order 409, both
+/// `refused`). One rule for a transaction of its own and for a batch.
+pub(crate) fn effect_or_answer(
+    claim: ActionClaim,
     order_id: Uuid,
-    undo: impl AsyncFnOnce(&mut PgConnection, R) -> Result<(), AppError>,
-    view: impl AsyncFnOnce(&mut PgConnection) -> Result<Option<T>, sqlx::Error>,
-) -> Result<AppJson<T>, AppError> {
-    let span = sql_span("compensate and commit", table, order_id);
+) -> ControlFlow<(Answer, &'static str), DateTime<Utc>> {
+    match claim {
+        ActionClaim::Fresh { created_at } => ControlFlow::Continue(created_at),
+        ActionClaim::Replay(stored) => ControlFlow::Break((Ok((StatusCode::OK, AppJson(stored))), "replayed")),
+        ActionClaim::Mismatch => ControlFlow::Break((Err(AppError::idempotency_mismatch(order_id)), "refused")),
+        ActionClaim::Compensated => ControlFlow::Break((Err(AppError::already_compensated(order_id)), "refused")),
+    }
+}
+
+/// A `DELETE` in a transaction of its own: claims the compensation of `order_id`; if the step
+/// was done, runs its undo with the stored request and marks it compensated (counted as
+/// `S::UNDONE`); if it never was, leaves a tombstone; if it was compensated before, changes
+/// nothing. Answers the order's record as the transaction leaves it.
+pub async fn compensate<S: Step>(pool: &PgPool, step: &S, order_id: Uuid) -> Result<S::Record, AppError> {
+    let span = sql_span("compensate and commit", S::TABLE, order_id);
     async {
         let mut tx = pool.begin().await?;
-        let outcome = match ledger::claim_compensation(&mut tx, table, order_id).await? {
+        let outcome = match ledger::claim_compensation(&mut tx, S::TABLE, order_id).await? {
             CompensationClaim::NeverDone => "tombstone",
             CompensationClaim::AlreadyCompensated => "replayed",
             CompensationClaim::Undo { request } => {
                 // It was validated when it was accepted; unreadable now means the data was edited.
                 let request = serde_json::from_value(request)
                     .map_err(|e| anyhow::anyhow!("order {order_id}'s stored request is unreadable: {e}"))?;
-                undo(&mut tx, request).await?;
-                ledger::mark_compensated(&mut tx, table, order_id).await?;
-                undone
+                step.undo(&mut tx, order_id, request).await?;
+                ledger::mark_compensated(&mut tx, S::TABLE, order_id).await?;
+                S::UNDONE
             }
         };
-        let record = view(&mut tx)
+        let record = step
+            .read(&mut tx, order_id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("order {order_id}'s record vanished inside its transaction"))?;
         tx.commit().await?;
-        counter.count(outcome);
+        S::UNDO_COUNTER.count(outcome);
         tracing::info!(outcome, "compensation");
-        Ok(AppJson(record))
+        Ok(record)
     }
     .instrument(span)
     .await
