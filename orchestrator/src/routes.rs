@@ -256,33 +256,8 @@ async fn get_order(
         return Err(invalid_query("wait_ms must be 0-25000"));
     }
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_millis(wait_ms);
-    let waiters = app.executor.waiters();
-    loop {
-        // A saga this process drives is not read while it is driven: its driver ends the wait
-        // with the view it wrote when the saga finishes, or empty when it stops without
-        // finishing it (then it is read). Under overload that saves a read of every waiting
-        // saga every recheck. (A saga finished by another replica while a driver here still
-        // holds it, asleep in a backoff, is seen when that driver is fenced at its next write,
-        // or at the wait's end.) Any other saga is read, then re-read every WAIT_RECHECK. Either
-        // wait is registered before the read, so a finish between the two is not missed.
-        let now = tokio::time::Instant::now();
-        let driven = if now < deadline { waiters.wait_if_driven(order_id) } else { None };
-        let (mut waiting, recheck) = match driven {
-            Some(waiting) => (waiting, deadline - now),
-            None => {
-                let waiting = waiters.wait(order_id);
-                let saga = load(&app, order_id).await?;
-                let now = tokio::time::Instant::now();
-                if saga.status.is_terminal() || now >= deadline {
-                    return Ok(AppJson(saga.view()));
-                }
-                (waiting, (deadline - now).min(WAIT_RECHECK))
-            }
-        };
-        if let Ok(Ok(view)) = tokio::time::timeout(recheck, &mut waiting.receiver).await {
-            return Ok(AppJson(view));
-        }
-    }
+    let view = app.executor.waiters().long_poll(order_id, deadline, WAIT_RECHECK, || load(&app, order_id)).await?;
+    Ok(AppJson(view))
 }
 
 /// The saga's timeline: every attempt, outcome, compensation and operator action, in order.

@@ -10,11 +10,14 @@
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use saga_shared::api::OrderView;
-use tokio::sync::oneshot;
+use tokio::{sync::oneshot, time::Instant};
 use uuid::Uuid;
+
+use super::state::Saga;
 
 #[derive(Debug, Default)]
 struct Registry {
@@ -79,6 +82,50 @@ impl Waiters {
         }
     }
 
+    /// The long-poll of `GET /orders/{id}?wait_ms=`: the saga's view once it is finished, or
+    /// as it is at `deadline`. `read` reads it from the log; a read's error ends the poll.
+    ///
+    /// A saga this process drives is not read while it is driven: its driver ends the wait with
+    /// the view it wrote when the saga finishes, or empty when it stops without finishing it
+    /// (then it is read). Under overload that saves a read of every waiting saga every
+    /// `recheck`. (A saga finished by another replica while a driver here still holds it, asleep
+    /// in a backoff, is seen when that driver is fenced at its next write, or at the wait's
+    /// end.) Any other saga is read, then re-read every `recheck` (another replica, or
+    /// recovery, may finish it, which wakes nobody here) and a last time at the deadline.
+    /// Either wait is registered before the read, so a finish between the two is not missed.
+    ///
+    /// Generic over `read` so that the timing runs in tests without a database. `read` is a
+    /// closure returning a future rather than an async closure: the future of an `AsyncFnMut`
+    /// borrows the closure for any lifetime, and rustc cannot then prove the handler's future
+    /// `Send` ("implementation of `Send` is not general enough").
+    pub async fn long_poll<E, F: Future<Output = Result<Saga, E>>>(
+        &self,
+        order_id: Uuid,
+        deadline: Instant,
+        recheck: Duration,
+        mut read: impl FnMut() -> F,
+    ) -> Result<OrderView, E> {
+        loop {
+            let now = Instant::now();
+            let driven = if now < deadline { self.wait_if_driven(order_id) } else { None };
+            let (mut waiting, wait_for) = match driven {
+                Some(waiting) => (waiting, deadline - now),
+                None => {
+                    let waiting = self.wait(order_id);
+                    let saga = read().await?;
+                    let now = Instant::now();
+                    if saga.status.is_terminal() || now >= deadline {
+                        return Ok(saga.view());
+                    }
+                    (waiting, (deadline - now).min(recheck))
+                }
+            };
+            if let Ok(Ok(view)) = tokio::time::timeout(wait_for, &mut waiting.receiver).await {
+                return Ok(view);
+            }
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
         // The map stays consistent even if a holder panicked (each operation is one call).
         self.0.lock().unwrap_or_else(|p| p.into_inner())
@@ -110,7 +157,13 @@ impl Drop for Waiting {
 
 #[cfg(test)]
 mod tests {
+    use saga_shared::{api::SagaStatus, config::Env};
+
     use super::*;
+    use crate::{
+        config::OrchestratorConfig,
+        saga::definition::{ORDER_STEPS, SagaDefinition},
+    };
 
     fn view(order_id: Uuid) -> OrderView {
         let json = serde_json::json!({
@@ -184,6 +237,146 @@ mod tests {
         let mut late = waiters.wait_if_driven(id).unwrap_or_else(|| panic!("its driver has not returned yet"));
         waiters.stopped_driving(id);
         assert!((&mut late.receiver).await.is_err());
+    }
+
+    /// The long-poll's tests: `GET /orders/{id}`'s recheck period and a deadline that is not a
+    /// multiple of it, so the last look at the deadline shows.
+    const RECHECK: Duration = Duration::from_millis(250);
+
+    /// A saga `order_id` at `status`.
+    fn saga(order_id: Uuid, status: SagaStatus) -> Saga {
+        let config = OrchestratorConfig::from_env(&Env::default(), &ORDER_STEPS).unwrap_or_else(|e| panic!("{e}"));
+        let definition = SagaDefinition::order_saga(&config).unwrap_or_else(|e| panic!("{e}"));
+        let request = serde_json::from_value(serde_json::json!({
+            "customer_id": "alice", "items": [{ "sku": "WIDGET-1", "quantity": 1 }],
+            "shipping_address": { "name": "A", "line1": "B", "city": "C", "postal_code": "D", "country": "FR" }
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let mut saga = Saga::new(order_id, request, &definition, chrono::Utc::now());
+        saga.status = status;
+        saga
+    }
+
+    /// A log in memory where the saga reads as `statuses` in turn (the last one from then on),
+    /// or fails when there are none; it records when each read came (from the test's start, on
+    /// its paused clock).
+    struct Log {
+        order_id: Uuid,
+        start: Instant,
+        statuses: Vec<SagaStatus>,
+        reads: Vec<Duration>,
+    }
+
+    impl Log {
+        fn new(order_id: Uuid, statuses: &[SagaStatus]) -> Self {
+            Self { order_id, start: Instant::now(), statuses: statuses.to_vec(), reads: Vec::new() }
+        }
+
+        fn read(&mut self) -> Result<Saga, &'static str> {
+            let status = self.statuses.get(self.reads.len()).or(self.statuses.last()).copied();
+            self.reads.push(self.start.elapsed());
+            Ok(saga(self.order_id, status.ok_or("the database is down")?))
+        }
+
+        /// Long-polls the saga for `wait`: the answer's status, and when it came.
+        async fn poll(&mut self, waiters: &Waiters, wait: Duration) -> (Result<SagaStatus, &'static str>, Duration) {
+            let (order_id, start) = (self.order_id, self.start);
+            let answer = waiters.long_poll(order_id, start + wait, RECHECK, || std::future::ready(self.read())).await;
+            (answer.map(|view| view.status), start.elapsed())
+        }
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_of_a_saga_not_driven_here_rereads_it_every_period_and_answers_at_its_deadline() {
+        let waiters = Waiters::default();
+        let mut log = Log::new(Uuid::new_v4(), &[SagaStatus::Running]);
+        let answer = log.poll(&waiters, ms(900)).await;
+        assert_eq!(answer, (Ok(SagaStatus::Running), ms(900)), "not before its deadline, and as read then");
+        assert_eq!(log.reads, [ms(0), ms(250), ms(500), ms(750), ms(900)]);
+        assert!(waiters.lock().senders.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_answers_at_the_first_reread_that_finds_the_saga_finished() {
+        // Finished by another replica, which wakes nobody here.
+        let waiters = Waiters::default();
+        let mut log =
+            Log::new(Uuid::new_v4(), &[SagaStatus::Running, SagaStatus::Compensating, SagaStatus::Compensated]);
+        let answer = log.poll(&waiters, ms(25_000)).await;
+        assert_eq!(answer, (Ok(SagaStatus::Compensated), ms(500)));
+        assert_eq!(log.reads, [ms(0), ms(250), ms(500)]);
+        assert!(waiters.lock().senders.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_of_zero_reads_once_at_once_and_a_read_error_ends_it() {
+        let waiters = Waiters::default();
+        let mut log = Log::new(Uuid::new_v4(), &[SagaStatus::Running]);
+        assert_eq!(log.poll(&waiters, Duration::ZERO).await, (Ok(SagaStatus::Running), ms(0)));
+        assert_eq!(log.reads, [ms(0)]);
+        let mut down = Log::new(Uuid::new_v4(), &[]);
+        assert_eq!(down.poll(&waiters, ms(1_000)).await, (Err("the database is down"), ms(0)));
+        assert!(waiters.lock().senders.is_empty(), "the wait registered before the read is gone");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_woken_by_finished_gets_the_view_at_once_without_a_read() {
+        for driven_here in [true, false] {
+            let waiters = Waiters::default();
+            let id = Uuid::new_v4();
+            if driven_here {
+                waiters.driving(id);
+            }
+            let mut log = Log::new(id, &[SagaStatus::Running]);
+            let finish = async {
+                tokio::time::sleep(ms(300)).await;
+                waiters.finished(id, || saga(id, SagaStatus::Completed).view());
+            };
+            let (answer, ()) = tokio::join!(log.poll(&waiters, ms(25_000)), finish);
+            assert_eq!(answer, (Ok(SagaStatus::Completed), ms(300)), "driven here: {driven_here}");
+            // Driven here: never read. Otherwise read at once, and the finish came before the
+            // next reread was due.
+            let reads: &[Duration] = if driven_here { &[] } else { &[ms(0), ms(250)] };
+            assert_eq!(log.reads, reads, "driven here: {driven_here}");
+            assert!(waiters.lock().senders.is_empty());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_of_a_saga_driven_here_reads_it_when_its_last_driver_stops() {
+        let waiters = Waiters::default();
+        let id = Uuid::new_v4();
+        waiters.driving(id);
+        waiters.driving(id);
+        // The saga was not finished here (its driver was fenced: another replica has it).
+        let mut log = Log::new(id, &[SagaStatus::Running]);
+        let stop = async {
+            tokio::time::sleep(ms(300)).await;
+            waiters.stopped_driving(id);
+            tokio::time::sleep(ms(100)).await;
+            waiters.stopped_driving(id);
+        };
+        let (answer, ()) = tokio::join!(log.poll(&waiters, ms(1_000)), stop);
+        assert_eq!(answer, (Ok(SagaStatus::Running), ms(1_000)));
+        // Nothing read while a driver was left; from the last one's stop, read at once, then
+        // every period and at the deadline.
+        assert_eq!(log.reads, [ms(400), ms(650), ms(900), ms(1_000)]);
+        assert!(waiters.lock().senders.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_of_a_saga_driven_here_to_its_deadline_reads_it_once_at_the_deadline() {
+        let waiters = Waiters::default();
+        let id = Uuid::new_v4();
+        waiters.driving(id);
+        let mut log = Log::new(id, &[SagaStatus::Running]);
+        assert_eq!(log.poll(&waiters, ms(2_000)).await, (Ok(SagaStatus::Running), ms(2_000)));
+        assert_eq!(log.reads, [ms(2_000)]);
+        assert!(waiters.lock().senders.is_empty());
     }
 
     #[test]
