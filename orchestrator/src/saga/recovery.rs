@@ -5,6 +5,7 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use saga_shared::api::SagaStatus;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 
 use super::{OrderExecutor, log};
 use crate::metric_definitions as m;
@@ -13,8 +14,26 @@ use crate::metric_definitions as m;
 /// the executor stops, and drives them ([`super::executor::Executor::recover`]).
 pub async fn run_recovery(executor: Arc<OrderExecutor>, interval: Duration, batch: i64) {
     let stopping = executor.stopping();
+    recovery_loop(|| executor.recover(batch), interval, batch, stopping).await;
+}
+
+/// The timing of [`run_recovery`], apart from the executor so that it runs in paused time
+/// without a database: `claim` claims (and drives) up to `batch` sagas and answers how many;
+/// it is called at once, again at once after a full batch (more may be waiting), otherwise
+/// after `interval` jittered ±20 %. An error is logged and the loop goes on (the database
+/// may come back); `stopping` ends it while it sleeps.
+///
+/// `claim` is a closure returning a future rather than an async closure: the future of an
+/// `AsyncFnMut` borrows the closure for any lifetime, and rustc cannot then prove the spawned
+/// loop `Send` ("implementation of `Send` is not general enough").
+pub(crate) async fn recovery_loop<E: std::fmt::Display, F: Future<Output = Result<usize, E>>>(
+    mut claim: impl FnMut() -> F,
+    interval: Duration,
+    batch: i64,
+    stopping: CancellationToken,
+) {
     loop {
-        match executor.recover(batch).await {
+        match claim().await {
             Ok(count) => {
                 if count > 0 {
                     tracing::info!(count, "claimed sagas for recovery");
@@ -37,8 +56,21 @@ pub async fn run_recovery(executor: Arc<OrderExecutor>, interval: Duration, batc
 pub async fn run_gauges(executor: Arc<OrderExecutor>, pool: PgPool, interval: Duration, stuck_after: Duration) {
     let stopping = executor.stopping();
     let step_names: Vec<&'static str> = executor.definition().steps.iter().map(|s| s.name).collect();
+    gauges_loop(|| refresh_gauges(&pool, &step_names, stuck_after), interval, stopping).await;
+}
+
+/// The timing of [`run_gauges`], apart from the database so that it runs in paused time:
+/// `refresh` at once, then every `interval` (an error is logged and the loop goes on), until
+/// `stopping`.
+///
+/// `refresh` is a closure returning a future for the reason [`recovery_loop`]'s `claim` is.
+pub(crate) async fn gauges_loop<E: std::fmt::Display, F: Future<Output = Result<(), E>>>(
+    mut refresh: impl FnMut() -> F,
+    interval: Duration,
+    stopping: CancellationToken,
+) {
     loop {
-        if let Err(err) = refresh_gauges(&pool, &step_names, stuck_after).await {
+        if let Err(err) = refresh().await {
             tracing::warn!(%err, "could not refresh saga gauges");
         }
         tokio::select! {
@@ -87,4 +119,115 @@ async fn refresh_gauges(pool: &PgPool, step_names: &[&'static str], stuck_after:
     }
     metrics::gauge!(m::REQUIRES_INTERVENTION).set(failed as f64);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_secs(1);
+    const BATCH: i64 = 10;
+
+    /// Runs [`recovery_loop`] with a claim that answers `answers` in turn (then claims nothing)
+    /// and stops the loop at its `calls`-th claim; returns when each claim came, from the start.
+    async fn claims(mut answers: VecDeque<Result<usize, &'static str>>, calls: usize) -> Vec<Duration> {
+        let start = Instant::now();
+        let stopping = CancellationToken::new();
+        let mut at = Vec::new();
+        let claim = || {
+            at.push(start.elapsed());
+            if at.len() == calls {
+                stopping.cancel();
+            }
+            std::future::ready(answers.pop_front().unwrap_or(Ok(0)))
+        };
+        recovery_loop(claim, INTERVAL, BATCH, stopping.clone()).await;
+        at
+    }
+
+    fn gaps(at: &[Duration]) -> Vec<Duration> {
+        at.windows(2).map(|w| w[1] - w[0]).collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn claims_are_spaced_by_the_interval_jittered_by_a_fifth_either_way() {
+        let at = claims(VecDeque::new(), 200).await;
+        assert_eq!(at.len(), 200, "the loop stops at the claim that cancelled it, not before");
+        assert_eq!(at[0], Duration::ZERO, "the first claim is at once");
+        let gaps = gaps(&at);
+        for gap in &gaps {
+            assert!((INTERVAL.mul_f64(0.8)..=INTERVAL.mul_f64(1.2)).contains(gap), "{gap:?}");
+        }
+        // Jittered, not fixed: over 199 gaps both ends of the range are reached (each gap falls
+        // in an outer quarter with probability 1/4).
+        assert!(gaps.iter().any(|g| *g < INTERVAL.mul_f64(0.9)), "{gaps:?}");
+        assert!(gaps.iter().any(|g| *g > INTERVAL.mul_f64(1.1)), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_followed_by_the_next_claim_at_once() {
+        let answers = VecDeque::from([Ok(10), Ok(10), Ok(4), Ok(10), Ok(0)]);
+        let gaps = gaps(&claims(answers, 6).await);
+        // Two full batches: two claims at once; 4 of 10: the interval; full again: at once;
+        // none: the interval.
+        assert_eq!(gaps[..2], [Duration::ZERO, Duration::ZERO]);
+        assert!(gaps[2] >= INTERVAL.mul_f64(0.8), "{gaps:?}");
+        assert_eq!(gaps[3], Duration::ZERO);
+        assert!(gaps[4] >= INTERVAL.mul_f64(0.8), "{gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_does_not_end_the_loop_and_is_followed_by_the_interval() {
+        let answers = VecDeque::from([Err("database unavailable"), Err("database unavailable"), Ok(10)]);
+        let gaps = gaps(&claims(answers, 5).await);
+        assert_eq!(gaps.len(), 4, "claims went on after the errors");
+        assert!(gaps[0] >= INTERVAL.mul_f64(0.8), "no claim at once after an error: {gaps:?}");
+        assert!(gaps[1] >= INTERVAL.mul_f64(0.8), "{gaps:?}");
+        assert_eq!(gaps[2], Duration::ZERO, "a full batch after the database came back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stopping_ends_the_loop_in_its_sleep_at_once() {
+        let stopping = CancellationToken::new();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let recovery = tokio::spawn(recovery_loop(
+            move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                std::future::ready(Ok::<_, &str>(0))
+            },
+            INTERVAL,
+            BATCH,
+            stopping.clone(),
+        ));
+        tokio::time::sleep(INTERVAL * 5).await;
+        let claimed = calls.load(std::sync::atomic::Ordering::SeqCst);
+        assert!((5..=7).contains(&claimed), "{claimed} claims in 5 intervals");
+        let cancelled = Instant::now();
+        stopping.cancel();
+        recovery.await.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cancelled.elapsed(), Duration::ZERO, "the sleep did not run out");
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), claimed, "no claim after the stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn gauges_are_refreshed_every_interval_through_errors_until_stopped() {
+        let start = Instant::now();
+        let stopping = CancellationToken::new();
+        let mut at = Vec::new();
+        let refresh = || {
+            at.push(start.elapsed());
+            if at.len() == 4 {
+                stopping.cancel();
+            }
+            std::future::ready(if at.len() == 2 { Err("database unavailable") } else { Ok(()) })
+        };
+        gauges_loop(refresh, INTERVAL, stopping.clone()).await;
+        assert_eq!(at, [0, 1, 2, 3].map(|n| INTERVAL * n), "at once, then every interval, an error included");
+        assert_eq!(start.elapsed(), INTERVAL * 3, "stopped at once");
+    }
 }
