@@ -38,8 +38,10 @@ pub(crate) async fn recovery_loop<E: std::fmt::Display, F: Future<Output = Resul
                 if count > 0 {
                     tracing::info!(count, "claimed sagas for recovery");
                 }
-                if count as i64 == batch {
-                    continue; // more may be waiting: claim the next batch at once
+                // More may be waiting: claim the next batch at once, unless the process is
+                // stopping (what it would claim it would only give back).
+                if count as i64 == batch && !stopping.is_cancelled() {
+                    continue;
                 }
             }
             Err(err) => tracing::warn!(%err, "recovery could not claim sagas"),
@@ -212,6 +214,22 @@ mod tests {
         recovery.await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(cancelled.elapsed(), Duration::ZERO, "the sleep did not run out");
         assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), claimed, "no claim after the stop");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_during_full_batches_ends_the_claiming_at_once() {
+        let stopping = CancellationToken::new();
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (counted, stop) = (Arc::clone(&calls), stopping.clone());
+        // Every batch is full; the third claim happens as the process starts stopping.
+        let claim = move || {
+            if counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 2 {
+                stop.cancel();
+            }
+            std::future::ready(Ok::<_, &str>(BATCH as usize))
+        };
+        recovery_loop(claim, INTERVAL, BATCH, stopping).await;
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3, "claimed again while stopping");
     }
 
     #[tokio::test(start_paused = true)]
