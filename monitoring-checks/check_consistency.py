@@ -15,6 +15,7 @@ Usage: check_consistency.py CHECK...   (or `all`; `--list` names the checks)
                       dashboard agree; panel ids unique, grid positions inside 24 columns
   metric-names        every metric in the alert rules and the dashboard is defined in the code,
                       and every metric the code defines is on the dashboard
+  alert-runbooks      every alert carries a runbook_url to its own section of docs/operations.md
   docker-image        the Dockerfile copies a binary for every compose `command` (and sagactl),
                       each one a workspace binary; .dockerignore keeps what the build needs; the
                       runtime stage runs as a non-root user and has the health checks' curl
@@ -417,6 +418,26 @@ def check_metric_names() -> str:
     return f"{len(defined)} metrics defined in the code, all on the dashboard; alerts and panels use no other"
 
 
+def github_anchor(heading: str) -> str:
+    """The anchor a Markdown renderer (GitHub's) gives a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def check_alert_runbooks() -> str:
+    anchors = {github_anchor(h) for h in re.findall(r"^#+ (.+)$", read("docs/operations.md"), re.M)}
+    problems = []
+    alerts = [rule for group in load_yaml("prometheus/alerts.yml")["groups"] for rule in group["rules"] if "alert" in rule]
+    for rule in alerts:
+        url = rule.get("annotations", {}).get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        if page != "docs/operations.md" or anchor != github_anchor(rule["alert"]):
+            problems.append(f"{rule['alert']}: runbook_url {url!r} is not docs/operations.md#{github_anchor(rule['alert'])}")
+        elif anchor not in anchors:
+            problems.append(f"{rule['alert']}: docs/operations.md has no section #{anchor}")
+    fail_if(problems)
+    return f"{len(alerts)} alerts, each with its runbook section in docs/operations.md"
+
+
 # ------------------------------------------------------------------------------------------------
 # Dockerfile and .dockerignore
 
@@ -501,6 +522,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "prometheus-targets": check_prometheus_targets,
     "grafana-wiring": check_grafana_wiring,
     "metric-names": check_metric_names,
+    "alert-runbooks": check_alert_runbooks,
     "docker-image": check_docker_image,
 }
 

@@ -4,7 +4,7 @@
 #   - Grafana: the dashboard typed against @grafana/schema (tsc), its queries parsed as PromQL;
 #   - docker-compose.yml: validated by docker-compose and by the compose-spec JSON schema;
 #   - no drift between code, compose, Prometheus and Grafana (monitoring-checks/check_consistency.py:
-#     env vars the binaries read, ports, scrape targets, datasource and mounts, metric names,
+#     env vars the binaries read, ports, scrape targets, datasource and mounts, metric names, alert runbooks,
 #     the binaries the Dockerfile copies).
 # Installs what is missing (apt: prometheus, docker-compose, nodejs/npm; npm ci in monitoring-checks;
 # pip: PyYAML, check-jsonschema), so it runs on a fresh Debian bookworm machine as root.
@@ -136,7 +136,7 @@ run_check "dashboard queries are valid PromQL" dashboard_queries_parse
 run_check "docker-compose config -q" compose_config
 run_check "docker-compose.yml against the compose-spec schema" compose_schema
 run_check "postgres init script" postgres_init_script
-for name in compose-env compose-ports prometheus-targets grafana-wiring metric-names docker-image; do
+for name in compose-env compose-ports prometheus-targets grafana-wiring metric-names alert-runbooks docker-image; do
     run_check "consistency: $name" consistency "$name"
 done
 

@@ -56,7 +56,25 @@ fn is_connection_error(err: &sqlx::Error) -> bool {
     }
 }
 
-/// True when the database answers a trivial query within `timeout`.
+/// True when the database answers a trivial query within `timeout`; the answer is also what
+/// `database_up` says from then on.
 pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
-    matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
+    let up = matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)));
+    metrics::gauge!(crate::metrics::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
+    up
+}
+
+/// How often [`watch`] makes its round trip: a dead database shows within about a second, for
+/// one trivial query a second per service.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Keeps `database_up` true: a round trip every `interval`, each bounded by the interval (a
+/// database that hangs counts as down). Runs until dropped.
+pub async fn watch(pool: PgPool, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        is_reachable(&pool, interval).await;
+    }
 }

@@ -29,6 +29,10 @@ pub const STEP_REQUESTS_DROPPED_TOTAL: &str = "step_requests_dropped_total";
 /// `step_writer_restarts_total{step}`: a step's batch writer panicked and was started again.
 pub const STEP_WRITER_RESTARTS_TOTAL: &str = "step_writer_restarts_total";
 
+/// `database_up`: 1 when the service's last database round trip worked, 0 while Postgres is
+/// unreachable. Without it a dead database is silent: `/metrics` keeps answering.
+pub const DATABASE_UP: &str = "database_up";
+
 /// `http_connections_open{service}`: connections being served (at most `MAX_CONNECTIONS`).
 pub const HTTP_CONNECTIONS_OPEN: &str = "http_connections_open";
 /// `http_connections_closed_total{service,reason}`: connections the server closed because of a
@@ -56,6 +60,7 @@ pub fn install_recorder() -> anyhow::Result<PrometheusHandle> {
     metrics::describe_counter!(STEP_REQUESTS_DROPPED_TOTAL, "Step requests never run: queue full, or caller gone.");
     metrics::describe_counter!(STEP_WRITER_RESTARTS_TOTAL, "Step batch writers restarted after a panic.");
     metrics::describe_gauge!(HTTP_CONNECTIONS_OPEN, "HTTP connections being served.");
+    metrics::describe_gauge!(DATABASE_UP, "1 when the last database round trip worked, 0 while it is unreachable.");
     metrics::describe_counter!(HTTP_CONNECTIONS_CLOSED_TOTAL, "HTTP connections closed by a server limit, by reason.");
     Ok(handle)
 }

@@ -62,6 +62,8 @@ impl std::fmt::Debug for ServiceSpec {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// Watched while serving, for `database_up`.
+    pool: PgPool,
     name: &'static str,
     shutdown_grace: Duration,
     limits: ConnectionLimits,
@@ -101,7 +103,7 @@ impl Application {
             .routes
             .layer(middleware::from_fn_with_state(faults.clone(), faults::inject))
             .route("/healthz", get(healthz).with_state(name))
-            .route("/readyz", get(readyz).with_state((pool, readiness)))
+            .route("/readyz", get(readyz).with_state((pool.clone(), readiness)))
             .route("/metrics", get(render_metrics).with_state(metrics));
         if let Some(token) = &config.admin_token {
             router = router.merge(faults::admin_router(faults, token));
@@ -132,7 +134,7 @@ impl Application {
         let address = SocketAddr::new(config.host, config.port);
         let listener =
             TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        Ok(Self { listener, router, name, shutdown_grace: config.shutdown_grace, limits: config.connections })
+        Ok(Self { listener, router, pool, name, shutdown_grace: config.shutdown_grace, limits: config.connections })
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -145,8 +147,10 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let address = self.listener.local_addr()?;
         tracing::info!(service = self.name, %address, limits = ?self.limits, "listening");
+        let watch = tokio::spawn(crate::db::watch(self.pool, crate::db::WATCH_INTERVAL));
         crate::serve::serve(self.listener, self.router, self.limits, self.name, shutdown_signal(), self.shutdown_grace)
             .await;
+        watch.abort();
         tracing::info!(service = self.name, "stopped");
         Ok(())
     }

@@ -58,7 +58,20 @@ pub(crate) async fn recovery_loop<E: std::fmt::Display, F: Future<Output = Resul
 pub async fn run_gauges(executor: Arc<OrderExecutor>, pool: PgPool, interval: Duration, stuck_after: Duration) {
     let stopping = executor.stopping();
     let step_names: Vec<&'static str> = executor.definition().steps.iter().map(|s| s.name).collect();
-    gauges_loop(|| refresh_gauges(&pool, &step_names, stuck_after), interval, stopping).await;
+    gauges_loop(|| refresh_or_mark_stale(&pool, &step_names, stuck_after), interval, stopping).await;
+}
+
+/// [`refresh_gauges`], saying in `saga_gauges_stale` whether it worked: while the database is
+/// unreachable the gauges keep their last values, and a frozen gauge must not pass for a true
+/// one.
+async fn refresh_or_mark_stale(
+    pool: &PgPool,
+    step_names: &[&'static str],
+    stuck_after: Duration,
+) -> Result<(), sqlx::Error> {
+    let refreshed = refresh_gauges(pool, step_names, stuck_after).await;
+    metrics::gauge!(m::GAUGES_STALE).set(if refreshed.is_ok() { 0.0 } else { 1.0 });
+    refreshed
 }
 
 /// The timing of [`run_gauges`], apart from the database so that it runs in paused time:

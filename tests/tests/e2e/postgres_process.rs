@@ -17,6 +17,26 @@ async fn wait_all_ready(up: &UpSuite, status: u16) {
     .await;
 }
 
+/// A gauge of `service`'s `/metrics` (without labels), if it answers and has it.
+async fn gauge(up: &UpSuite, service: &str, name: &str) -> Option<f64> {
+    let answer = up.http.inner().get(up.url(service, "/metrics")).send().await.ok()?.text().await.ok()?;
+    answer.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Waits until every service's `database_up` is `value`, and the orchestrator's
+/// `saga_gauges_stale` the opposite: what Prometheus (and the DatabaseDown alert) sees.
+async fn wait_database_up(up: &UpSuite, value: f64) {
+    let what = format!("every service's database_up is {value}, and saga_gauges_stale {}", 1.0 - value);
+    up.wait_until(&what, Duration::from_secs(15), || async {
+        let mut all = gauge(up, "orchestrator", "saga_gauges_stale").await == Some(1.0 - value);
+        for service in UP_SERVICES {
+            all &= gauge(up, service, "database_up").await == Some(value);
+        }
+        all
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn postgres_killed_under_up_comes_back_with_sagactl_start_and_the_suite_carries_on() {
     let mut up = UpSuite::start(&[], &[]).await;
@@ -27,6 +47,8 @@ async fn postgres_killed_under_up_comes_back_with_sagactl_start_and_the_suite_ca
     // Kill it: every backend with it, like a crash.
     let killed = up.sagactl_ok(&["kill", "postgres"]).await;
     assert!(killed.contains(&format!("killed postgres (pid {first_pid})")), "{killed}");
+    // Before any /readyz probe (which would make a round trip too): the services' own watch.
+    wait_database_up(&up, 0.0).await;
     wait_all_ready(&up, 503).await;
     up.wait_until("up reports Postgres down", Duration::from_secs(10), || async {
         up.stderr().contains("Postgres is down")
@@ -39,6 +61,7 @@ async fn postgres_killed_under_up_comes_back_with_sagactl_start_and_the_suite_ca
 
     // Start it again: same port, same data, new pid.
     up.sagactl_ok(&["start", "postgres"]).await;
+    wait_database_up(&up, 1.0).await;
     wait_all_ready(&up, 200).await;
     up.wait_until("up reports Postgres back", Duration::from_secs(10), || async {
         up.stderr().contains("Postgres is back")
