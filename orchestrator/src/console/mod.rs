@@ -66,6 +66,8 @@ const ASSETS: [(&str, &str, &str); 5] = [
 /// not an API) and the JSON endpoints.
 pub fn router(state: ConsoleState) -> Router {
     let mut router = Router::new()
+        // Whoever opens the orchestrator's address in a browser wants the console.
+        .route("/", get(|| async { axum::response::Redirect::to("/console") }))
         .route("/console/overview", get(overview::get_overview))
         .route("/console/services", get(services::get_services));
     for (path, content_type, body) in ASSETS {

@@ -442,6 +442,11 @@ async fn the_page_and_its_assets_come_from_the_binary_with_a_strict_content_secu
         let body = response.text().await.unwrap();
         assert!(!body.contains("http://") && !body.contains("https://"), "{path} loads nothing from elsewhere");
     }
+    // The orchestrator's root leads a browser to the console.
+    let no_redirects = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let root = no_redirects.get(suite.url(Service::Orchestrator, "/")).send().await.unwrap();
+    assert_eq!(root.status(), 303);
+    assert_eq!(root.headers().get("location").and_then(|v| v.to_str().ok()), Some("/console"));
     // The HTML route is not in the OpenAPI document; its JSON endpoints are.
     let document = suite.http.get(&suite.url(Service::Orchestrator, "/openapi.json")).await.body;
     let paths = document["paths"].as_object().unwrap();
