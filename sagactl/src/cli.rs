@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{audit, bench, chaos, control, load, up, with_postgres};
+use crate::commands::{audit, bench, chaos, control, load, orders, up, with_postgres};
 use saga_suite::services::LauncherEnv;
 use saga_suite::state::StateDir;
 
@@ -67,6 +67,18 @@ pub enum Command {
     /// Against a running suite: check the invariants (every saga terminal, effects agreeing with
     /// outcomes, stock and money conserved since a `--snapshot`); exits non-zero on a violation.
     Audit(audit::AuditArgs),
+    /// Against a running suite (or the orchestrator at --url): list sagas, show one with its
+    /// timeline, retry or cancel them, one by one or every one a filter matches. Operator
+    /// actions use OPERATOR_TOKEN, else the suite's admin token.
+    Orders {
+        #[command(flatten)]
+        target: orders::Target,
+        #[command(subcommand)]
+        command: orders::OrdersCommand,
+    },
+    /// Against a running suite: show a service's injected faults, or replace them
+    /// (`faults payment --latency-ms 2500`, `faults payment --clear`).
+    Faults(orders::FaultsArgs),
 }
 
 /// Runs one command; the exit code is the command's own for `with-postgres` and `status`.
@@ -88,6 +100,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Chaos(args) => chaos::run(&StateDir::from_env()?, &launcher, args).await,
         Command::Load(args) => load::run(args).await,
         Command::Audit(args) => audit::run(args).await,
+        Command::Orders { target, command } => orders::run(&StateDir::from_env()?, &launcher, &target, command).await,
+        Command::Faults(args) => orders::faults(&StateDir::from_env()?, &launcher, args).await,
     }
 }
 

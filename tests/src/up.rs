@@ -98,11 +98,17 @@ impl UpSuite {
 
     /// Runs `sagactl ARGS` against this suite, as a user in another terminal would.
     pub async fn sagactl(&self, args: &[&str]) -> Output {
+        self.sagactl_with_env(args, &[]).await
+    }
+
+    /// [`Self::sagactl`] with `env` on top (e.g. another `OPERATOR_TOKEN`).
+    pub async fn sagactl_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         let mut command = tokio::process::Command::new(bin_dir().join("sagactl"));
         command
             .args(args)
             .env("SAGA_STATE_DIR", &self.state_dir)
             .env("ADMIN_TOKEN", UP_ADMIN_TOKEN)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .kill_on_drop(true);
         tokio::time::timeout(Duration::from_secs(120), command.output())

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chaos;
 pub mod control;
 pub mod load;
+pub mod orders;
 pub mod postgres_process;
 pub mod up;
 pub mod with_postgres;

@@ -46,6 +46,16 @@ macro_rules! wire_enum {
             }
         }
 
+        impl std::str::FromStr for $name {
+            type Err = String;
+            fn from_str(text: &str) -> Result<Self, Self::Err> {
+                Self::parse(text).ok_or_else(|| {
+                    let known: Vec<&str> = Self::ALL.iter().map(|value| value.as_str()).collect();
+                    format!("{text:?} is not a valid {} (one of: {})", stringify!($name), known.join(", "))
+                })
+            }
+        }
+
         impl TryFrom<String> for $name {
             type Error = String;
             fn try_from(text: String) -> Result<Self, Self::Error> {

@@ -17,6 +17,7 @@ mod inventory;
 mod load_audit;
 mod monitoring;
 mod notification;
+mod operator_cli;
 mod operator_races;
 mod orders_api;
 mod outages;

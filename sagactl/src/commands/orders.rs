@@ -1,0 +1,528 @@
+//! `sagactl orders` and `sagactl faults`: the sagas and the faults of a running suite from the
+//! terminal, through the same HTTP API the console and the tests use, so nobody has to
+//! hand-write curl with bearer tokens.
+//!
+//! The suite is found through the state file (`sagactl up`), or at `--url` (compose, another
+//! machine). Operator actions carry the operator token: `OPERATOR_TOKEN`, else the admin token
+//! `up` gave every service (which the orchestrator takes as its operator token by default).
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use chrono::Utc;
+use saga_shared::api::{OrderView, SagaEvent, SagaStatus};
+use saga_shared::faults::{FaultConfig, FaultScope};
+use saga_suite::services::LauncherEnv;
+use saga_suite::state::StateDir;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Every request's bound.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Sagas asked for per page of `GET /orders` (its maximum).
+const PAGE: usize = 500;
+/// Pause between two actions of a bulk form: an outage's hundreds of retries should not arrive
+/// as one burst on an orchestrator that is just recovering.
+const BULK_PAUSE: Duration = Duration::from_millis(20);
+
+/// Where the suite is and who acts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Target {
+    /// The orchestrator's base URL (default: the running `sagactl up`'s).
+    #[arg(long, value_name = "URL", global = true)]
+    pub url: Option<String>,
+}
+
+/// `sagactl orders …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum OrdersCommand {
+    /// List sagas, newest first, with their status, current step, age and failure reason.
+    List {
+        #[command(flatten)]
+        filter: Filter,
+        /// At most this many (default 50).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print the order views as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One saga: its order view, its steps and its timeline.
+    Show {
+        order_id: Uuid,
+        /// Print `{"order": …, "events": […]}` as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Resume failed sagas: the ones named, or every one matching the filter (asks first).
+    Retry(Action),
+    /// Compensate sagas going forward on purpose: the ones named, or every one matching the
+    /// filter (asks first).
+    Cancel(Action),
+}
+
+/// Which sagas a list or a bulk action is about (the orchestrator filters by status and id
+/// prefix; the age is checked here).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct Filter {
+    /// Only sagas in this status (pending, running, compensating, completed, compensated, failed).
+    #[arg(long)]
+    pub status: Option<SagaStatus>,
+    /// Only order ids starting with these hex digits.
+    #[arg(long, value_name = "HEX")]
+    pub id_prefix: Option<String>,
+    /// Only sagas accepted longer ago than this (e.g. 90s, 10m, 2h).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub older_than: Option<Duration>,
+}
+
+impl Filter {
+    fn is_empty(&self) -> bool {
+        self.status.is_none() && self.id_prefix.is_none() && self.older_than.is_none()
+    }
+}
+
+/// An operator action on sagas.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Action {
+    /// The sagas to act on; without any, every saga matching the filter.
+    pub order_ids: Vec<Uuid>,
+    #[command(flatten)]
+    pub filter: Filter,
+    /// Who acts (recorded in each saga's timeline).
+    #[arg(long, default_value = "sagactl")]
+    pub operator: String,
+    /// Why (recorded in each saga's timeline).
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Do not ask before acting on the sagas a filter matched.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+/// What `orders list` and `orders show --json` print.
+#[derive(Debug, Serialize)]
+struct Shown {
+    order: OrderView,
+    events: Vec<SagaEvent>,
+}
+
+/// The orchestrator's API, as an operator uses it.
+struct Orchestrator {
+    http: reqwest::Client,
+    base: String,
+    /// For operator actions; `None` when neither the environment nor a state file has one.
+    token: Option<String>,
+}
+
+impl Orchestrator {
+    /// The suite of the state file, or the one at `url`.
+    fn find(dir: &StateDir, launcher: &LauncherEnv, url: Option<&str>) -> anyhow::Result<Self> {
+        let state = dir.load()?;
+        let base = match (url, &state) {
+            (Some(url), _) => url.trim_end_matches('/').to_owned(),
+            (None, Some(state)) => {
+                state.services.get("orchestrator").context("the running suite has no orchestrator")?.url.clone()
+            }
+            (None, None) => bail!(
+                "no suite is running here (no {}): start one with `sagactl up`, or give --url",
+                dir.state_path().display()
+            ),
+        };
+        let token = launcher
+            .get("OPERATOR_TOKEN")
+            .map(str::to_owned)
+            .or_else(|| state.map(|state| state.admin_token).filter(|token| !token.is_empty()));
+        let http =
+            reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build the HTTP client")?;
+        Ok(Self { http, base, token })
+    }
+
+    /// `GET path?query`, answered 200 with JSON.
+    async fn get<T: serde::de::DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let response =
+            self.http.get(&url).query(query).send().await.with_context(|| format!("GET {url}: no answer"))?;
+        let status = response.status();
+        if !status.is_success() {
+            bail!("GET {url} answered {status}: {}", problem_detail(response).await);
+        }
+        response.json().await.with_context(|| format!("GET {url} did not answer the JSON expected"))
+    }
+
+    /// The sagas matching `filter`, newest first, at most `limit`: page by page (the age is not
+    /// a filter of the API, so a page may keep none of its sagas).
+    async fn list(&self, filter: &Filter, limit: usize) -> anyhow::Result<Vec<OrderView>> {
+        let cutoff = match filter.older_than {
+            Some(age) => Some(Utc::now() - chrono::Duration::from_std(age).context("--older-than is too long")?),
+            None => None,
+        };
+        let mut found = Vec::new();
+        let mut before: Option<Uuid> = None;
+        loop {
+            let mut query = vec![("limit", PAGE.to_string())];
+            query.extend(filter.status.map(|status| ("status", status.as_str().to_owned())));
+            query.extend(filter.id_prefix.clone().map(|prefix| ("order_id_prefix", prefix)));
+            query.extend(before.map(|id| ("before", id.to_string())));
+            let page: Vec<OrderView> = self.get("/orders", &query).await?;
+            let full = page.len() == PAGE;
+            before = page.last().map(|order| order.order_id);
+            found.extend(page.into_iter().filter(|order| cutoff.is_none_or(|cutoff| order.created_at < cutoff)));
+            if found.len() >= limit || !full {
+                found.truncate(limit);
+                return Ok(found);
+            }
+        }
+    }
+
+    /// `POST /orders/{id}/{verb}` with the operator's name and reason; the answer's status
+    /// line and the saga's status after it.
+    async fn act(&self, order_id: Uuid, verb: &str, operator: &str, reason: Option<&str>) -> anyhow::Result<String> {
+        let token = self.token.as_deref().context(
+            "no operator token: set OPERATOR_TOKEN (or run this where `sagactl up` runs, whose admin token it is)",
+        )?;
+        let url = format!("{}/orders/{order_id}/{verb}", self.base);
+        let body = serde_json::json!({ "operator": operator, "reason": reason });
+        let response = self
+            .http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {url}: no answer"))?;
+        let status = response.status();
+        match status.as_u16() {
+            202 => {
+                let view: OrderView =
+                    response.json().await.with_context(|| format!("POST {url}: not an order view"))?;
+                Ok(format!("now {}", view.status.as_str()))
+            }
+            401 | 403 => {
+                bail!("the orchestrator refused the operator token ({status}): set OPERATOR_TOKEN to its token")
+            }
+            _ => bail!("{status}: {}", problem_detail(response).await),
+        }
+    }
+}
+
+/// The `detail` (else `title`) of a problem+json answer, else its body.
+async fn problem_detail(response: reqwest::Response) -> String {
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(problem) => problem["detail"].as_str().or(problem["title"].as_str()).unwrap_or(&text).to_owned(),
+        Err(_) => text,
+    }
+}
+
+/// Runs `sagactl orders …`.
+pub async fn run(
+    dir: &StateDir,
+    launcher: &LauncherEnv,
+    target: &Target,
+    command: OrdersCommand,
+) -> anyhow::Result<ExitCode> {
+    let orchestrator = Orchestrator::find(dir, launcher, target.url.as_deref())?;
+    match command {
+        OrdersCommand::List { filter, limit, json } => {
+            let orders = orchestrator.list(&filter, limit).await?;
+            if json {
+                crate::outln!("{}", serde_json::to_string_pretty(&orders)?);
+            } else {
+                print_list(&orders);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OrdersCommand::Show { order_id, json } => {
+            let order: OrderView = orchestrator.get(&format!("/orders/{order_id}"), &[]).await?;
+            let events: Vec<SagaEvent> = orchestrator.get(&format!("/orders/{order_id}/events"), &[]).await?;
+            if json {
+                crate::outln!("{}", serde_json::to_string_pretty(&Shown { order, events })?);
+            } else {
+                print_order(&order, &events);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        OrdersCommand::Retry(action) => act(&orchestrator, "retry", action).await,
+        OrdersCommand::Cancel(action) => act(&orchestrator, "cancel", action).await,
+    }
+}
+
+/// A retry or cancel of the sagas named, or of those the filter matches once the operator has
+/// confirmed their count. Each saga is acted on by its own request, as the console does; the
+/// command fails if any of them was refused.
+async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow::Result<ExitCode> {
+    let order_ids = if action.order_ids.is_empty() {
+        if action.filter.is_empty() {
+            bail!("name the sagas to {verb}, or select them with --status, --id-prefix or --older-than");
+        }
+        let matched = orchestrator.list(&action.filter, usize::MAX).await?;
+        if matched.is_empty() {
+            crate::outln!("no saga matches; nothing to {verb}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if !action.yes {
+            confirm(&format!("{verb} {} saga(s)?", matched.len()))?;
+        }
+        matched.into_iter().map(|order| order.order_id).collect()
+    } else if !action.filter.is_empty() {
+        bail!("give either order ids or a filter, not both");
+    } else {
+        action.order_ids
+    };
+    let mut refused = 0;
+    for (n, order_id) in order_ids.iter().enumerate() {
+        if n > 0 {
+            tokio::time::sleep(BULK_PAUSE).await;
+        }
+        match orchestrator.act(*order_id, verb, &action.operator, action.reason.as_deref()).await {
+            Ok(outcome) => crate::outln!("{order_id}  {verb}: {outcome}"),
+            Err(err) => {
+                refused += 1;
+                crate::outln!("{order_id}  {verb} refused: {err:#}");
+            }
+        }
+    }
+    if refused > 0 {
+        eprintln!("sagactl: {refused} of {} saga(s) not acted on", order_ids.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks `question` on the terminal; anything but yes refuses. Without a terminal to ask on,
+/// refuses and says how to go ahead.
+fn confirm(question: &str) -> anyhow::Result<()> {
+    if !std::io::stdin().is_terminal() {
+        bail!("{question} Not asking without a terminal: add --yes to go ahead");
+    }
+    print!("{question} [y/N] ");
+    std::io::stdout().flush().context("cannot write to the terminal")?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer).context("cannot read the answer")?;
+    if !matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") {
+        bail!("not confirmed; nothing done");
+    }
+    Ok(())
+}
+
+/// The step a saga is at: the first not succeeded going forward, the last compensating one
+/// going backward; `-` once it ended.
+fn current_step(order: &OrderView) -> &str {
+    use saga_shared::api::StepStatus;
+    let step = match order.status {
+        SagaStatus::Pending | SagaStatus::Running => order.steps.iter().find(|s| s.status != StepStatus::Succeeded),
+        SagaStatus::Compensating | SagaStatus::Failed => {
+            order.steps.iter().rev().find(|s| !matches!(s.status, StepStatus::Pending | StepStatus::Compensated))
+        }
+        SagaStatus::Completed | SagaStatus::Compensated => None,
+    };
+    step.map_or("-", |s| s.name.as_str())
+}
+
+/// A duration as `4s`, `12m`, `3h`, `2d`.
+fn age(since: chrono::DateTime<Utc>) -> String {
+    let seconds = (Utc::now() - since).num_seconds().max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 7200 => format!("{}m", s / 60),
+        s if s < 172_800 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86_400),
+    }
+}
+
+fn print_list(orders: &[OrderView]) {
+    crate::outln!("{:<36}  {:<12}  {:<18}  {:>5}  FAILURE", "ORDER", "STATUS", "STEP", "AGE");
+    for order in orders {
+        let reason: String = order.failure_reason.as_deref().unwrap_or("").chars().take(60).collect();
+        crate::outln!(
+            "{:<36}  {:<12}  {:<18}  {:>5}  {reason}",
+            order.order_id,
+            order.status.as_str(),
+            current_step(order),
+            age(order.created_at)
+        );
+    }
+    crate::outln!("{} saga(s)", orders.len());
+}
+
+fn print_order(order: &OrderView, events: &[SagaEvent]) {
+    crate::outln!("order    {}", order.order_id);
+    crate::outln!("status   {}", order.status.as_str());
+    crate::outln!("created  {} ({} ago)", order.created_at.to_rfc3339(), age(order.created_at));
+    crate::outln!("updated  {}", order.updated_at.to_rfc3339());
+    if let Some(reason) = &order.failure_reason {
+        crate::outln!("failure  {reason}");
+    }
+    crate::outln!("\n{:<18}  {:<12}  {:>8}  {:>13}  LAST ERROR", "STEP", "STATUS", "ATTEMPTS", "COMPENSATIONS");
+    for step in &order.steps {
+        crate::outln!(
+            "{:<18}  {:<12}  {:>8}  {:>13}  {}",
+            step.name,
+            step.status.as_str(),
+            step.attempts,
+            step.compensation_attempts,
+            step.last_error.as_deref().unwrap_or("")
+        );
+    }
+    crate::outln!("\nTIMELINE");
+    for event in events {
+        let about = match (event.step.as_deref(), event.attempt) {
+            (Some(step), Some(attempt)) => format!("{step} #{attempt} "),
+            (Some(step), None) => format!("{step} "),
+            (None, _) => String::new(),
+        };
+        let detail = event.detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default();
+        crate::outln!(
+            "{}  {:<12} {about}{} by {}{detail}",
+            event.at.format("%H:%M:%S%.3f"),
+            event.kind.as_str(),
+            event.outcome.as_str(),
+            event.actor
+        );
+    }
+}
+
+/// `sagactl faults SERVICE …`: what to set (all of it replaces the service's faults).
+#[derive(Debug, Clone, clap::Args)]
+pub struct FaultsArgs {
+    /// inventory, payment, shipping, notification or orchestrator.
+    pub service: String,
+    /// Added latency per request, in milliseconds.
+    #[arg(long)]
+    pub latency_ms: Option<u64>,
+    /// Share of requests answered 503 without doing anything (0 to 1).
+    #[arg(long)]
+    pub error_rate: Option<f64>,
+    /// Share of requests done but never answered (0 to 1): the caller's ambiguous case.
+    #[arg(long)]
+    pub drop_response_rate: Option<f64>,
+    /// Leave requests unanswered until the server's request timeout.
+    #[arg(long)]
+    pub hang: bool,
+    /// Which requests: writes (default) or all.
+    #[arg(long, value_parser = parse_scope)]
+    pub scope: Option<FaultScope>,
+    /// Switch every fault off.
+    #[arg(long, conflicts_with_all = ["latency_ms", "error_rate", "drop_response_rate", "hang", "scope"])]
+    pub clear: bool,
+}
+
+impl FaultsArgs {
+    /// The faults asked for; `None` when nothing was (the command then shows the current ones).
+    fn config(&self) -> Option<FaultConfig> {
+        let asked = self.clear
+            || self.hang
+            || self.latency_ms.is_some()
+            || self.error_rate.is_some()
+            || self.drop_response_rate.is_some()
+            || self.scope.is_some();
+        asked.then(|| FaultConfig {
+            latency_ms: self.latency_ms.unwrap_or(0),
+            error_rate: self.error_rate.unwrap_or(0.0),
+            hang: self.hang,
+            drop_response_rate: self.drop_response_rate.unwrap_or(0.0),
+            scope: self.scope.unwrap_or_default(),
+            ..FaultConfig::default()
+        })
+    }
+}
+
+fn parse_scope(text: &str) -> Result<FaultScope, String> {
+    match text {
+        "writes" => Ok(FaultScope::Writes),
+        "all" => Ok(FaultScope::All),
+        other => Err(format!("{other:?} is not writes or all")),
+    }
+}
+
+/// Shows or replaces a running service's faults through its admin API (`/admin/faults`), with
+/// the admin token `up` gave it (or `ADMIN_TOKEN`).
+pub async fn faults(dir: &StateDir, launcher: &LauncherEnv, args: FaultsArgs) -> anyhow::Result<ExitCode> {
+    let state = dir.load_running()?;
+    let service = state.services.get(&args.service).with_context(|| {
+        let names: Vec<&str> = state.services.keys().map(String::as_str).collect();
+        format!("unknown service {:?} (known: {})", args.service, names.join(", "))
+    })?;
+    let token = launcher.get("ADMIN_TOKEN").unwrap_or(&state.admin_token).to_owned();
+    let url = format!("{}/admin/faults", service.url);
+    let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build the HTTP client")?;
+    let request = match args.config() {
+        Some(config) => http.put(&url).json(&config),
+        None => http.get(&url),
+    };
+    let response = request.bearer_auth(token).send().await.with_context(|| format!("{url}: no answer"))?;
+    let status = response.status();
+    if !status.is_success() {
+        bail!("{url} answered {status}: {}", problem_detail(response).await);
+    }
+    let now: FaultConfig = response.json().await.with_context(|| format!("{url} did not answer its faults"))?;
+    crate::outln!("{}: {}", args.service, describe(&now));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of what a service's faults do.
+fn describe(faults: &FaultConfig) -> String {
+    let mut parts = Vec::new();
+    if faults.latency_ms > 0 {
+        parts.push(format!("latency {} ms", faults.latency_ms));
+    }
+    if faults.error_rate > 0.0 {
+        parts.push(format!("503 for {:.0} %", faults.error_rate * 100.0));
+    }
+    if faults.drop_response_rate > 0.0 {
+        parts.push(format!("answers dropped for {:.0} %", faults.drop_response_rate * 100.0));
+    }
+    if faults.hang {
+        parts.push("hanging".to_owned());
+    }
+    if parts.is_empty() {
+        return "no faults".to_owned();
+    }
+    let scope = match faults.scope {
+        FaultScope::Writes => "writes",
+        FaultScope::All => "all requests",
+    };
+    format!("{} (on {scope})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_fault_flag_shows_and_any_flag_replaces_all_of_them() {
+        let args = |extra: &[&str]| {
+            #[derive(clap::Parser)]
+            struct Wrapper {
+                #[command(flatten)]
+                faults: FaultsArgs,
+            }
+            let mut argv = vec!["sagactl", "payment"];
+            argv.extend_from_slice(extra);
+            <Wrapper as clap::Parser>::try_parse_from(argv).map(|w| w.faults)
+        };
+        assert_eq!(args(&[]).ok().and_then(|a| a.config()), None);
+        let slow = args(&["--latency-ms", "2500"]).ok().and_then(|a| a.config());
+        assert_eq!(slow, Some(FaultConfig { latency_ms: 2500, ..FaultConfig::default() }));
+        assert_eq!(args(&["--clear"]).ok().and_then(|a| a.config()), Some(FaultConfig::default()));
+        assert!(args(&["--clear", "--hang"]).is_err(), "--clear with a fault");
+        assert!(args(&["--scope", "reads"]).is_err());
+    }
+
+    #[test]
+    fn a_filter_needs_something_and_ages_read_as_durations() {
+        assert!(Filter::default().is_empty());
+        assert_eq!(humantime::parse_duration("10m").ok(), Some(Duration::from_secs(600)));
+        assert!(humantime::parse_duration("ten minutes").is_err());
+    }
+
+    #[test]
+    fn faults_read_as_one_line() {
+        assert_eq!(describe(&FaultConfig::default()), "no faults");
+        let slow = FaultConfig { latency_ms: 200, error_rate: 0.5, ..FaultConfig::default() };
+        assert_eq!(describe(&slow), "latency 200 ms, 503 for 50 % (on writes)");
+    }
+}
