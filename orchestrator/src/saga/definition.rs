@@ -156,7 +156,8 @@ impl SagaDefinition {
                 // `total_cents`: what payment charges.
                 step(&suite::INVENTORY, Reservation::state_of, reservation_request, &["total_cents"])?,
                 step(&suite::PAYMENT, Payment::state_of, payment_request, &[])?,
-                step(&suite::SHIPPING, Shipment::state_of, shipment_request, &[])?,
+                // `tracking_number`: what the order view shows.
+                step(&suite::SHIPPING, Shipment::state_of, shipment_request, &["tracking_number"])?,
                 step(&suite::NOTIFICATION, Notification::state_of, notification_request, &[])?,
             ],
             deadline: config.saga_deadline,

@@ -255,6 +255,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     ) -> Result<Placed, sqlx::Error> {
         let (mut saga, started) = machine::start(&self.definition, order_id, request, self.clock());
         saga.trace_context = trace_context;
+        saga.owner = Some(self.config.instance.clone());
         let inserted =
             self.store.insert(&saga, &started, idempotency_key, &self.config.instance, self.config.lease).await?;
         Ok(match inserted {

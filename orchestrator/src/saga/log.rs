@@ -19,7 +19,7 @@ use super::{
 };
 
 const SAGA_COLUMNS: &str = "order_id, request, status, step_index, steps, outputs, failure_reason, dead_letter, \
-     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at, trace_context";
+     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at, trace_context, owner";
 
 #[derive(Debug, sqlx::FromRow)]
 struct SagaRow {
@@ -39,6 +39,7 @@ struct SagaRow {
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     trace_context: Option<String>,
+    owner: Option<String>,
 }
 
 impl TryFrom<SagaRow> for Saga {
@@ -60,6 +61,7 @@ impl TryFrom<SagaRow> for Saga {
             created_at: row.created_at,
             updated_at: row.updated_at,
             trace_context: row.trace_context,
+            owner: row.owner,
         })
     }
 }

@@ -95,6 +95,9 @@ pub struct Saga {
     pub updated_at: DateTime<Utc>,
     /// The trace the saga's spans belong to (a W3C `traceparent`), when traces are exported.
     pub trace_context: Option<String>,
+    /// The instance holding its lease when it was read or written (shown, never decided on:
+    /// the version is what fences writes).
+    pub owner: Option<String>,
 }
 
 impl Saga {
@@ -119,6 +122,7 @@ impl Saga {
             created_at: now,
             updated_at: now,
             trace_context: None,
+            owner: None,
         }
     }
 
@@ -132,6 +136,11 @@ impl Saga {
 
     /// The API view.
     pub fn view(&self) -> OrderView {
+        let in_flight = !self.status.is_terminal();
+        let deadline = match self.status {
+            SagaStatus::Compensating => self.compensation_deadline_at,
+            _ => Some(self.deadline_at),
+        };
         OrderView {
             order_id: self.order_id,
             status: self.status,
@@ -146,11 +155,19 @@ impl Saga {
                     last_error: s.last_error.clone(),
                     started_at: s.started_at,
                     finished_at: s.finished_at,
+                    output: self.outputs.get(&s.name).cloned(),
                 })
                 .collect(),
             failure_reason: self.failure_summary(),
             created_at: self.created_at,
             updated_at: self.updated_at,
+            customer_id: self.request.customer_id.clone(),
+            items: self.request.items.clone(),
+            total_cents: self.outputs.values().find_map(|output| output.get("total_cents")?.as_i64()),
+            country: self.request.shipping_address.country.as_str().to_owned(),
+            next_attempt_at: in_flight.then_some(self.next_run_at),
+            deadline_at: deadline.filter(|_| in_flight),
+            owner: self.owner.clone().filter(|_| in_flight),
         }
     }
 }

@@ -322,6 +322,18 @@ fn current_step(order: &OrderView) -> &str {
     step.map_or("-", |s| s.name.as_str())
 }
 
+/// A step's output as `key=value …` (`tracking_number=TRK-…`), with a trailing space.
+fn output_text(output: &serde_json::Value) -> String {
+    let Some(fields) = output.as_object() else { return format!("{output} ") };
+    fields
+        .iter()
+        .map(|(key, value)| match value.as_str() {
+            Some(text) => format!("{key}={text} "),
+            None => format!("{key}={value} "),
+        })
+        .collect()
+}
+
 /// A duration as `4s`, `12m`, `3h`, `2d`.
 fn age(since: chrono::DateTime<Utc>) -> String {
     let seconds = (Utc::now() - since).num_seconds().max(0);
@@ -351,15 +363,39 @@ fn print_list(orders: &[OrderView]) {
 fn print_order(order: &OrderView, events: &[SagaEvent]) {
     crate::outln!("order    {}", order.order_id);
     crate::outln!("status   {}", order.status.as_str());
+    crate::outln!("customer {}", order.customer_id.as_str());
+    let items: Vec<String> =
+        order.items.as_slice().iter().map(|item| format!("{} x {}", item.quantity.get(), item.sku.as_str())).collect();
+    crate::outln!("items    {}", items.join(", "));
+    if let Some(total) = order.total_cents {
+        crate::outln!("total    {}.{:02}", total / 100, total % 100);
+    }
+    crate::outln!("ships to {}", order.country);
     crate::outln!("created  {} ({} ago)", order.created_at.to_rfc3339(), age(order.created_at));
     crate::outln!("updated  {}", order.updated_at.to_rfc3339());
+    if let Some(owner) = &order.owner {
+        crate::outln!("driver   {owner}");
+    }
+    if let Some(next) = order.next_attempt_at {
+        crate::outln!("next     {}", next.to_rfc3339());
+    }
+    if let Some(deadline) = order.deadline_at {
+        crate::outln!("deadline {}", deadline.to_rfc3339());
+    }
     if let Some(reason) = &order.failure_reason {
         crate::outln!("failure  {reason}");
     }
-    crate::outln!("\n{:<18}  {:<12}  {:>8}  {:>13}  LAST ERROR", "STEP", "STATUS", "ATTEMPTS", "COMPENSATIONS");
+    crate::outln!(
+        "\n{:<18}  {:<12}  {:>8}  {:>13}  OUTPUT / LAST ERROR",
+        "STEP",
+        "STATUS",
+        "ATTEMPTS",
+        "COMPENSATIONS"
+    );
     for step in &order.steps {
+        let output = step.output.as_ref().map(output_text).unwrap_or_default();
         crate::outln!(
-            "{:<18}  {:<12}  {:>8}  {:>13}  {}",
+            "{:<18}  {:<12}  {:>8}  {:>13}  {output}{}",
             step.name,
             step.status.as_str(),
             step.attempts,

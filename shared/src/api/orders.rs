@@ -102,6 +102,10 @@ pub struct StepView {
     pub started_at: Option<DateTime<Utc>>,
     /// When the step (or its compensation) finished.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What the step produced that the order keeps (inventory's `total_cents`, shipping's
+    /// `tracking_number`), once it succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<serde_json::Value>,
 }
 
 /// An order and its saga.
@@ -119,6 +123,22 @@ pub struct OrderView {
     pub created_at: DateTime<Utc>,
     /// When the saga last changed.
     pub updated_at: DateTime<Utc>,
+    /// Who ordered.
+    pub customer_id: CustomerId,
+    /// What was ordered.
+    pub items: Items,
+    /// What the order costs, once inventory has priced it.
+    pub total_cents: Option<i64>,
+    /// Where it ships to (the country only: the street address is never shown).
+    pub country: String,
+    /// While the saga is in flight: when its next move is due (after a retry's backoff, say).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    /// While the saga is in flight: when its current direction runs out of time (the saga's
+    /// deadline going forward, the compensation budget going backward).
+    pub deadline_at: Option<DateTime<Utc>>,
+    /// While the saga is in flight: the orchestrator instance driving it (none between a
+    /// released or expired lease and the next claim).
+    pub owner: Option<String>,
 }
 
 /// One entry of a saga's timeline.

@@ -222,6 +222,15 @@ async fn the_console_in_a_real_browser_shows_a_dead_participant_a_stuck_saga_and
     suite.spawn(Service::Payment, &[]).await;
     assert_eq!(suite.wait_terminal(stuck, WAIT).await["status"], "compensated");
     wait_overview(&suite, "nothing in flight", |o| o["in_flight_total"] == 0).await;
+    // The console shows probes up to a second old (they are shared between its viewers): the
+    // saga can finish within that second of payment's return, so wait for a probe that saw it.
+    let all_up = Poll::new(WAIT, Duration::from_millis(200))
+        .holds(async || {
+            let answer = services(&suite, Service::Orchestrator).await;
+            answer["services"].as_array().is_some_and(|all| all.iter().all(|s| s["up"] == true))
+        })
+        .await;
+    assert!(all_up, "the console's probes never saw every service up");
     let dom = chromium.dump_dom(&open_stuck).await;
     assert_rendered_without_errors(&dom);
     assert!(services_shown(&dom).values().all(|&up| up), "every service is up: {:?}", services_shown(&dom));

@@ -23,6 +23,8 @@ async fn an_operator_lists_shows_cancels_and_retries_sagas_and_switches_faults_f
     assert_eq!(serde_json::from_str::<Vec<Value>>(&running).unwrap(), Vec::<Value>::new());
     let shown = up.sagactl_ok(&["orders", "show", id]).await;
     assert!(shown.contains("status   completed") && shown.contains("send_confirmation"), "{shown}");
+    assert!(shown.contains("customer alice") && shown.contains("items    1 x WIDGET-1"), "{shown}");
+    assert!(shown.contains("ships to FR") && shown.contains("tracking_number=TRK-"), "{shown}");
     assert!(shown.contains("TIMELINE") && shown.contains("saga         completed"), "{shown}");
     let shown: Value = serde_json::from_str(&up.sagactl_ok(&["orders", "show", id, "--json"]).await).unwrap();
     assert_eq!(shown["order"]["status"], "completed");

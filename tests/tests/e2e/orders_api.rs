@@ -175,3 +175,37 @@ async fn past_the_admission_limit_an_order_is_refused_with_503_and_nothing_is_wr
     }
     assert_eq!(retried.status, 202, "{}", retried.body);
 }
+
+#[tokio::test]
+async fn the_order_view_says_what_was_ordered_what_the_steps_produced_and_who_drives_it_never_the_street() {
+    let suite =
+        Suite::start_with_env(&Service::SUITE, &[(Service::Orchestrator, "ORCHESTRATOR_ID", "orch-view")]).await;
+    // Shipping slow, so the saga is seen in flight first.
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 1500 })).await;
+    let body = order_body("carol", &[("WIDGET-1", 2), ("GADGET-1", 1)], "DE");
+    let order_id = suite.accepted_order(&body).await;
+
+    let in_flight = suite.order(order_id).await;
+    assert_eq!(in_flight["customer_id"], "carol");
+    assert_eq!(in_flight["items"], body["items"]);
+    assert_eq!(in_flight["country"], "DE");
+    assert_eq!(in_flight["owner"], "orch-view", "{in_flight}");
+    assert!(in_flight["next_attempt_at"].is_string() && in_flight["deadline_at"].is_string(), "{in_flight}");
+    let text = in_flight.to_string();
+    assert!(
+        !text.contains("James") && !text.contains("SW1Y") && !text.contains("Lovelace"),
+        "the address shows: {text}"
+    );
+
+    let done = suite.wait_terminal(order_id, Duration::from_secs(20)).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let total = done["total_cents"].as_i64().unwrap_or_default();
+    assert!(total > 0, "{done}");
+    assert_eq!(done["steps"][0]["output"]["total_cents"], total);
+    let tracking = done["steps"][2]["output"]["tracking_number"].as_str().unwrap_or_default();
+    assert!(tracking.starts_with("TRK-"), "{done}");
+    let shipment = suite.http.get(&suite.url(Service::Shipping, &format!("/shipments/{order_id}"))).await;
+    assert_eq!(shipment.body["tracking_number"], tracking, "the tracking number is shipping's own");
+    // Ended: nobody drives it, nothing is due.
+    assert!(done["owner"].is_null() && done["next_attempt_at"].is_null() && done["deadline_at"].is_null(), "{done}");
+}
