@@ -180,13 +180,13 @@ async fn past_the_admission_limit_an_order_is_refused_with_503_and_nothing_is_wr
 async fn the_order_view_says_what_was_ordered_what_the_steps_produced_and_who_drives_it_never_the_street() {
     let suite =
         Suite::start_with_env(&Service::SUITE, &[(Service::Orchestrator, "ORCHESTRATOR_ID", "orch-view")]).await;
-    // Shipping slow, so the saga is seen in flight first.
-    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 1500 })).await;
-    let body = order_body("carol", &[("WIDGET-1", 2), ("GADGET-1", 1)], "DE");
+    // Shipping slow (within the tests' 1 s step timeout), so the saga is seen in flight first.
+    suite.set_faults(Service::Shipping, &json!({ "latency_ms": 600 })).await;
+    let body = order_body("bob", &[("WIDGET-1", 2), ("GADGET-1", 1)], "DE");
     let order_id = suite.accepted_order(&body).await;
 
     let in_flight = suite.order(order_id).await;
-    assert_eq!(in_flight["customer_id"], "carol");
+    assert_eq!(in_flight["customer_id"], "bob");
     assert_eq!(in_flight["items"], body["items"]);
     assert_eq!(in_flight["country"], "DE");
     assert_eq!(in_flight["owner"], "orch-view", "{in_flight}");
