@@ -84,6 +84,8 @@ pub struct OrchestratorConfig {
     pub stuck_after: Duration,
     /// `GAUGE_REFRESH_MS`: how often the database-derived gauges are recomputed (default 2 s).
     pub gauge_refresh: Duration,
+    /// `BATCH_PACE_MS`: the pause between two sagas of a batch operation.
+    pub batch_pace: Duration,
     /// Per-step settings, by step name.
     pub steps: Vec<(&'static str, StepSettings)>,
     /// `OPERATOR_TOKEN`, else `ADMIN_TOKEN`: the bearer token of `POST /orders/{id}/retry` and
@@ -127,6 +129,7 @@ impl OrchestratorConfig {
             recovery_batch: env.parse_or("RECOVERY_BATCH", 200)?,
             stuck_after: env.millis_or("STUCK_AFTER_MS", 60_000)?,
             gauge_refresh: env.millis_or("GAUGE_REFRESH_MS", 2_000)?,
+            batch_pace: env.millis_or("BATCH_PACE_MS", 20)?,
             operator_token,
             max_in_flight: Some(env.parse_or("MAX_IN_FLIGHT_SAGAS", DEFAULT_MAX_IN_FLIGHT)?).filter(|&n| n > 0),
             circuits: CircuitConfig {

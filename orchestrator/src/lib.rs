@@ -7,6 +7,7 @@
 //! any number of replicas can share one database. `GET /console` is a page to watch and act on
 //! the sagas.
 
+mod batches;
 pub mod clients;
 pub mod config;
 mod console;
@@ -75,18 +76,30 @@ pub async fn run() -> anyhow::Result<()> {
         instance: config.instance_id.clone(),
         circuits: executor.circuits(),
     };
-    let mut spec = routes::spec(state);
-    spec.routes = spec.routes.merge(console::router(console));
+    let mut spec = routes::spec(state.clone());
+    spec.routes = spec.routes.merge(console::router(console)).merge(batches::routes::router(state));
     spec.openapi.merge(console::openapi());
+    spec.openapi.merge(<batches::routes::BatchDoc as utoipa::OpenApi>::openapi());
     let application = Application::build(&config.service, spec, pool.clone(), metrics).await?;
 
     let recovery =
         tokio::spawn(recovery::run_recovery(Arc::clone(&executor), config.recovery_interval, config.recovery_batch));
-    let gauges =
-        tokio::spawn(recovery::run_gauges(Arc::clone(&executor), pool, config.gauge_refresh, config.stuck_after));
+    let gauges = tokio::spawn(recovery::run_gauges(
+        Arc::clone(&executor),
+        pool.clone(),
+        config.gauge_refresh,
+        config.stuck_after,
+    ));
+    let batch_config = batches::BatchConfig {
+        instance: config.instance_id.clone(),
+        lease: config.lease,
+        interval: config.recovery_interval,
+        pace: config.batch_pace,
+    };
+    let batches = tokio::spawn(batches::run_batches(Arc::clone(&executor), pool, batch_config));
 
     let served = application.run_until_stopped().await;
     executor.shutdown(config.service.shutdown_grace).await;
-    let _ = tokio::join!(recovery, gauges);
+    let _ = tokio::join!(recovery, gauges, batches);
     served
 }

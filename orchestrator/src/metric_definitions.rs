@@ -20,6 +20,9 @@ pub const STUCK: &str = "saga_stuck";
 pub const OLDEST_IN_FLIGHT_AGE_SECONDS: &str = "saga_oldest_in_flight_age_seconds";
 /// `saga_requires_intervention` (gauge, from the database: sagas in `failed`)
 pub const REQUIRES_INTERVENTION: &str = "saga_requires_intervention";
+/// `batch_operations_total{action="retry|cancel",result="done|refused|failed"}`: sagas acted on
+/// by batch operations.
+pub const BATCH_OPERATIONS_TOTAL: &str = "batch_operations_total";
 /// `saga_gauges_stale`: 1 while the saga gauges above could not be refreshed from the database
 /// (they keep their last values, which are then old), 0 once they are.
 pub const GAUGES_STALE: &str = "saga_gauges_stale";
@@ -51,6 +54,7 @@ pub fn describe() {
     metrics::describe_gauge!(STUCK, "In-flight sagas without progress for longer than STUCK_AFTER_MS.");
     metrics::describe_gauge!(OLDEST_IN_FLIGHT_AGE_SECONDS, Unit::Seconds, "Age of the oldest in-flight saga.");
     metrics::describe_gauge!(REQUIRES_INTERVENTION, "Sagas in failed: an operator must act.");
+    metrics::describe_counter!(BATCH_OPERATIONS_TOTAL, "Sagas acted on by batch operations, by action and result.");
     metrics::describe_gauge!(GAUGES_STALE, "1 while the saga gauges cannot be refreshed from the database.");
     metrics::describe_counter!(DEAD_LETTERED_TOTAL, "Sagas that became failed (compensation budget exhausted).");
     metrics::describe_counter!(RECONCILIATIONS_TOTAL, "Reconciliations of unknown outcomes, by what was found.");

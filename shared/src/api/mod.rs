@@ -3,11 +3,13 @@
 //! Requests are built from small validated types, so a request that deserializes is a valid one:
 //! bad values are refused at the edge with 422 and never reach SQL.
 
+mod batches;
 mod orders;
 mod records;
 mod types;
 mod wire_enum;
 
+pub use batches::{BatchAction, BatchFilter, BatchItem, BatchRequest, BatchResult, BatchStatus, BatchView};
 pub use orders::{
     EventKind, EventOutcome, OperatorAction, OrderRequest, OrderView, SagaEvent, SagaStatus, StepStatus, StepView,
 };
