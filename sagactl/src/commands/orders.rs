@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use saga_shared::api::{OrderView, SagaEvent, SagaStatus};
+use saga_shared::api::{BatchResult, BatchStatus, BatchView, OrderView, SagaEvent, SagaStatus};
 use saga_shared::faults::{FaultConfig, FaultScope};
 use saga_suite::services::LauncherEnv;
 use saga_suite::state::StateDir;
@@ -23,9 +23,13 @@ use uuid::Uuid;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Sagas asked for per page of `GET /orders` (its maximum).
 const PAGE: usize = 500;
-/// Pause between two actions of a bulk form: an outage's hundreds of retries should not arrive
-/// as one burst on an orchestrator that is just recovering.
+/// Pause between two actions on sagas named one by one: hundreds of retries should not arrive
+/// as one burst on an orchestrator that is just recovering (a batch has its own pace).
 const BULK_PAUSE: Duration = Duration::from_millis(20);
+/// Most sagas one bulk form acts on (a batch operation's bound).
+const MAX_BATCH: usize = 10_000;
+/// How often a bulk form reads its batch's progress.
+const FOLLOW_EVERY: Duration = Duration::from_millis(300);
 
 /// Where the suite is and who acts.
 #[derive(Debug, Clone, clap::Args)]
@@ -177,34 +181,38 @@ impl Orchestrator {
         }
     }
 
-    /// `POST /orders/{id}/{verb}` with the operator's name and reason; the answer's status
-    /// line and the saga's status after it.
-    async fn act(&self, order_id: Uuid, verb: &str, operator: &str, reason: Option<&str>) -> anyhow::Result<String> {
+    /// `method path` with the operator token and `body`, answered 2xx with JSON.
+    async fn send_operator<T: serde::de::DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> anyhow::Result<T> {
         let token = self.token.as_deref().context(
             "no operator token: set OPERATOR_TOKEN (or run this where `sagactl up` runs, whose admin token it is)",
         )?;
-        let url = format!("{}/orders/{order_id}/{verb}", self.base);
-        let body = serde_json::json!({ "operator": operator, "reason": reason });
-        let response = self
-            .http
-            .post(&url)
-            .bearer_auth(token)
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {url}: no answer"))?;
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.with_context(|| format!("{method} {url}: no answer"))?;
         let status = response.status();
         match status.as_u16() {
-            202 => {
-                let view: OrderView =
-                    response.json().await.with_context(|| format!("POST {url}: not an order view"))?;
-                Ok(format!("now {}", view.status.as_str()))
-            }
+            200..=299 => response.json().await.with_context(|| format!("{method} {url}: not the JSON expected")),
             401 | 403 => {
                 bail!("the orchestrator refused the operator token ({status}): set OPERATOR_TOKEN to its token")
             }
             _ => bail!("{status}: {}", problem_detail(response).await),
         }
+    }
+
+    /// `POST /orders/{id}/{verb}` with the operator's name and reason; the saga's status after it.
+    async fn act(&self, order_id: Uuid, verb: &str, operator: &str, reason: Option<&str>) -> anyhow::Result<String> {
+        let body = serde_json::json!({ "operator": operator, "reason": reason });
+        let path = format!("/orders/{order_id}/{verb}");
+        let view: OrderView = self.send_operator(reqwest::Method::POST, &path, Some(&body)).await?;
+        Ok(format!("now {}", view.status.as_str()))
     }
 }
 
@@ -250,30 +258,77 @@ pub async fn run(
     }
 }
 
-/// A retry or cancel of the sagas named, or of those the filter matches once the operator has
-/// confirmed their count. Each saga is acted on by its own request, as the console does; the
-/// command fails if any of them was refused.
+/// A retry or cancel of the sagas named (one request each, as the console does), or of those
+/// the filter matches, once the operator has confirmed their count: then a batch operation of
+/// the orchestrator's, which goes on if this command stops, followed here until it is done.
+/// The command fails if any saga was not acted on.
 async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow::Result<ExitCode> {
-    let order_ids = if action.order_ids.is_empty() {
-        if action.filter.is_empty() {
-            bail!("name the sagas to {verb}, or select them with --status, --id-prefix or --older-than");
+    if !action.order_ids.is_empty() {
+        if !action.filter.is_empty() {
+            bail!("give either order ids or a filter, not both");
         }
-        let matched = orchestrator.list(&action.filter, usize::MAX).await?;
-        if matched.is_empty() {
-            crate::outln!("no saga matches; nothing to {verb}");
-            return Ok(ExitCode::SUCCESS);
-        }
-        if !action.yes {
-            confirm(&format!("{verb} {} saga(s)?", matched.len()))?;
-        }
-        matched.into_iter().map(|order| order.order_id).collect()
-    } else if !action.filter.is_empty() {
-        bail!("give either order ids or a filter, not both");
-    } else {
-        action.order_ids
+        return act_on_each(orchestrator, verb, &action).await;
+    }
+    let Some(status) = action.filter.status else {
+        bail!("name the sagas to {verb}, or select them with --status (and --id-prefix, --older-than)");
     };
+    let matched = orchestrator.list(&action.filter, MAX_BATCH).await?.len();
+    if matched == 0 {
+        crate::outln!("no saga matches; nothing to {verb}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !action.yes {
+        confirm(&format!("{verb} {matched} saga(s)?"))?;
+    }
+    let mut filter = serde_json::json!({ "status": status.as_str() });
+    if let Some(prefix) = &action.filter.id_prefix {
+        filter["order_id_prefix"] = prefix.clone().into();
+    }
+    if let Some(age) = action.filter.older_than {
+        filter["older_than_s"] = age.as_secs().into();
+    }
+    // The oldest `matched` of those the filter matches now: the ones just counted.
+    let body = serde_json::json!({ "action": verb, "filter": filter, "max": matched,
+                                   "operator": action.operator, "reason": action.reason });
+    let created: BatchView =
+        orchestrator.send_operator(reqwest::Method::POST, "/batch-operations", Some(&body)).await?;
+    crate::outln!(
+        "batch {}: {} saga(s) to {verb}; the orchestrator acts on them even if this command stops \
+         (GET /batch-operations/{})",
+        created.id,
+        created.matched,
+        created.id
+    );
+    let path = format!("/batch-operations/{}", created.id);
+    let mut last_done = u64::MAX;
+    let finished = loop {
+        let progress: BatchView = orchestrator.get(&path, &[]).await?;
+        let acted = progress.done + progress.refused + progress.failed;
+        if acted != last_done {
+            eprintln!("sagactl: batch {}: {acted} of {} acted on", created.id, progress.matched);
+            last_done = acted;
+        }
+        if progress.status == BatchStatus::Done {
+            break orchestrator.get::<BatchView>(&path, &[("results", "true".to_owned())]).await?;
+        }
+        tokio::time::sleep(FOLLOW_EVERY).await;
+    };
+    for item in finished.results.unwrap_or_default() {
+        let result = item.result.map_or("pending", BatchResult::as_str);
+        let detail = item.detail.map(|d| format!(": {d}")).unwrap_or_default();
+        crate::outln!("{}  {verb}: {result}{detail}", item.order_id);
+    }
+    if finished.refused + finished.failed > 0 {
+        eprintln!("sagactl: {} of {} saga(s) not acted on", finished.refused + finished.failed, finished.matched);
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sagas named, one request each, paced.
+async fn act_on_each(orchestrator: &Orchestrator, verb: &str, action: &Action) -> anyhow::Result<ExitCode> {
     let mut refused = 0;
-    for (n, order_id) in order_ids.iter().enumerate() {
+    for (n, order_id) in action.order_ids.iter().enumerate() {
         if n > 0 {
             tokio::time::sleep(BULK_PAUSE).await;
         }
@@ -286,7 +341,7 @@ async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow:
         }
     }
     if refused > 0 {
-        eprintln!("sagactl: {refused} of {} saga(s) not acted on", order_ids.len());
+        eprintln!("sagactl: {refused} of {} saga(s) not acted on", action.order_ids.len());
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
