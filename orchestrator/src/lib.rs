@@ -67,6 +67,7 @@ pub async fn run() -> anyhow::Result<()> {
         pool: pool.clone(),
         executor: Arc::clone(&executor),
         operator_token: config.operator_token.clone(),
+        stuck_after: config.stuck_after,
     };
     let console = console::ConsoleState {
         pool: pool.clone(),

@@ -48,6 +48,8 @@ pub struct AppState {
     pub executor: Arc<OrderExecutor>,
     /// The bearer token operator actions need (`None`: nobody may act).
     pub operator_token: Option<String>,
+    /// How long without progress makes a saga stuck (`STUCK_AFTER_MS`, as `saga_stuck`).
+    pub stuck_after: std::time::Duration,
 }
 
 #[derive(OpenApi)]
@@ -57,10 +59,30 @@ pub struct AppState {
         OrderRequest, OrderView, StepView, SagaEvent, SagaStatus, StepStatus, EventKind, EventOutcome,
         OperatorActionBody, Problem
     )),
-    modifiers(&OperatorSecurity),
+    modifiers(&OperatorSecurity, &StepNames),
     tags((name = "orders", description = "Orders and their sagas"))
 )]
 struct ApiDoc;
+
+/// The `step` filter of `GET /orders` takes the steps of the suite's table, and nothing else:
+/// the document says so with their names (an attribute could only repeat them by hand).
+struct StepNames;
+
+impl utoipa::Modify for StepNames {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        let names: Vec<&str> = saga_shared::suite::PARTICIPANTS.iter().filter_map(|s| s.step()).collect();
+        let Some(list) = openapi.paths.paths.get_mut("/orders").and_then(|item| item.get.as_mut()) else { return };
+        for parameter in list.parameters.iter_mut().flatten() {
+            if let utoipa::openapi::RefOr::T(parameter) = parameter
+                && parameter.name == "step"
+            {
+                let schema = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.clone()));
+                parameter.schema = Some(schema.into());
+            }
+        }
+    }
+}
 
 /// Declares the operator token's bearer scheme in the document.
 struct OperatorSecurity;
@@ -177,6 +199,21 @@ struct ListQuery {
     /// than an id has match nothing). The pattern is exactly what `order_list::id_prefix` accepts.
     #[param(pattern = "^[0-9a-fA-F][0-9a-fA-F-]{0,35}$", max_length = 36)]
     order_id_prefix: Option<String>,
+    /// Only this customer's orders.
+    #[param(max_length = 64)]
+    customer_id: Option<String>,
+    /// Only sagas at this step (`reserve_inventory`, `process_payment`, `create_shipment`,
+    /// `send_confirmation`): the one going forward, or being compensated.
+    step: Option<String>,
+    /// Only sagas whose failure reason contains this text (any case).
+    #[param(max_length = 200)]
+    reason: Option<String>,
+    /// Only orders accepted at or after this time (RFC 3339).
+    created_after: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only orders accepted before this time (RFC 3339).
+    created_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only sagas in flight without progress for `STUCK_AFTER_MS` (what `saga_stuck` counts).
+    stuck: Option<bool>,
 }
 
 /// 400 `invalid-query`: a query parameter that is malformed or out of range.
@@ -215,7 +252,34 @@ async fn list_orders(
         Some(IdPrefix::Range(first, last)) => Some((first, last)),
         None => None,
     };
-    let filter = log::ListFilter { status: query.status, id_range, before, limit };
+    let step_index = match query.step.as_deref() {
+        Some(name) => {
+            let steps = &app.executor.definition().steps;
+            let index = steps.iter().position(|step| step.name == name).ok_or_else(|| {
+                let names: Vec<&str> = steps.iter().map(|step| step.name).collect();
+                invalid_query(format!("step must be one of {}", names.join(", ")))
+            })?;
+            Some(i32::try_from(index).map_err(|e| AppError::from(anyhow::anyhow!(e)))?)
+        }
+        None => None,
+    };
+    let too_long_or_nul =
+        |text: &Option<String>, max: usize| text.as_ref().is_some_and(|t| t.len() > max || t.contains('\0'));
+    if too_long_or_nul(&query.customer_id, 64) || too_long_or_nul(&query.reason, 200) {
+        return Err(invalid_query("customer_id is at most 64 characters, reason at most 200, neither with NUL"));
+    }
+    let filter = log::ListFilter {
+        status: query.status,
+        id_range,
+        before,
+        customer_id: query.customer_id,
+        step_index,
+        reason: query.reason,
+        created_after: query.created_after,
+        created_before: query.created_before,
+        stuck_for: query.stuck.unwrap_or(false).then_some(app.stuck_after),
+        limit,
+    };
     let sagas = log::list(&app.pool, &filter).await?;
     Ok(AppJson(sagas.iter().map(Saga::view).collect()))
 }

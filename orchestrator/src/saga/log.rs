@@ -411,6 +411,18 @@ pub struct ListFilter {
     pub id_range: Option<(Uuid, Uuid)>,
     /// Keyset pagination: only sagas after this position (`created_at`, `order_id`) in the list.
     pub before: Option<(DateTime<Utc>, Uuid)>,
+    /// Only this customer's orders.
+    pub customer_id: Option<String>,
+    /// Only sagas whose current step (forward or backward) has this index.
+    pub step_index: Option<i32>,
+    /// Only sagas whose failure reason contains this text (any case).
+    pub reason: Option<String>,
+    /// Only sagas accepted at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only sagas accepted before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only sagas in flight without progress for this long (what `saga_stuck` counts).
+    pub stuck_for: Option<Duration>,
     /// At most this many.
     pub limit: i64,
 }
@@ -428,6 +440,29 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Saga>, sqlx:
     }
     if let Some((created_at, order_id)) = filter.before {
         query.push(" and (created_at, order_id) < (").push_bind(created_at).push(", ").push_bind(order_id).push(")");
+    }
+    if let Some(customer_id) = &filter.customer_id {
+        query.push(" and request ->> 'customer_id' = ").push_bind(customer_id.clone());
+    }
+    if let Some(step_index) = filter.step_index {
+        query.push(" and step_index = ").push_bind(step_index);
+    }
+    if let Some(reason) = &filter.reason {
+        // A substring, not a pattern: the operator's `%` and `_` are literal.
+        let escaped = reason.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        query.push(" and failure_reason ilike ").push_bind(format!("%{escaped}%"));
+    }
+    if let Some(after) = filter.created_after {
+        query.push(" and created_at >= ").push_bind(after);
+    }
+    if let Some(before) = filter.created_before {
+        query.push(" and created_at < ").push_bind(before);
+    }
+    if let Some(stuck_for) = filter.stuck_for {
+        query
+            .push(format!(" and status in ({}) and progressed_at < now() - ", SagaStatus::sql_list(&SagaStatus::OPEN)))
+            .push_bind(millis(stuck_for))
+            .push(" * interval '1 millisecond'");
     }
     query.push(" order by created_at desc, order_id desc limit ").push_bind(filter.limit);
     let rows: Vec<SagaRow> = query.build_query_as().fetch_all(pool).await?;

@@ -80,11 +80,47 @@ pub struct Filter {
     /// Only sagas accepted longer ago than this (e.g. 90s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub older_than: Option<Duration>,
+    /// Only this customer's orders (list only).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Only sagas at this step, going forward or compensating (list only).
+    #[arg(long)]
+    pub step: Option<String>,
+    /// Only sagas whose failure reason contains this text (list only).
+    #[arg(long)]
+    pub reason_contains: Option<String>,
+    /// Only sagas in flight without progress for STUCK_AFTER_MS (list only).
+    #[arg(long)]
+    pub stuck: bool,
 }
 
 impl Filter {
     fn is_empty(&self) -> bool {
-        self.status.is_none() && self.id_prefix.is_none() && self.older_than.is_none()
+        self.status.is_none() && self.id_prefix.is_none() && self.older_than.is_none() && !self.list_only()
+    }
+
+    /// Whether it uses a filter only the list has (a batch operation filters by status, id
+    /// prefix and age).
+    fn list_only(&self) -> bool {
+        self.customer.is_some() || self.step.is_some() || self.reason_contains.is_some() || self.stuck
+    }
+
+    /// The query parameters of `GET /orders` (the age aside: it is `created_before`).
+    fn query(&self) -> anyhow::Result<Vec<(&'static str, String)>> {
+        let mut query = Vec::new();
+        query.extend(self.status.map(|status| ("status", status.as_str().to_owned())));
+        query.extend(self.id_prefix.clone().map(|prefix| ("order_id_prefix", prefix)));
+        query.extend(self.customer.clone().map(|customer| ("customer_id", customer)));
+        query.extend(self.step.clone().map(|step| ("step", step)));
+        query.extend(self.reason_contains.clone().map(|reason| ("reason", reason)));
+        if self.stuck {
+            query.push(("stuck", "true".to_owned()));
+        }
+        if let Some(age) = self.older_than {
+            let cutoff = Utc::now() - chrono::Duration::from_std(age).context("--older-than is too long")?;
+            query.push(("created_before", cutoff.to_rfc3339()));
+        }
+        Ok(query)
     }
 }
 
@@ -156,24 +192,19 @@ impl Orchestrator {
         response.json().await.with_context(|| format!("GET {url} did not answer the JSON expected"))
     }
 
-    /// The sagas matching `filter`, newest first, at most `limit`: page by page (the age is not
-    /// a filter of the API, so a page may keep none of its sagas).
+    /// The sagas matching `filter`, newest first, at most `limit`: page by page.
     async fn list(&self, filter: &Filter, limit: usize) -> anyhow::Result<Vec<OrderView>> {
-        let cutoff = match filter.older_than {
-            Some(age) => Some(Utc::now() - chrono::Duration::from_std(age).context("--older-than is too long")?),
-            None => None,
-        };
+        let filters = filter.query()?;
         let mut found = Vec::new();
         let mut before: Option<Uuid> = None;
         loop {
-            let mut query = vec![("limit", PAGE.to_string())];
-            query.extend(filter.status.map(|status| ("status", status.as_str().to_owned())));
-            query.extend(filter.id_prefix.clone().map(|prefix| ("order_id_prefix", prefix)));
+            let mut query = filters.clone();
+            query.push(("limit", PAGE.to_string()));
             query.extend(before.map(|id| ("before", id.to_string())));
             let page: Vec<OrderView> = self.get("/orders", &query).await?;
             let full = page.len() == PAGE;
             before = page.last().map(|order| order.order_id);
-            found.extend(page.into_iter().filter(|order| cutoff.is_none_or(|cutoff| order.created_at < cutoff)));
+            found.extend(page);
             if found.len() >= limit || !full {
                 found.truncate(limit);
                 return Ok(found);
@@ -268,6 +299,9 @@ async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow:
             bail!("give either order ids or a filter, not both");
         }
         return act_on_each(orchestrator, verb, &action).await;
+    }
+    if action.filter.list_only() {
+        bail!("a bulk {verb} selects by --status, --id-prefix and --older-than only; list with the others first");
     }
     let Some(status) = action.filter.status else {
         bail!("name the sagas to {verb}, or select them with --status (and --id-prefix, --older-than)");

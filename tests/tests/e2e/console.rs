@@ -15,7 +15,7 @@ use std::{
 use saga_tests::{
     Chromium, Dom, Page, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, artifacts_dir, happy_order, order_body,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -467,7 +467,27 @@ async fn the_page_and_its_assets_come_from_the_binary_with_a_strict_content_secu
         .iter()
         .filter_map(|p| p["name"].as_str())
         .collect();
-    assert_eq!(list_params, ["status", "limit", "before", "order_id_prefix"]);
+    assert_eq!(
+        list_params,
+        [
+            "status",
+            "limit",
+            "before",
+            "order_id_prefix",
+            "customer_id",
+            "step",
+            "reason",
+            "created_after",
+            "created_before",
+            "stuck"
+        ]
+    );
+    let step =
+        document["paths"]["/orders"]["get"]["parameters"].as_array().unwrap().iter().find(|p| p["name"] == "step");
+    assert_eq!(
+        step.map(|p| p["schema"]["enum"].clone()),
+        Some(json!(["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"]))
+    );
 }
 
 #[tokio::test]

@@ -19,6 +19,13 @@ async fn an_operator_lists_shows_cancels_and_retries_sagas_and_switches_faults_f
         serde_json::from_str(&up.sagactl_ok(&["orders", "list", "--status", "completed", "--json"]).await).unwrap();
     assert!(listed.iter().any(|order| order["order_id"] == id), "{listed:?}");
     assert!(listed.iter().all(|order| order["status"] == "completed"), "{listed:?}");
+    let alices: Vec<Value> =
+        serde_json::from_str(&up.sagactl_ok(&["orders", "list", "--customer", "alice", "--json"]).await).unwrap();
+    assert!(alices.iter().any(|order| order["order_id"] == id), "{alices:?}");
+    let nobodys = up.sagactl_ok(&["orders", "list", "--customer", "nobody", "--json"]).await;
+    assert_eq!(serde_json::from_str::<Vec<Value>>(&nobodys).unwrap(), Vec::<Value>::new());
+    let bulk_by_customer = up.sagactl(&["orders", "cancel", "--customer", "alice", "--yes"]).await;
+    assert!(String::from_utf8_lossy(&bulk_by_customer.stderr).contains("list with the others first"));
     let running = up.sagactl_ok(&["orders", "list", "--status", "running", "--json"]).await;
     assert_eq!(serde_json::from_str::<Vec<Value>>(&running).unwrap(), Vec::<Value>::new());
     let shown = up.sagactl_ok(&["orders", "show", id]).await;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use saga_suite::poll::Poll;
 use saga_tests::{SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, happy_order, order_body};
 use serde_json::{Value, json};
 
@@ -208,4 +209,47 @@ async fn the_order_view_says_what_was_ordered_what_the_steps_produced_and_who_dr
     assert_eq!(shipment.body["tracking_number"], tracking, "the tracking number is shipping's own");
     // Ended: nobody drives it, nothing is due.
     assert!(done["owner"].is_null() && done["next_attempt_at"].is_null() && done["deadline_at"].is_null(), "{done}");
+}
+
+#[tokio::test]
+async fn orders_are_listed_by_customer_step_failure_reason_time_and_stuckness() {
+    let env = [(Service::Orchestrator, "STEP_RETRY_BUDGET_MS", "60000")];
+    let suite = Suite::start_with_env(&Service::SUITE, &env).await;
+    let list = async |query: &str| -> Vec<String> {
+        let answer = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders?{query}"))).await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+        answer.body.as_array().unwrap().iter().map(|o| o["order_id"].as_str().unwrap().to_owned()).collect()
+    };
+    let alice = suite.accepted_order(&happy_order()).await.to_string();
+    let first = suite.wait_terminal(alice.parse().unwrap(), Duration::from_secs(20)).await;
+    // Carol's balance (20.00) refuses a 75.97 order: compensated, with the reason.
+    let carol = suite.accepted_order(&order_body("carol", &[("WIDGET-1", 2), ("GADGET-1", 1)], "FR")).await.to_string();
+    let refused = suite.wait_terminal(carol.parse().unwrap(), Duration::from_secs(20)).await;
+    assert_eq!(refused["status"], "compensated", "{refused}");
+
+    assert_eq!(list("customer_id=carol").await, [carol.clone()]);
+    assert_eq!(list("customer_id=nobody").await, Vec::<String>::new());
+    assert_eq!(list("reason=BALANCE%20is%20TOO").await, [carol.clone()], "any case, a substring");
+    assert_eq!(list("reason=100%25").await, Vec::<String>::new(), "% is literal");
+    let after = first["updated_at"].as_str().unwrap();
+    assert_eq!(list(&format!("created_after={}", after.replace('+', "%2B"))).await, [carol.clone()]);
+    assert_eq!(list(&format!("created_before={}", after.replace('+', "%2B"))).await, [alice.clone()]);
+
+    // Bob's order waits at a hanging shipping, retrying: at that step, and stuck once
+    // STUCK_AFTER_MS (2 s in the tests) passes without progress.
+    suite.set_faults(Service::Shipping, &json!({ "hang": true })).await;
+    let bob = suite.accepted_order(&order_body("bob", &[("WIDGET-1", 1)], "FR")).await;
+    suite.wait_for_step(bob, 2, "retrying").await;
+    assert_eq!(list("step=create_shipment&status=running").await, [bob.to_string()]);
+    assert_eq!(list("step=process_payment&status=running").await, Vec::<String>::new());
+    let stuck = Poll::new(Duration::from_secs(15), Duration::from_millis(200))
+        .holds(async || list("stuck=true").await == [bob.to_string()])
+        .await;
+    assert!(stuck, "bob's saga never listed as stuck");
+
+    for bad in ["step=teleport", "created_after=yesterday", "stuck=maybe", "reason=%00"] {
+        let answer = suite.http.get(&suite.url(Service::Orchestrator, &format!("/orders?{bad}"))).await;
+        assert_eq!(answer.assert_problem(400), "/problems/invalid-query", "{bad}");
+    }
+    suite.set_faults(Service::Shipping, &json!({})).await;
 }
