@@ -227,13 +227,13 @@ async fn orders_are_listed_by_customer_step_failure_reason_time_and_stuckness() 
     let refused = suite.wait_terminal(carol.parse().unwrap(), Duration::from_secs(20)).await;
     assert_eq!(refused["status"], "compensated", "{refused}");
 
-    assert_eq!(list("customer_id=carol").await, [carol.clone()]);
+    assert_eq!(list("customer_id=carol").await, [carol.as_str()]);
     assert_eq!(list("customer_id=nobody").await, Vec::<String>::new());
-    assert_eq!(list("reason=BALANCE%20is%20TOO").await, [carol.clone()], "any case, a substring");
+    assert_eq!(list("reason=BALANCE%20is%20TOO").await, [carol.as_str()], "any case, a substring");
     assert_eq!(list("reason=100%25").await, Vec::<String>::new(), "% is literal");
     let after = first["updated_at"].as_str().unwrap();
-    assert_eq!(list(&format!("created_after={}", after.replace('+', "%2B"))).await, [carol.clone()]);
-    assert_eq!(list(&format!("created_before={}", after.replace('+', "%2B"))).await, [alice.clone()]);
+    assert_eq!(list(&format!("created_after={}", after.replace('+', "%2B"))).await, [carol.as_str()]);
+    assert_eq!(list(&format!("created_before={}", after.replace('+', "%2B"))).await, [alice.as_str()]);
 
     // Bob's order waits at a hanging shipping, retrying: at that step, and stuck once
     // STUCK_AFTER_MS (2 s in the tests) passes without progress.
