@@ -55,6 +55,14 @@ pub fn describe() {
     metrics::describe_gauge!(OLDEST_IN_FLIGHT_AGE_SECONDS, Unit::Seconds, "Age of the oldest in-flight saga.");
     metrics::describe_gauge!(REQUIRES_INTERVENTION, "Sagas in failed: an operator must act.");
     metrics::describe_counter!(BATCH_OPERATIONS_TOTAL, "Sagas acted on by batch operations, by action and result.");
+    // Every series from the start, at zero: a rate over a series that does not exist yet is no
+    // data rather than 0 (batches are rare).
+    for action in saga_shared::api::BatchAction::ALL {
+        for result in saga_shared::api::BatchResult::ALL {
+            metrics::counter!(BATCH_OPERATIONS_TOTAL, "action" => action.as_str(), "result" => result.as_str())
+                .increment(0);
+        }
+    }
     metrics::describe_gauge!(GAUGES_STALE, "1 while the saga gauges cannot be refreshed from the database.");
     metrics::describe_counter!(DEAD_LETTERED_TOTAL, "Sagas that became failed (compensation budget exhausted).");
     metrics::describe_counter!(RECONCILIATIONS_TOTAL, "Reconciliations of unknown outcomes, by what was found.");
