@@ -264,7 +264,7 @@ async fn list_orders(
         None => None,
     };
     let too_long_or_nul =
-        |text: &Option<String>, max: usize| text.as_ref().is_some_and(|t| t.len() > max || t.contains('\0'));
+        |text: &Option<String>, max: usize| text.as_ref().is_some_and(|t| t.chars().count() > max || t.contains('\0'));
     if too_long_or_nul(&query.customer_id, 64) || too_long_or_nul(&query.reason, 200) {
         return Err(invalid_query("customer_id is at most 64 characters, reason at most 200, neither with NUL"));
     }

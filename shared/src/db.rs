@@ -56,12 +56,9 @@ fn is_connection_error(err: &sqlx::Error) -> bool {
     }
 }
 
-/// True when the database answers a trivial query within `timeout`; the answer is also what
-/// `database_up` says from then on.
+/// True when the database answers a trivial query within `timeout`.
 pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
-    let up = matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)));
-    metrics::gauge!(crate::metrics::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
-    up
+    matches!(tokio::time::timeout(timeout, sqlx::query("select 1").execute(pool)).await, Ok(Ok(_)))
 }
 
 /// How often [`watch`] makes its round trip: a dead database shows within about a second, for
@@ -69,12 +66,28 @@ pub async fn is_reachable(pool: &PgPool, timeout: Duration) -> bool {
 pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Keeps `database_up` true: a round trip every `interval`, each bounded by the interval (a
-/// database that hangs counts as down). Runs until dropped.
+/// database that hangs counts as down), on a connection of its own with the pool's settings,
+/// so that a pool busy with work does not read as a database that is down. A connection that
+/// failed is dropped and made again at the next round. Runs until dropped.
 pub async fn watch(pool: PgPool, interval: Duration) {
+    use sqlx::Connection as _;
+    let options = pool.connect_options();
+    let mut connection: Option<sqlx::PgConnection> = None;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        is_reachable(&pool, interval).await;
+        let round_trip = async {
+            let live = match connection.as_mut() {
+                Some(live) => live,
+                None => connection.insert(sqlx::PgConnection::connect_with(&options).await?),
+            };
+            sqlx::query("select 1").execute(live).await.map(drop)
+        };
+        let up = matches!(tokio::time::timeout(interval, round_trip).await, Ok(Ok(())));
+        if !up {
+            connection = None;
+        }
+        metrics::gauge!(crate::metrics::DATABASE_UP).set(if up { 1.0 } else { 0.0 });
     }
 }

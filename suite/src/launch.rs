@@ -71,15 +71,10 @@ impl Launch<'_> {
                 if !ready.is_ok_and(|r| r.status() == reqwest::StatusCode::OK) {
                     return Ok(false);
                 }
-                let health: serde_json::Value = client
-                    .get(&health_url)
-                    .send()
-                    .await
-                    .and_then(reqwest::Response::error_for_status)
-                    .with_context(|| format!("it answered /readyz but not {health_url}"))?
-                    .json()
-                    .await
-                    .with_context(|| format!("{health_url} did not answer JSON"))?;
+                // A hiccup is only "not yet"; an answer naming another process ends the wait.
+                let answered = client.get(&health_url).send().await.and_then(reqwest::Response::error_for_status);
+                let Ok(response) = answered else { return Ok(false) };
+                let Ok(health) = response.json::<serde_json::Value>().await else { return Ok(false) };
                 match health["pid"].as_u64() {
                     Some(pid) if pid == u64::from(ours) => Ok(true),
                     _ => bail!("port {port} answers for another process ({health}), not pid {ours}"),

@@ -57,11 +57,16 @@ pub async fn create(pool: &PgPool, batch: &NewBatch<'_>) -> Result<u64, sqlx::Er
     .execute(&mut *tx)
     .await?
     .rows_affected();
-    sqlx::query("update batch_operations set matched = $2 where id = $1")
-        .bind(batch.id)
-        .bind(i32::try_from(matched).unwrap_or(i32::MAX))
-        .execute(&mut *tx)
-        .await?;
+    // Nothing matched: done at once, no worker needed.
+    sqlx::query(
+        "update batch_operations set matched = $2, \
+         status = case when $2 = 0 then 'done' else status end, \
+         finished_at = case when $2 = 0 then now() end where id = $1",
+    )
+    .bind(batch.id)
+    .bind(i32::try_from(matched).unwrap_or(i32::MAX))
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(matched)
 }
@@ -140,22 +145,26 @@ pub async fn acted_before(pool: &PgPool, order_id: Uuid, marker: &str) -> Result
     .await
 }
 
-/// Writes one saga's result (once: a result already written stays).
+/// Writes one saga's result, once (a result already written stays), and only while `owner`
+/// still drives the batch (an instance that lost it must not write over its successor).
 pub async fn record(
     pool: &PgPool,
     id: Uuid,
+    owner: &str,
     order_id: Uuid,
     result: BatchResult,
     detail: Option<&str>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update batch_operation_items set result = $3, detail = $4, acted_at = now() \
-         where batch_id = $1 and order_id = $2 and result is null",
+         where batch_id = $1 and order_id = $2 and result is null \
+           and exists (select 1 from batch_operations where id = $1 and owner = $5)",
     )
     .bind(id)
     .bind(order_id)
     .bind(result.as_str())
     .bind(detail)
+    .bind(owner)
     .execute(pool)
     .await?;
     Ok(())

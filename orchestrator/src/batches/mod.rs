@@ -96,8 +96,17 @@ async fn drive(executor: &Arc<OrderExecutor>, pool: &PgPool, config: &BatchConfi
                 Ok(false) => return tracing::info!("another instance took the batch over"),
                 Err(err) => return tracing::warn!(%err, "cannot renew the batch's lease; trying again later"),
             }
-            let Some((result, detail)) = act(executor, pool, batch, order_id).await else { return };
-            if let Err(err) = log::record(pool, batch.id, order_id, result, detail.as_deref()).await {
+            let Some((result, detail)) = act(executor, pool, config, batch, order_id).await else {
+                // Decided later (this process stops, the log is unreachable): give the batch
+                // back if stopping, so another instance need not wait for the lease.
+                if stopping.is_cancelled()
+                    && let Err(err) = log::release(pool, batch.id, owner).await
+                {
+                    tracing::warn!(%err, "cannot give the batch back at shutdown; its lease will expire");
+                }
+                return;
+            };
+            if let Err(err) = log::record(pool, batch.id, owner, order_id, result, detail.as_deref()).await {
                 // The action is in the saga's timeline: a later pass finds it there.
                 return tracing::warn!(%err, %order_id, "cannot write the saga's result; trying again later");
             }
@@ -109,15 +118,18 @@ async fn drive(executor: &Arc<OrderExecutor>, pool: &PgPool, config: &BatchConfi
 }
 
 /// Acts on one saga as the single endpoint would; `None` when it cannot be decided now (the
-/// process is stopping, the log is unreachable): the saga stays pending for a later pass.
+/// process is stopping, the log is unreachable, the saga kept changing): the saga stays
+/// pending for a later pass. The action is bounded by half the lease, renewed just before, so
+/// that another instance cannot take the batch over while it is under way.
 async fn act(
     executor: &Arc<OrderExecutor>,
     pool: &PgPool,
+    config: &BatchConfig,
     batch: &log::Claimed,
     order_id: Uuid,
 ) -> Option<(BatchResult, Option<String>)> {
-    let marker = marker(batch.id);
-    match log::acted_before(pool, order_id, &marker).await {
+    let tag = marker(batch.id);
+    match log::acted_before(pool, order_id, &tag).await {
         Ok(true) => return Some((BatchResult::Done, None)),
         Ok(false) => {}
         Err(err) => {
@@ -130,14 +142,25 @@ async fn act(
         BatchAction::Cancel => OperatorCommand::Cancel,
     };
     let reason = match &batch.reason {
-        Some(reason) => format!("{marker}: {reason}"),
-        None => marker,
+        Some(reason) => format!("{tag}: {reason}"),
+        None => tag.clone(),
     };
     let action = OperatorAction { command, operator: batch.operator.clone(), reason: Some(reason) };
-    match executor.operate(order_id, action).await {
+    let Ok(acted) = tokio::time::timeout(config.lease / 2, executor.operate(order_id, action)).await else {
+        tracing::warn!(%order_id, "acting on the saga took half a lease; trying again later");
+        return None;
+    };
+    match acted {
         Ok(_) => Some((BatchResult::Done, None)),
-        Err(OperateError::Refused(refusal)) => Some((BatchResult::Refused, Some(refusal.to_string()))),
+        // Refused, unless an earlier pass of this batch acted on it meanwhile (a retry is
+        // refused once the saga is no longer failed): that action is its result.
+        Err(OperateError::Refused(refusal)) => match log::acted_before(pool, order_id, &tag).await {
+            Ok(true) => Some((BatchResult::Done, None)),
+            Ok(false) => Some((BatchResult::Refused, Some(refusal.to_string()))),
+            Err(_) => None,
+        },
         Err(err @ OperateError::NotFound(_)) => Some((BatchResult::Refused, Some(err.to_string()))),
+        // Five writes in a row lost to others: reported, for the operator to try again.
         Err(err @ OperateError::Busy(_)) => Some((BatchResult::Failed, Some(err.to_string()))),
         Err(OperateError::ShuttingDown) => None,
         Err(OperateError::Database(err)) => {

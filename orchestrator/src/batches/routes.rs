@@ -71,7 +71,7 @@ async fn create_batch(
     let id_range = match request.filter.order_id_prefix.as_deref().map(order_list::id_prefix).transpose() {
         Err(why) => return Err(AppError::validation(format!("filter.{why}"))),
         Ok(Some(IdPrefix::Range(first, last))) => Some((first, last)),
-        // A prefix longer than an id matches nothing: an empty batch, done at once.
+        // A prefix longer than an id matches nothing: an empty batch, created done.
         Ok(Some(IdPrefix::Nothing)) => Some((Uuid::max(), Uuid::nil())),
         Ok(None) => None,
     };

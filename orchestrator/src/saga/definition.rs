@@ -185,13 +185,15 @@ fn reservation_request(order: &OrderRequest, _: &Outputs) -> Result<Value, Strin
     to_value(&ReservationRequest { items: order.items.clone() })
 }
 
-/// Payment charges what the reservation priced: the output of `reserve_inventory`.
+/// What the order costs: what the reservation priced (the output of `reserve_inventory`), once
+/// it did.
+pub fn order_total(outputs: &Outputs) -> Option<i64> {
+    outputs.get(ORDER_STEPS[0])?.get("total_cents")?.as_i64()
+}
+
+/// Payment charges what the reservation priced.
 fn payment_request(order: &OrderRequest, outputs: &Outputs) -> Result<Value, String> {
-    let total = outputs
-        .get(ORDER_STEPS[0])
-        .and_then(|reservation| reservation.get("total_cents"))
-        .and_then(Value::as_i64)
-        .ok_or("the reservation's output has no total_cents")?;
+    let total = order_total(outputs).ok_or("the reservation's output has no total_cents")?;
     let amount_cents = total.try_into().map_err(|e: String| format!("cannot charge the reservation's total: {e}"))?;
     to_value(&PaymentRequest { customer_id: order.customer_id.clone(), amount_cents })
 }

@@ -255,7 +255,7 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     ) -> Result<Placed, sqlx::Error> {
         let (mut saga, started) = machine::start(&self.definition, order_id, request, self.clock());
         saga.trace_context = trace_context;
-        saga.owner = Some(self.config.instance.clone());
+        self.note_held(&mut saga);
         let inserted =
             self.store.insert(&saga, &started, idempotency_key, &self.config.instance, self.config.lease).await?;
         Ok(match inserted {
@@ -582,8 +582,18 @@ impl<S: SagaStore, P: Participants> Executor<S, P> {
     /// The one way a decision reaches the log, for drivers and operator actions alike.
     async fn commit(&self, saga: &mut Saga, transition: &Transition) -> Result<(), Stop> {
         self.write(saga, transition).await?;
+        if matches!(transition.persist, Persist::Saga { .. }) {
+            self.note_held(saga);
+        }
         self.finished(saga, transition);
         Ok(())
+    }
+
+    /// Notes on the saga held in memory what its last write told the log: this instance holds
+    /// it for a lease from now (what its view shows as `owner`).
+    fn note_held(&self, saga: &mut Saga) {
+        saga.owner = Some(self.config.instance.clone());
+        saga.lease_expires_at = Some(super::definition::later(Utc::now(), self.config.lease));
     }
 
     async fn write(&self, saga: &mut Saga, transition: &Transition) -> Result<(), Stop> {

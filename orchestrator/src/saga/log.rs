@@ -19,7 +19,7 @@ use super::{
 };
 
 const SAGA_COLUMNS: &str = "order_id, request, status, step_index, steps, outputs, failure_reason, dead_letter, \
-     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at, trace_context, owner";
+     version, deadline_at, compensation_deadline_at, next_run_at, created_at, updated_at, trace_context, owner, lease_expires_at";
 
 #[derive(Debug, sqlx::FromRow)]
 struct SagaRow {
@@ -40,6 +40,7 @@ struct SagaRow {
     updated_at: DateTime<Utc>,
     trace_context: Option<String>,
     owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl TryFrom<SagaRow> for Saga {
@@ -62,6 +63,7 @@ impl TryFrom<SagaRow> for Saga {
             updated_at: row.updated_at,
             trace_context: row.trace_context,
             owner: row.owner,
+            lease_expires_at: row.lease_expires_at,
         })
     }
 }
@@ -450,7 +452,8 @@ pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Saga>, sqlx:
     if let Some(reason) = &filter.reason {
         // A substring, not a pattern: the operator's `%` and `_` are literal.
         let escaped = reason.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        query.push(" and failure_reason ilike ").push_bind(format!("%{escaped}%"));
+        // What the view shows as `failure_reason`: the cause, then the dead-letter note.
+        query.push(" and concat_ws('; ', failure_reason, dead_letter) ilike ").push_bind(format!("%{escaped}%"));
     }
     if let Some(after) = filter.created_after {
         query.push(" and created_at >= ").push_bind(after);

@@ -95,9 +95,10 @@ pub struct Saga {
     pub updated_at: DateTime<Utc>,
     /// The trace the saga's spans belong to (a W3C `traceparent`), when traces are exported.
     pub trace_context: Option<String>,
-    /// The instance holding its lease when it was read or written (shown, never decided on:
-    /// the version is what fences writes).
+    /// The instance holding its lease when it was read or written, and until when (shown,
+    /// never decided on: the version is what fences writes).
     pub owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
 }
 
 impl Saga {
@@ -123,6 +124,7 @@ impl Saga {
             updated_at: now,
             trace_context: None,
             owner: None,
+            lease_expires_at: None,
         }
     }
 
@@ -163,11 +165,15 @@ impl Saga {
             updated_at: self.updated_at,
             customer_id: self.request.customer_id.clone(),
             items: self.request.items.clone(),
-            total_cents: self.outputs.values().find_map(|output| output.get("total_cents")?.as_i64()),
+            total_cents: super::definition::order_total(&self.outputs),
             country: self.request.shipping_address.country.as_str().to_owned(),
             next_attempt_at: in_flight.then_some(self.next_run_at),
             deadline_at: deadline.filter(|_| in_flight),
-            owner: self.owner.clone().filter(|_| in_flight),
+            // A lease that ran out names an instance that no longer drives it (it died).
+            owner: self
+                .owner
+                .clone()
+                .filter(|_| in_flight && self.lease_expires_at.is_some_and(|until| until > Utc::now())),
         }
     }
 }

@@ -30,6 +30,9 @@ const BULK_PAUSE: Duration = Duration::from_millis(20);
 const MAX_BATCH: usize = 10_000;
 /// How often a bulk form reads its batch's progress.
 const FOLLOW_EVERY: Duration = Duration::from_millis(300);
+/// How long a bulk form follows a batch that makes no progress (nobody drives it, or its
+/// orchestrator is down) before it leaves it to the orchestrator.
+const STALLED: Duration = Duration::from_secs(120);
 
 /// Where the suite is and who acts.
 #[derive(Debug, Clone, clap::Args)]
@@ -335,15 +338,32 @@ async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow:
     );
     let path = format!("/batch-operations/{}", created.id);
     let mut last_done = u64::MAX;
+    let mut last_progress = std::time::Instant::now();
     let finished = loop {
-        let progress: BatchView = orchestrator.get(&path, &[]).await?;
-        let acted = progress.done + progress.refused + progress.failed;
-        if acted != last_done {
-            eprintln!("sagactl: batch {}: {acted} of {} acted on", created.id, progress.matched);
-            last_done = acted;
+        // The orchestrator may restart meanwhile (the batch survives it): an unanswered read
+        // is waited out, up to STALLED without any progress.
+        match orchestrator.get::<BatchView>(&path, &[]).await {
+            Ok(progress) => {
+                let acted = progress.done + progress.refused + progress.failed;
+                if acted != last_done {
+                    eprintln!("sagactl: batch {}: {acted} of {} acted on", created.id, progress.matched);
+                    last_done = acted;
+                    last_progress = std::time::Instant::now();
+                }
+                if progress.status == BatchStatus::Done {
+                    break orchestrator.get::<BatchView>(&path, &[("results", "true".to_owned())]).await?;
+                }
+            }
+            Err(err) => eprintln!("sagactl: warning: {err:#}; still following batch {}", created.id),
         }
-        if progress.status == BatchStatus::Done {
-            break orchestrator.get::<BatchView>(&path, &[("results", "true".to_owned())]).await?;
+        if last_progress.elapsed() > STALLED {
+            bail!(
+                "batch {} made no progress for {} s; it goes on in the orchestrator: follow it with \
+                 GET /batch-operations/{}",
+                created.id,
+                STALLED.as_secs(),
+                created.id
+            );
         }
         tokio::time::sleep(FOLLOW_EVERY).await;
     };

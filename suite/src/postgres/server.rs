@@ -117,19 +117,23 @@ pub async fn restart_server(spec: &ServerSpec, admin_url: &str) -> anyhow::Resul
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
         let mut server = spec.spawn(false)?;
-        match wait_ready(&mut server, admin_url).await {
+        let started = wait_ready(&mut server, admin_url).await;
+        if started.is_err() {
+            // Not recorded anywhere: leave nothing running behind, and at once (the handle's
+            // own stop on drop would block this thread for a fast shutdown's grace).
+            server.kill();
+        }
+        match started {
             // Left running for whoever records it; reaped by a thread of ours while we live
             // (chaos runs long), by init once a short-lived `sagactl start` exits.
             Ok(()) => return Ok(server.detach()),
             Err(StartError::Leftovers) if Instant::now() < deadline => {
-                server.kill();
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             Err(StartError::PortTaken) => bail!("port {} of Postgres is in use by another process", spec.port),
             Err(StartError::Leftovers) => {
                 bail!("the previous Postgres is still shutting down; end of {}", spec.log_path.display())
             }
-            // Not recorded anywhere: dropping the handle leaves nothing running behind.
             Err(StartError::Failed(err)) => return Err(err),
         }
     }
