@@ -174,13 +174,33 @@ impl Saga {
                 .owner
                 .clone()
                 .filter(|_| in_flight && self.lease_expires_at.is_some_and(|until| until > Utc::now())),
+            trace_id: self.trace_context.as_deref().and_then(trace_id_of),
         }
     }
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`); `None` for anything
+/// else, and for the all-zero id, which names no trace.
+fn trace_id_of(traceparent: &str) -> Option<String> {
+    let trace_id = traceparent.split('-').nth(1)?;
+    let valid =
+        trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit()) && trace_id.bytes().any(|b| b != b'0');
+    valid.then(|| trace_id.to_ascii_lowercase())
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn the_trace_id_is_read_from_a_traceparent_and_nothing_else() {
+        use super::trace_id_of;
+        let id = "4bf92f3577b34da6a3ce929d0e0e4736";
+        assert_eq!(trace_id_of(&format!("00-{id}-00f067aa0ba902b7-01")).as_deref(), Some(id));
+        assert_eq!(trace_id_of("00-00000000000000000000000000000000-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of("00-xyz-00f067aa0ba902b7-01"), None);
+        assert_eq!(trace_id_of("garbage"), None);
+    }
+
     use serde_json::json;
 
     use super::*;

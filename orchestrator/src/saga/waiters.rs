@@ -170,7 +170,7 @@ mod tests {
             "order_id": order_id, "status": "completed", "steps": [], "failure_reason": null,
             "created_at": "2026-12-03T10:00:00Z", "updated_at": "2026-12-03T10:00:01Z",
             "customer_id": "alice", "items": [{ "sku": "WIDGET-1", "quantity": 1 }], "total_cents": null,
-            "country": "FR", "next_attempt_at": null, "deadline_at": null, "owner": null
+            "country": "FR", "next_attempt_at": null, "deadline_at": null, "owner": null, "trace_id": null
         });
         serde_json::from_value(json).unwrap_or_else(|e| panic!("{e}"))
     }

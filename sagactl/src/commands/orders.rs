@@ -485,6 +485,9 @@ fn print_order(order: &OrderView, events: &[SagaEvent]) {
     if let Some(owner) = &order.owner {
         crate::outln!("driver   {owner}");
     }
+    if let Some(trace_id) = &order.trace_id {
+        crate::outln!("trace    {trace_id}");
+    }
     if let Some(next) = order.next_attempt_at {
         crate::outln!("next     {}", next.to_rfc3339());
     }

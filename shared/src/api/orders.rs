@@ -139,6 +139,9 @@ pub struct OrderView {
     /// While the saga is in flight: the orchestrator instance driving it (none between a
     /// released or expired lease and the next claim).
     pub owner: Option<String>,
+    /// The trace its spans belong to (32 hex digits), when traces are exported: what a trace
+    /// UI (`/trace/{trace_id}` in Jaeger) finds it by.
+    pub trace_id: Option<String>,
 }
 
 /// One entry of a saga's timeline.

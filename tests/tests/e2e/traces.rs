@@ -310,6 +310,8 @@ async fn a_compensated_saga_traces_each_compensation_and_a_resumed_saga_stays_in
         })
         .await;
     let trace_id = of_order(&spans).unwrap();
+    // The order view names the trace, for a trace UI's link.
+    assert_eq!(suite.order(order_id).await["trace_id"], trace_id.as_str());
     let trace = Trace::of(&spans, &trace_id);
     let post = trace.one("orchestrator", "POST /orders");
     let saga = trace.one("orchestrator", "saga");
