@@ -18,7 +18,7 @@ use saga_shared::{
         EventKind, EventOutcome, OperatorAction as OperatorActionBody, OrderRequest, OrderView, SagaEvent, SagaStatus,
         StepStatus, StepView,
     },
-    error::{ReadErrors, StepErrors},
+    error::{AuthErrors, ReadErrors, StepErrors},
     server::ServiceSpec,
 };
 use serde::Deserialize;
@@ -379,10 +379,9 @@ async fn operate(app: &AppState, order_id: Uuid, action: OperatorAction) -> Resu
     security(("operator_token" = [])),
     responses(
         (status = 202, description = "Resumed", body = OrderView),
-        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The saga is not failed", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
         ReadErrors,
     ))]
 async fn retry_order(
@@ -405,10 +404,9 @@ async fn retry_order(
     security(("operator_token" = [])),
     responses(
         (status = 202, description = "Compensating", body = OrderView),
-        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Completed, failed, or past its pivot: cannot be cancelled", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
         ReadErrors,
     ))]
 async fn cancel_order(

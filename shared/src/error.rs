@@ -193,6 +193,18 @@ pub enum StepErrors {
     Unavailable(#[to_schema] Problem),
 }
 
+/// The answers of an endpoint that needs a bearer token (the operator's or the admin's), for
+/// OpenAPI documents.
+#[derive(Debug, utoipa::IntoResponses)]
+pub enum AuthErrors {
+    /// No bearer token
+    #[response(status = 401, content_type = "application/problem+json")]
+    Unauthorized(Problem),
+    /// Wrong bearer token
+    #[response(status = 403, content_type = "application/problem+json")]
+    Forbidden(Problem),
+}
+
 /// The error answers of read endpoints, for OpenAPI documents.
 #[derive(Debug, utoipa::IntoResponses)]
 pub enum ReadErrors {

@@ -18,7 +18,12 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{AppError, config::Env, error::Problem, json::AppJson};
+use crate::{
+    AppError,
+    config::Env,
+    error::{AuthErrors, Problem},
+    json::AppJson,
+};
 
 /// Longest latency a fault may add (one minute), so a typo cannot wedge a service for hours.
 pub const MAX_LATENCY_MS: u64 = 60_000;
@@ -188,8 +193,7 @@ pub fn admin_router(faults: Faults, token: &str) -> Router {
     security(("admin_token" = [])),
     responses(
         (status = 200, description = "Current fault settings", body = FaultConfig),
-        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
     ))]
 pub(crate) async fn get_faults(
     State(state): State<AdminState>,
@@ -206,10 +210,9 @@ pub(crate) async fn get_faults(
     responses(
         (status = 200, description = "The new fault settings", body = FaultConfig),
         (status = 400, description = "Malformed JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
         (status = 422, description = "Values out of range", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(crate) async fn put_faults(

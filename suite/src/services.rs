@@ -88,6 +88,13 @@ impl LauncherEnv {
         }
     }
 
+    /// The bearer token of operator actions: `OPERATOR_TOKEN`, else the suite's admin token
+    /// (`admin_token`, from the state file), which the orchestrator takes as its operator token
+    /// when it has no other. `None` when neither is known.
+    pub fn operator_token(&self, admin_token: Option<&str>) -> Option<String> {
+        self.get("OPERATOR_TOKEN").or(admin_token.filter(|token| !token.is_empty())).map(str::to_owned)
+    }
+
     /// `<SERVICE>_FAULT_X=v` becomes `FAULT_X=v` for that service only, so faults can be aimed
     /// at one participant from the launcher's command line.
     pub fn fault_env(&self, service: &str) -> BTreeMap<String, String> {

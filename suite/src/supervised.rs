@@ -182,6 +182,14 @@ impl Supervised {
         }
     }
 
+    /// [`Self::ready`] for a process whose readiness is an HTTP endpoint answering 200 (a tool's
+    /// health or ready page).
+    pub async fn ready_on_http(&mut self, url: &str, readiness: Readiness) -> anyhow::Result<()> {
+        let client = crate::launch::probe_client()?;
+        let ok = async || Ok(client.get(url).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK));
+        self.ready(readiness, ok).await
+    }
+
     /// The polite signal to its group, the grace period, then SIGKILL (to its group and its
     /// children: Postgres backends leave their postmaster's group).
     pub async fn stop(mut self) -> Ending {

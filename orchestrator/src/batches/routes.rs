@@ -11,7 +11,7 @@ use chrono::Utc;
 use saga_shared::{
     AppError, AppJson, AppPath, AppQuery, Problem,
     api::{BatchAction, BatchFilter, BatchItem, BatchRequest, BatchResult, BatchStatus, BatchView, SagaStatus},
-    error::ReadErrors,
+    error::{AuthErrors, ReadErrors},
 };
 use serde::Deserialize;
 use utoipa::OpenApi;
@@ -52,9 +52,8 @@ pub fn router(state: AppState) -> Router {
     security(("operator_token" = [])),
     responses(
         (status = 202, description = "Created: the matched sagas will be acted on", body = BatchView),
-        (status = 401, description = "No bearer token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Wrong bearer token", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid body, filter or max", body = Problem, content_type = "application/problem+json"),
+        AuthErrors,
         ReadErrors,
     ))]
 async fn create_batch(

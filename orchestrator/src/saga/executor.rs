@@ -125,10 +125,12 @@ impl Stop {
 
     /// [`Self::into_operate_error`] for a stop the driver still needs.
     fn clone_for_operator(&self) -> OperateError {
-        match self {
-            Stop::Database(err) => OperateError::Database(clone_error(err)),
-            Stop::Fenced | Stop::ShuttingDown => OperateError::ShuttingDown,
-        }
+        let copy = match self {
+            Stop::Database(err) => Stop::Database(clone_error(err)),
+            Stop::Fenced => Stop::Fenced,
+            Stop::ShuttingDown => Stop::ShuttingDown,
+        };
+        copy.into_operate_error()
     }
 }
 

@@ -244,7 +244,7 @@ impl<'a> Chaos<'a> {
         seed: u64,
     ) -> anyhow::Result<Self> {
         let admin_urls = state.services.iter().map(|(name, svc)| (name.clone(), format!("{}/admin/faults", svc.url)));
-        let operator_token = launcher.get("OPERATOR_TOKEN").unwrap_or(&state.admin_token).to_owned();
+        let operator_token = launcher.operator_token(Some(&state.admin_token)).unwrap_or_default();
         Ok(Self {
             dir,
             launcher,

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use chrono::Utc;
-use saga_shared::api::{BatchResult, BatchStatus, BatchView, OrderView, SagaEvent, SagaStatus};
+use saga_shared::api::{
+    BatchAction, BatchFilter, BatchRequest, BatchResult, BatchStatus, BatchView, OperatorAction, OrderView, SagaEvent,
+    SagaStatus, Text,
+};
 use saga_shared::faults::{FaultConfig, FaultScope};
 use saga_suite::services::LauncherEnv;
 use saga_suite::state::StateDir;
@@ -174,10 +177,7 @@ impl Orchestrator {
                 dir.state_path().display()
             ),
         };
-        let token = launcher
-            .get("OPERATOR_TOKEN")
-            .map(str::to_owned)
-            .or_else(|| state.map(|state| state.admin_token).filter(|token| !token.is_empty()));
+        let token = launcher.operator_token(state.as_ref().map(|state| state.admin_token.as_str()));
         let http =
             reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().context("cannot build the HTTP client")?;
         Ok(Self { http, base, token })
@@ -215,25 +215,21 @@ impl Orchestrator {
         }
     }
 
-    /// `method path` with the operator token and `body`, answered 2xx with JSON.
-    async fn send_operator<T: serde::de::DeserializeOwned>(
+    /// `POST path` with the operator token and `body`, answered 2xx with JSON.
+    async fn post_operator<T: serde::de::DeserializeOwned>(
         &self,
-        method: reqwest::Method,
         path: &str,
-        body: Option<&serde_json::Value>,
+        body: &impl Serialize,
     ) -> anyhow::Result<T> {
         let token = self.token.as_deref().context(
             "no operator token: set OPERATOR_TOKEN (or run this where `sagactl up` runs, whose admin token it is)",
         )?;
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method.clone(), &url).bearer_auth(token);
-        if let Some(body) = body {
-            request = request.json(body);
-        }
-        let response = request.send().await.with_context(|| format!("{method} {url}: no answer"))?;
+        let request = self.http.post(&url).bearer_auth(token).json(body);
+        let response = request.send().await.with_context(|| format!("POST {url}: no answer"))?;
         let status = response.status();
         match status.as_u16() {
-            200..=299 => response.json().await.with_context(|| format!("{method} {url}: not the JSON expected")),
+            200..=299 => response.json().await.with_context(|| format!("POST {url}: not the JSON expected")),
             401 | 403 => {
                 bail!("the orchestrator refused the operator token ({status}): set OPERATOR_TOKEN to its token")
             }
@@ -241,11 +237,9 @@ impl Orchestrator {
         }
     }
 
-    /// `POST /orders/{id}/{verb}` with the operator's name and reason; the saga's status after it.
-    async fn act(&self, order_id: Uuid, verb: &str, operator: &str, reason: Option<&str>) -> anyhow::Result<String> {
-        let body = serde_json::json!({ "operator": operator, "reason": reason });
-        let path = format!("/orders/{order_id}/{verb}");
-        let view: OrderView = self.send_operator(reqwest::Method::POST, &path, Some(&body)).await?;
+    /// `POST /orders/{id}/retry` or `/cancel` with who acts and why; the saga's status after it.
+    async fn act(&self, order_id: Uuid, verb: BatchAction, who: &OperatorAction) -> anyhow::Result<String> {
+        let view: OrderView = self.post_operator(&format!("/orders/{order_id}/{verb}"), who).await?;
         Ok(format!("now {}", view.status.as_str()))
     }
 }
@@ -287,8 +281,8 @@ pub async fn run(
             }
             Ok(ExitCode::SUCCESS)
         }
-        OrdersCommand::Retry(action) => act(&orchestrator, "retry", action).await,
-        OrdersCommand::Cancel(action) => act(&orchestrator, "cancel", action).await,
+        OrdersCommand::Retry(action) => act(&orchestrator, BatchAction::Retry, action).await,
+        OrdersCommand::Cancel(action) => act(&orchestrator, BatchAction::Cancel, action).await,
     }
 }
 
@@ -296,12 +290,22 @@ pub async fn run(
 /// the filter matches, once the operator has confirmed their count: then a batch operation of
 /// the orchestrator's, which goes on if this command stops, followed here until it is done.
 /// The command fails if any saga was not acted on.
-async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow::Result<ExitCode> {
+async fn act(orchestrator: &Orchestrator, verb: BatchAction, action: Action) -> anyhow::Result<ExitCode> {
+    let who = OperatorAction {
+        operator: Some(Text::try_from(action.operator.clone()).map_err(anyhow::Error::msg).context("--operator")?),
+        reason: action
+            .reason
+            .clone()
+            .map(Text::try_from)
+            .transpose()
+            .map_err(anyhow::Error::msg)
+            .context("--reason")?,
+    };
     if !action.order_ids.is_empty() {
         if !action.filter.is_empty() {
             bail!("give either order ids or a filter, not both");
         }
-        return act_on_each(orchestrator, verb, &action).await;
+        return act_on_each(orchestrator, verb, &action.order_ids, &who).await;
     }
     if action.filter.list_only() {
         bail!("a bulk {verb} selects by --status, --id-prefix and --older-than only; list with the others first");
@@ -317,18 +321,19 @@ async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow:
     if !action.yes {
         confirm(&format!("{verb} {matched} saga(s)?"))?;
     }
-    let mut filter = serde_json::json!({ "status": status.as_str() });
-    if let Some(prefix) = &action.filter.id_prefix {
-        filter["order_id_prefix"] = prefix.clone().into();
-    }
-    if let Some(age) = action.filter.older_than {
-        filter["older_than_s"] = age.as_secs().into();
-    }
-    // The oldest `matched` of those the filter matches now: the ones just counted.
-    let body = serde_json::json!({ "action": verb, "filter": filter, "max": matched,
-                                   "operator": action.operator, "reason": action.reason });
-    let created: BatchView =
-        orchestrator.send_operator(reqwest::Method::POST, "/batch-operations", Some(&body)).await?;
+    let request = BatchRequest {
+        action: verb,
+        filter: BatchFilter {
+            status,
+            order_id_prefix: action.filter.id_prefix.clone(),
+            older_than_s: action.filter.older_than.map(|age| age.as_secs()),
+        },
+        // The oldest `matched` of those the filter matches now: the ones just counted.
+        max: Some(u32::try_from(matched).context("too many sagas for one batch")?),
+        operator: who.operator,
+        reason: who.reason,
+    };
+    let created: BatchView = orchestrator.post_operator("/batch-operations", &request).await?;
     crate::outln!(
         "batch {}: {} saga(s) to {verb}; the orchestrator acts on them even if this command stops \
          (GET /batch-operations/{})",
@@ -380,13 +385,18 @@ async fn act(orchestrator: &Orchestrator, verb: &str, action: Action) -> anyhow:
 }
 
 /// The sagas named, one request each, paced.
-async fn act_on_each(orchestrator: &Orchestrator, verb: &str, action: &Action) -> anyhow::Result<ExitCode> {
+async fn act_on_each(
+    orchestrator: &Orchestrator,
+    verb: BatchAction,
+    order_ids: &[Uuid],
+    who: &OperatorAction,
+) -> anyhow::Result<ExitCode> {
     let mut refused = 0;
-    for (n, order_id) in action.order_ids.iter().enumerate() {
+    for (n, order_id) in order_ids.iter().enumerate() {
         if n > 0 {
             tokio::time::sleep(BULK_PAUSE).await;
         }
-        match orchestrator.act(*order_id, verb, &action.operator, action.reason.as_deref()).await {
+        match orchestrator.act(*order_id, verb, who).await {
             Ok(outcome) => crate::outln!("{order_id}  {verb}: {outcome}"),
             Err(err) => {
                 refused += 1;
@@ -395,7 +405,7 @@ async fn act_on_each(orchestrator: &Orchestrator, verb: &str, action: &Action) -
         }
     }
     if refused > 0 {
-        eprintln!("sagactl: {refused} of {} saga(s) not acted on", action.order_ids.len());
+        eprintln!("sagactl: {refused} of {} saga(s) not acted on", order_ids.len());
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

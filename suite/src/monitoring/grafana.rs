@@ -290,13 +290,8 @@ impl LocalGrafana {
         let mut process = Supervised::spawn("Grafana", command, log_path, Log::Append, STOPPING, OnDrop::Kill)?;
         let url = format!("http://127.0.0.1:{port}");
         let health_url = format!("{url}/api/health");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
         let readiness = Readiness { timeout: HEALTH_TIMEOUT, every: Duration::from_millis(250) };
-        process
-            .ready(readiness, async || {
-                Ok(client.get(&health_url).send().await.is_ok_and(|r| r.status() == reqwest::StatusCode::OK))
-            })
-            .await?;
+        process.ready_on_http(&health_url, readiness).await?;
         Ok(Self { process, dashboard_url: format!("{url}/d/{}", setup.dashboards.uid), health_url })
     }
 

@@ -139,11 +139,8 @@ pub fn spawn(command: Command, log_path: &Path, on_drop: OnDrop) -> anyhow::Resu
 
 /// Waits until a Prometheus answers 200 on `ready_url` (`/-/ready`).
 pub async fn wait_ready(process: &mut Supervised, ready_url: &str) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().timeout(Duration::from_secs(1)).build()?;
     let readiness = Readiness { timeout: Duration::from_secs(30), every: Duration::from_millis(200) };
-    process
-        .ready(readiness, async || Ok(client.get(ready_url).send().await.is_ok_and(|r| r.status().is_success())))
-        .await
+    process.ready_on_http(ready_url, readiness).await
 }
 
 #[cfg(test)]

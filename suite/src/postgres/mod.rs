@@ -132,12 +132,7 @@ impl TempPostgres {
                 settings: opts.server_settings(),
             };
             let mut server = spec.spawn(true)?;
-            let started = wait_ready(&mut server, &admin_url(&password, spec.port)).await;
-            if started.is_err() {
-                // At once: the handle's stop on drop would block this thread for a grace.
-                server.kill();
-            }
-            match started {
+            match wait_ready(&mut server, &admin_url(&password, spec.port)).await {
                 Ok(()) => return Ok(TempPostgres { server, _port: reserved, spec, password, root, scratch }),
                 Err(StartError::PortTaken) => continue,
                 Err(StartError::Leftovers) => {

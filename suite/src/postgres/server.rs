@@ -78,8 +78,18 @@ pub(super) enum StartError {
 }
 
 /// Polls with a real connection to `admin_url` (only that proves the server accepts our
-/// password), failing early with the end of the log if the process exits first.
+/// password), failing early with the end of the log if the process exits first. A server that
+/// did not become ready is killed at once: nothing records it, and its handle's stop on drop
+/// would block the caller's thread for a fast shutdown's grace.
 pub(super) async fn wait_ready(server: &mut Supervised, admin_url: &str) -> Result<(), StartError> {
+    let ready = wait_ready_or_why(server, admin_url).await;
+    if ready.is_err() {
+        server.kill();
+    }
+    ready
+}
+
+async fn wait_ready_or_why(server: &mut Supervised, admin_url: &str) -> Result<(), StartError> {
     let options = PgConnectOptions::from_str(admin_url)
         .map_err(|e| StartError::Failed(anyhow!("invalid admin URL: {e}")))?
         .disable_statement_logging();
@@ -117,13 +127,7 @@ pub async fn restart_server(spec: &ServerSpec, admin_url: &str) -> anyhow::Resul
     let deadline = Instant::now() + STOP_TIMEOUT;
     loop {
         let mut server = spec.spawn(false)?;
-        let started = wait_ready(&mut server, admin_url).await;
-        if started.is_err() {
-            // Not recorded anywhere: leave nothing running behind, and at once (the handle's
-            // own stop on drop would block this thread for a fast shutdown's grace).
-            server.kill();
-        }
-        match started {
+        match wait_ready(&mut server, admin_url).await {
             // Left running for whoever records it; reaped by a thread of ours while we live
             // (chaos runs long), by init once a short-lived `sagactl start` exits.
             Ok(()) => return Ok(server.detach()),
