@@ -90,7 +90,7 @@ PARTICIPANT_URL_VARS = {f"{name.upper()}_URL": name for name in PARTICIPANTS}
 
 def code_metrics() -> set[str]:
     """Metric names declared as `pub const X: &str = "name";` where the code keeps them."""
-    files = [ROOT / "shared" / "src" / "metrics.rs", ROOT / "orchestrator" / "src" / "metric_definitions.rs"]
+    files = [ROOT / "shared" / "src" / "metrics.rs", ROOT / "engine" / "src" / "metric_definitions.rs"]
     files += sorted((ROOT / "services").glob("*/src/metric_definitions.rs"))
     names = set()
     for path in files:
@@ -111,7 +111,7 @@ def known_env() -> tuple[set[str], set[str]]:
 
     Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)`
     in shared/src/config.rs and shared/src/faults.rs (and the OTLP endpoint in shared/src/telemetry.rs); the orchestrator adds its own in
-    orchestrator/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
+    engine/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
     each participant's step, and each participant's `<NAME>_URL` (`Service::url_variable`).
     RUST_LOG is read by shared/src/telemetry.rs."""
     literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
@@ -119,7 +119,7 @@ def known_env() -> tuple[set[str], set[str]]:
     shared.add("RUST_LOG")
     # The trace export is switched on by the OTLP endpoint variables telemetry.rs names.
     shared |= set(re.findall(r'"(OTEL_[A-Z_]+)"', read("shared/src/telemetry.rs")))
-    orchestrator_src = read("orchestrator/src/config.rs")
+    orchestrator_src = read("engine/src/config.rs")
     orchestrator = set(literal.findall(orchestrator_src))
     # Per-step settings: millis("SUFFIX", …) expands to STEP_SUFFIX and STEP_<STEP>_SUFFIX;
     # format!("STEP_{upper}_NAME") to STEP_<STEP>_NAME.

@@ -8,30 +8,23 @@
 //! the sagas.
 
 mod batches;
-pub mod clients;
-pub mod config;
 mod console;
-mod metric_definitions;
 mod order_list;
 mod routes;
-pub mod saga;
 
 use std::sync::Arc;
 
-use saga_shared::{config::Env, server::Application};
-use sqlx::migrate::Migrator;
-
-use crate::{
+use saga_engine::{
     clients::ParticipantClient,
     config::OrchestratorConfig,
-    saga::{
-        definition::{ORDER_STEPS, SagaDefinition},
-        executor::{Executor, ExecutorConfig},
-        machine::Clock,
-        recovery,
-        store::PgStore,
-    },
+    definition::{ORDER_STEPS, SagaDefinition},
+    executor::{Executor, ExecutorConfig},
+    machine::Clock,
+    metric_definitions, recovery,
+    store::PgStore,
 };
+use saga_shared::{config::Env, server::Application};
+use sqlx::migrate::Migrator;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/orchestrator");
 

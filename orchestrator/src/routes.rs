@@ -26,18 +26,17 @@ use sqlx::PgPool;
 use utoipa::OpenApi;
 use uuid::Uuid;
 
-use crate::{
+use saga_engine::{
+    OrderExecutor,
+    drivers::OperateError,
+    executor::{Overloaded, Placed},
+    log,
+    machine::{OperatorAction, OperatorCommand},
     metric_definitions as m,
-    order_list::{self, IdPrefix},
-    saga::{
-        OrderExecutor,
-        drivers::OperateError,
-        executor::{Overloaded, Placed},
-        log,
-        machine::{OperatorAction, OperatorCommand},
-        state::Saga,
-    },
+    state::Saga,
 };
+
+use crate::order_list::{self, IdPrefix};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]

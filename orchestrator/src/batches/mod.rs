@@ -18,13 +18,11 @@ use saga_shared::api::{BatchAction, BatchResult};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::{
+use saga_engine::{
+    OrderExecutor,
+    drivers::OperateError,
+    machine::{OperatorAction, OperatorCommand},
     metric_definitions as m,
-    saga::{
-        OrderExecutor,
-        drivers::OperateError,
-        machine::{OperatorAction, OperatorCommand},
-    },
 };
 
 /// How the worker runs.

@@ -21,7 +21,7 @@ use saga_shared::{Problem, api::SagaStatus};
 use sqlx::PgPool;
 use utoipa::OpenApi;
 
-use crate::saga::circuits::Circuits;
+use saga_engine::circuits::Circuits;
 
 pub use services::Probes;
 

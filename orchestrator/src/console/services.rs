@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use utoipa::ToSchema;
 
 use super::ConsoleState;
-use crate::config::ParticipantUrls;
+use saga_engine::config::ParticipantUrls;
 
 /// A probe that gets no answer this quickly counts as down: a service too slow to say it is
 /// ready is not serving anyone well either, and the console must not wait for it.

@@ -1,4 +1,4 @@
-//! The orchestrator's group commit (`orchestrator::saga::group_commit`, `log::save_all`) against a real Postgres:
+//! The orchestrator's group commit (`saga_engine::group_commit`, `log::save_all`) against a real Postgres:
 //! saves queued together are written in one statement, each still fenced on its own version with
 //! its own events; a batch that fails is written again one save at a time, so a bad save fails
 //! alone.
@@ -6,16 +6,14 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
-use orchestrator::{
+use saga_engine::{
     config::OrchestratorConfig,
-    saga::{
-        definition::{ORDER_STEPS, SagaDefinition},
-        group_commit::GroupCommit,
-        log::{self, Lease},
-        machine::{self, Clock, Input, Persist},
-        state::Saga,
-        store::PgStore,
-    },
+    definition::{ORDER_STEPS, SagaDefinition},
+    group_commit::GroupCommit,
+    log::{self, Lease},
+    machine::{self, Clock, Input, Persist},
+    state::Saga,
+    store::PgStore,
 };
 use saga_shared::config::Env;
 use saga_tests::{Service, Suite, happy_order};

@@ -12,7 +12,7 @@ use saga_shared::api::RecordState;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::saga::{
+use crate::{
     definition::{Participant, StepDefinition},
     outcome::{CallFailure, CallOutcome, Inspection},
     participants::Participants,

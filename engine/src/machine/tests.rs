@@ -1,5 +1,5 @@
 //! One test per transition of the state machine. The model test
-//! (`orchestrator/tests/saga_model.rs`) checks random runs of them against simulated participants.
+//! (`engine/tests/saga_model.rs`) checks random runs of them against simulated participants.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -14,11 +14,9 @@ use uuid::Uuid;
 use super::*;
 use crate::{
     config::OrchestratorConfig,
-    saga::{
-        definition::{ORDER_STEPS, SagaDefinition},
-        outcome::{CallFailure, CallOutcome, Inspection},
-        state::Saga,
-    },
+    definition::{ORDER_STEPS, SagaDefinition},
+    outcome::{CallFailure, CallOutcome, Inspection},
+    state::Saga,
 };
 
 fn definition(env: &[(&str, &str)]) -> SagaDefinition {

@@ -9,7 +9,7 @@ use saga_shared::api::{EventKind, SagaStatus, StepStatus};
 use serde_json::Value;
 
 use super::{Actor, Command, Record, backward, dead_letter, due_now, finish};
-use crate::saga::{
+use crate::{
     definition::{SagaDefinition, StepKind, later},
     outcome::{CallOutcome, Inspection},
     state::Saga,

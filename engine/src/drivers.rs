@@ -132,7 +132,7 @@ impl Drivers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::saga::machine::OperatorCommand;
+    use crate::machine::OperatorCommand;
 
     fn cancel() -> (Message, oneshot::Receiver<Result<OrderView, OperateError>>) {
         let (reply, answer) = oneshot::channel();

@@ -25,7 +25,7 @@
 //! code did (an operator's action written beside the driver and a second driver spawned; recovery
 //! claiming sagas its own process drives; group commit answering by saga, and the old statement
 //! appending a fenced save's events), and then most seeds break a promise:
-//! `git apply orchestrator/tests/flaws/issue16.patch && cargo nextest run -p orchestrator
+//! `git apply engine/tests/flaws/issue16.patch && cargo nextest run -p saga-engine
 //! executor_sim` (then `git apply -R` it). docs/testing.md has the figures.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -37,21 +37,19 @@ use std::{
 };
 
 use chrono::{DateTime, TimeZone, Utc};
-use orchestrator::{
-    config::OrchestratorConfig,
-    saga::{
-        circuits::CircuitConfig,
-        definition::{ORDER_STEPS, Participant, SagaDefinition, StepDefinition},
-        executor::{Executor, ExecutorConfig},
-        log::{Claimed, Inserted, Lease, Save},
-        machine::{Clock, NewEvent, OperatorAction, OperatorCommand},
-        outcome::{CallFailure, CallOutcome, Inspection},
-        participants::Participants,
-        state::Saga,
-        store::{SagaStore, Written},
-    },
-};
 use rand::{RngExt, SeedableRng, rngs::StdRng};
+use saga_engine::{
+    circuits::CircuitConfig,
+    config::OrchestratorConfig,
+    definition::{ORDER_STEPS, Participant, SagaDefinition, StepDefinition},
+    executor::{Executor, ExecutorConfig},
+    log::{Claimed, Inserted, Lease, Save},
+    machine::{Clock, NewEvent, OperatorAction, OperatorCommand},
+    outcome::{CallFailure, CallOutcome, Inspection},
+    participants::Participants,
+    state::Saga,
+    store::{SagaStore, Written},
+};
 use saga_shared::{
     api::{EventKind, EventOutcome, OrderRequest, SagaStatus},
     config::Env,

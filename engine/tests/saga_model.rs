@@ -9,7 +9,7 @@
 //! - the current owner never attempts a step after its tombstone;
 //! - the timeline says completed exactly once, and never an action after its compensation.
 //!
-//! The simulation plays the executor's contract (`saga::machine` docs): write before acting,
+//! The simulation plays the executor's contract (`saga_engine::machine` docs): write before acting,
 //! stop when a write fails or is fenced out, resume claimed sagas with `Input::Resumed`.
 //! `Flaw::TrustTheLog` plays the executor as it was before issue 7 (a claim resumed with
 //! `Input::Run`): the model must find the lost shipment of that issue.
@@ -17,18 +17,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use orchestrator::{
-    config::OrchestratorConfig,
-    saga::{
-        definition::{ORDER_STEPS, SagaDefinition, StepKind},
-        machine::{self, Clock, Command, Input, NewEvent, OperatorAction, OperatorCommand, Persist},
-        outcome::{CallFailure, CallOutcome, Inspection},
-        state::Saga,
-    },
-};
 use proptest::{
     prelude::*,
     test_runner::{Config, RngAlgorithm, TestError, TestRng, TestRunner},
+};
+use saga_engine::{
+    config::OrchestratorConfig,
+    definition::{ORDER_STEPS, SagaDefinition, StepKind},
+    machine::{self, Clock, Command, Input, NewEvent, OperatorAction, OperatorCommand, Persist},
+    outcome::{CallFailure, CallOutcome, Inspection},
+    state::Saga,
 };
 use saga_shared::{
     api::{EventKind, EventOutcome, OrderRequest, SagaStatus},

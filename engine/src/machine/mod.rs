@@ -8,7 +8,7 @@
 //! is dispatched here — [`apply`] (state × input), [`next_move`] (state) and [`operate`]
 //! (command × state) — to the moves beside it: forward in [`forward`], compensation in
 //! [`backward`], operator actions in [`operator`]. It is tested per transition (`tests.rs`) and
-//! as a model (`orchestrator/tests/saga_model.rs`).
+//! as a model (`engine/tests/saga_model.rs`).
 //!
 //! **A call that may have left may have landed.** Until the log records a call's outcome, its
 //! step is possibly done, whatever later attempts say. The executor keeps this contract:

@@ -8,7 +8,7 @@ use saga_shared::{
     suite::{self, Service},
 };
 
-use crate::saga::{circuits::CircuitConfig, definition::StepKind, retry::RetryPolicy};
+use crate::{circuits::CircuitConfig, definition::StepKind, retry::RetryPolicy};
 
 /// How long a step's transient failures are retried before the saga compensates (60 s):
 /// longer than a process restart (about a second here; a container restart or a Postgres crash

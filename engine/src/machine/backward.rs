@@ -4,7 +4,7 @@
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
 use super::{Actor, Command, Record, dead_letter, due_now, finish};
-use crate::saga::{
+use crate::{
     definition::{SagaDefinition, StepKind},
     outcome::CallOutcome,
     state::{Saga, StepState},

@@ -1,5 +1,5 @@
 //! What the executor needs of the durable saga log, as a trait: [`PgStore`] is the real log in
-//! Postgres ([`super::log`]); the executor simulation (`orchestrator/tests/executor_sim.rs`)
+//! Postgres ([`super::log`]); the executor simulation (`engine/tests/executor_sim.rs`)
 //! plugs in a log in memory with the same fencing, so the real executor, group commit and
 //! driver registry run under a seeded scheduler with faults the real database cannot be made to
 //! show on demand (a commit whose acknowledgement is lost, a write stalled past the lease).

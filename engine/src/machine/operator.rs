@@ -5,7 +5,7 @@
 use saga_shared::api::{EventKind, EventOutcome, SagaStatus, StepStatus};
 
 use super::{Actor, Command, Record, backward, mark_possibly_done};
-use crate::saga::{
+use crate::{
     definition::{SagaDefinition, StepKind},
     state::Saga,
 };

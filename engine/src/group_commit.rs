@@ -154,10 +154,8 @@ mod tests {
     use super::*;
     use crate::{
         config::OrchestratorConfig,
-        saga::{
-            definition::{ORDER_STEPS, SagaDefinition},
-            log::{Claimed, Inserted},
-        },
+        definition::{ORDER_STEPS, SagaDefinition},
+        log::{Claimed, Inserted},
     };
 
     /// A saga `id` at `version`.

@@ -162,7 +162,7 @@ mod tests {
     use super::*;
     use crate::{
         config::OrchestratorConfig,
-        saga::definition::{ORDER_STEPS, SagaDefinition},
+        definition::{ORDER_STEPS, SagaDefinition},
     };
 
     fn view(order_id: Uuid) -> OrderView {
