@@ -98,6 +98,11 @@ pub struct OrchestratorConfig {
     /// The participants' circuits (`CIRCUIT_OPEN_AFTER` 5, `CIRCUIT_PROBE_MS` 500,
     /// `CIRCUIT_RESUME_PER_SEC` 200).
     pub circuits: CircuitConfig,
+    /// `TRACE_UI_URL`: a trace viewer serving `/trace/{trace_id}` (Jaeger's UI), which the
+    /// console links each saga to. Unset: no link.
+    pub trace_ui_url: Option<String>,
+    /// `GRAFANA_URL`: the Grafana the console links to. Unset: no link.
+    pub grafana_url: Option<String>,
 }
 
 impl OrchestratorConfig {
@@ -138,6 +143,8 @@ impl OrchestratorConfig {
                 resume_per_sec: env.parse_or("CIRCUIT_RESUME_PER_SEC", 200)?,
             },
             steps,
+            trace_ui_url: link(env, "TRACE_UI_URL")?,
+            grafana_url: link(env, "GRAFANA_URL")?,
         };
         config.validate()?;
         Ok(config)
@@ -177,6 +184,18 @@ impl OrchestratorConfig {
             .map(|(_, s)| *s)
             .with_context(|| format!("no settings for step {name}"))
     }
+}
+
+/// A URL the console links to: `http(s)://…`, without a trailing `/`.
+fn link(env: &Env, name: &str) -> anyhow::Result<Option<String>> {
+    let Some(url) = env.get(name).map(str::trim).filter(|url| !url.is_empty()) else {
+        return Ok(None);
+    };
+    let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+    if !scheme_ok || url.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '<' || c == '>') {
+        anyhow::bail!("{name}={url:?} is not an http:// or https:// URL");
+    }
+    Ok(Some(url.trim_end_matches('/').to_owned()))
 }
 
 fn step_settings(env: &Env, name: &str) -> anyhow::Result<StepSettings> {
@@ -233,6 +252,19 @@ mod tests {
     fn a_lease_shorter_than_two_step_timeouts_is_refused() {
         let env = Env::from_pairs([("LEASE_MS", "3000"), ("STEP_TIMEOUT_MS", "2000")]);
         assert!(OrchestratorConfig::from_env(&env, &STEPS).is_err());
+    }
+
+    #[test]
+    fn console_links_are_http_urls_kept_without_a_trailing_slash() {
+        let read = |url: &str| OrchestratorConfig::from_env(&Env::from_pairs([("TRACE_UI_URL", url)]), &STEPS);
+        assert_eq!(read("http://localhost:16686/").unwrap().trace_ui_url.as_deref(), Some("http://localhost:16686"));
+        assert_eq!(read("").unwrap().trace_ui_url, None);
+        for bad in ["javascript:alert(1)", "localhost:16686", "http://a b", "https://x\"y"] {
+            assert!(read(bad).is_err(), "{bad} must be refused");
+        }
+        let grafana =
+            OrchestratorConfig::from_env(&Env::from_pairs([("GRAFANA_URL", "https://grafana.example")]), &STEPS);
+        assert_eq!(grafana.unwrap().grafana_url.as_deref(), Some("https://grafana.example"));
     }
 
     #[test]

@@ -101,6 +101,11 @@ pub const ORDER_STEPS: [&str; 4] =
     [step_of(suite::INVENTORY), step_of(suite::PAYMENT), step_of(suite::SHIPPING), step_of(suite::NOTIFICATION)];
 
 impl SagaDefinition {
+    /// The step names, in order.
+    pub fn step_names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|step| step.name).collect()
+    }
+
     /// Checks that no compensatable step follows a retriable one (the pivot comes once).
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.steps.is_empty() {

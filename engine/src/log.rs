@@ -404,15 +404,14 @@ pub async fn load(pool: &PgPool, order_id: Uuid) -> Result<Option<Saga>, sqlx::E
     row.map(Saga::try_from).transpose()
 }
 
-/// Which sagas a list shows, newest first (ties broken by id, so the order is total).
+/// Which sagas a list, a count or a batch operation is about: every condition given must hold.
 #[derive(Debug, Clone, Default)]
-pub struct ListFilter {
+pub struct SagaFilter {
     /// Only sagas in this status.
     pub status: Option<SagaStatus>,
-    /// Only sagas whose id lies in this range, both ends included (a search by id prefix).
+    /// Only sagas whose id lies in this range, both ends included (a search by id prefix; a
+    /// range whose first end is after its last matches nothing).
     pub id_range: Option<(Uuid, Uuid)>,
-    /// Keyset pagination: only sagas after this position (`created_at`, `order_id`) in the list.
-    pub before: Option<(DateTime<Utc>, Uuid)>,
     /// Only this customer's orders.
     pub customer_id: Option<String>,
     /// Only sagas whose current step (forward or backward) has this index.
@@ -425,51 +424,102 @@ pub struct ListFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Only sagas in flight without progress for this long (what `saga_stuck` counts).
     pub stuck_for: Option<Duration>,
-    /// At most this many.
-    pub limit: i64,
 }
 
-/// The sagas `filter` selects, newest first. Each combination of filters is its own statement
-/// (no `$1 is null or …`), so each gets a plan on its own index: a page is one short index scan
-/// however deep it is and however many sagas there are.
-pub async fn list(pool: &PgPool, filter: &ListFilter) -> Result<Vec<Saga>, sqlx::Error> {
+impl SagaFilter {
+    /// Appends ` and …` for each condition to a statement over `sagas` that already has a
+    /// `where`. Each combination of filters is its own statement (no `$1 is null or …`), so each
+    /// gets a plan on its own index.
+    pub fn push_conditions(&self, query: &mut sqlx::QueryBuilder<sqlx::Postgres>) {
+        if let Some(status) = self.status {
+            query.push(" and status = ").push_bind(status.as_str());
+        }
+        if let Some((first, last)) = self.id_range {
+            query.push(" and order_id between ").push_bind(first).push(" and ").push_bind(last);
+        }
+        if let Some(customer_id) = &self.customer_id {
+            query.push(" and request ->> 'customer_id' = ").push_bind(customer_id.clone());
+        }
+        if let Some(step_index) = self.step_index {
+            query.push(" and step_index = ").push_bind(step_index);
+        }
+        if let Some(reason) = &self.reason {
+            // A substring, not a pattern: the operator's `%` and `_` are literal.
+            let escaped = reason.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+            // What the view shows as `failure_reason`: the cause, then the dead-letter note.
+            query.push(" and concat_ws('; ', failure_reason, dead_letter) ilike ").push_bind(format!("%{escaped}%"));
+        }
+        if let Some(after) = self.created_after {
+            query.push(" and created_at >= ").push_bind(after);
+        }
+        if let Some(before) = self.created_before {
+            query.push(" and created_at < ").push_bind(before);
+        }
+        if let Some(stuck_for) = self.stuck_for {
+            query
+                .push(format!(
+                    " and status in ({}) and progressed_at < now() - ",
+                    SagaStatus::sql_list(&SagaStatus::OPEN)
+                ))
+                .push_bind(millis(stuck_for))
+                .push(" * interval '1 millisecond'");
+        }
+    }
+}
+
+/// The sagas `filter` selects, newest first (ties broken by id, so the order is total), at most
+/// `limit`, after the position `before` (keyset pagination: a page is one short index scan
+/// however deep it is and however many sagas there are).
+pub async fn list(
+    pool: &PgPool,
+    filter: &SagaFilter,
+    before: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> Result<Vec<Saga>, sqlx::Error> {
     let mut query = sqlx::QueryBuilder::new(format!("select {SAGA_COLUMNS} from sagas where true"));
-    if let Some(status) = filter.status {
-        query.push(" and status = ").push_bind(status.as_str());
-    }
-    if let Some((first, last)) = filter.id_range {
-        query.push(" and order_id between ").push_bind(first).push(" and ").push_bind(last);
-    }
-    if let Some((created_at, order_id)) = filter.before {
+    filter.push_conditions(&mut query);
+    if let Some((created_at, order_id)) = before {
         query.push(" and (created_at, order_id) < (").push_bind(created_at).push(", ").push_bind(order_id).push(")");
     }
-    if let Some(customer_id) = &filter.customer_id {
-        query.push(" and request ->> 'customer_id' = ").push_bind(customer_id.clone());
-    }
-    if let Some(step_index) = filter.step_index {
-        query.push(" and step_index = ").push_bind(step_index);
-    }
-    if let Some(reason) = &filter.reason {
-        // A substring, not a pattern: the operator's `%` and `_` are literal.
-        let escaped = reason.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        // What the view shows as `failure_reason`: the cause, then the dead-letter note.
-        query.push(" and concat_ws('; ', failure_reason, dead_letter) ilike ").push_bind(format!("%{escaped}%"));
-    }
-    if let Some(after) = filter.created_after {
-        query.push(" and created_at >= ").push_bind(after);
-    }
-    if let Some(before) = filter.created_before {
-        query.push(" and created_at < ").push_bind(before);
-    }
-    if let Some(stuck_for) = filter.stuck_for {
-        query
-            .push(format!(" and status in ({}) and progressed_at < now() - ", SagaStatus::sql_list(&SagaStatus::OPEN)))
-            .push_bind(millis(stuck_for))
-            .push(" * interval '1 millisecond'");
-    }
-    query.push(" order by created_at desc, order_id desc limit ").push_bind(filter.limit);
+    query.push(" order by created_at desc, order_id desc limit ").push_bind(limit);
     let rows: Vec<SagaRow> = query.build_query_as().fetch_all(pool).await?;
     rows.into_iter().map(Saga::try_from).collect()
+}
+
+/// How many sagas `filter` selects in each status (its own status condition aside), each
+/// counted up to `cap` + 1: a count above `cap` means "more than `cap`". Each status is counted
+/// on its own index range (`sagas_status_created_id`) and stops at `cap` + 1 matches, so without
+/// other conditions a count costs at most that many index entries per status however large the
+/// log (a customer, step or reason condition reads the status's entries until enough match, as
+/// the list does).
+pub async fn count_by_status(
+    pool: &PgPool,
+    filter: &SagaFilter,
+    cap: i64,
+) -> Result<Vec<(SagaStatus, i64)>, sqlx::Error> {
+    let filter = SagaFilter { status: None, ..filter.clone() };
+    let mut query = sqlx::QueryBuilder::new("");
+    for (i, status) in SagaStatus::ALL.iter().enumerate() {
+        if i > 0 {
+            query.push(" union all ");
+        }
+        query
+            .push("(select ")
+            .push_bind(status.as_str())
+            .push("::text, count(*) from (select 1 from sagas where status = ")
+            .push_bind(status.as_str());
+        filter.push_conditions(&mut query);
+        // The newest first, as the index keeps them: without an order, a status that holds most
+        // of the table could be read from the table itself, which stops early but still counts
+        // as a scan of all of it.
+        query.push(" order by created_at desc limit ").push_bind(cap.saturating_add(1)).push(") counted)");
+    }
+    let rows: Vec<(String, i64)> = query.build_query_as().fetch_all(pool).await?;
+    rows.into_iter()
+        .map(|(status, count)| {
+            SagaStatus::try_from(status).map(|s| (s, count)).map_err(|e| sqlx::Error::Decode(e.into()))
+        })
+        .collect()
 }
 
 /// Where `order_id` sits in the list (its `created_at` and id), to page after it; `None` when

@@ -62,19 +62,25 @@ pub async fn run() -> anyhow::Result<()> {
         operator_token: config.operator_token.clone(),
         stuck_after: config.stuck_after,
     };
+    // Cancelled on SIGTERM, before the drain: the console's event streams end then.
+    let stopping = tokio_util::sync::CancellationToken::new();
     let console = console::ConsoleState {
         pool: pool.clone(),
-        step_names: executor.definition().steps.iter().map(|s| s.name).collect(),
+        step_names: executor.definition().step_names().into(),
         stuck_after: config.stuck_after,
         probes: Arc::new(console::Probes::new(&config.participants)?),
         instance: config.instance_id.clone(),
         circuits: executor.circuits(),
+        history: Arc::default(),
+        links: console::Links { trace_ui: config.trace_ui_url.clone(), grafana: config.grafana_url.clone() },
+        stopping: stopping.clone(),
     };
     let mut spec = routes::spec(state.clone());
     spec.routes = spec.routes.merge(console::router(console)).merge(batches::routes::router(state));
     spec.openapi.merge(console::openapi());
     spec.openapi.merge(<batches::routes::BatchDoc as utoipa::OpenApi>::openapi());
-    let application = Application::build(&config.service, spec, pool.clone(), metrics).await?;
+    routes::name_steps(&mut spec.openapi);
+    let application = Application::build(&config.service, spec, pool.clone(), metrics).await?.with_stopping(stopping);
 
     let recovery =
         tokio::spawn(recovery::run_recovery(Arc::clone(&executor), config.recovery_interval, config.recovery_batch));

@@ -36,7 +36,7 @@ use saga_engine::{
     state::Saga,
 };
 
-use crate::order_list::{self, IdPrefix};
+use crate::order_list::FilterText;
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -58,28 +58,32 @@ pub struct AppState {
         OrderRequest, OrderView, StepView, SagaEvent, SagaStatus, StepStatus, EventKind, EventOutcome,
         OperatorActionBody, Problem
     )),
-    modifiers(&OperatorSecurity, &StepNames),
+    modifiers(&OperatorSecurity),
     tags((name = "orders", description = "Orders and their sagas"))
 )]
 struct ApiDoc;
 
-/// The `step` filter of `GET /orders` takes the steps of the suite's table, and nothing else:
-/// the document says so with their names (an attribute could only repeat them by hand).
-struct StepNames;
-
-impl utoipa::Modify for StepNames {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::{ObjectBuilder, Type};
-        let names: Vec<&str> = saga_shared::suite::PARTICIPANTS.iter().filter_map(|s| s.step()).collect();
-        let Some(list) = openapi.paths.paths.get_mut("/orders").and_then(|item| item.get.as_mut()) else { return };
-        for parameter in list.parameters.iter_mut().flatten() {
-            if let utoipa::openapi::RefOr::T(parameter) = parameter
+/// The `step` filters (`GET /orders`, `GET /console/counts`, a batch's filter) take the steps of
+/// the suite's table, and nothing else: the document says so with their names (an attribute
+/// could only repeat them by hand). Run on the whole document, once every part is merged in.
+pub(crate) fn name_steps(openapi: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+    let names: Vec<&str> = saga_shared::suite::PARTICIPANTS.iter().filter_map(|s| s.step()).collect();
+    let steps = || ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.clone()));
+    for item in openapi.paths.paths.values_mut() {
+        for parameter in item.get.iter_mut().flat_map(|get| get.parameters.iter_mut().flatten()) {
+            if let RefOr::T(parameter) = parameter
                 && parameter.name == "step"
             {
-                let schema = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.clone()));
-                parameter.schema = Some(schema.into());
+                parameter.schema = Some(steps().into());
             }
         }
+    }
+    let filter = openapi.components.as_mut().and_then(|c| c.schemas.get_mut("BatchFilter"));
+    if let Some(RefOr::T(Schema::Object(filter))) = filter
+        && let Some(step) = filter.properties.get_mut("step")
+    {
+        *step = steps().into();
     }
 }
 
@@ -181,11 +185,11 @@ async fn create_order(
     }
 }
 
-/// `GET /orders` query.
+/// `GET /orders` query (also `GET /console/counts`'s).
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     /// Only sagas in this status.
     status: Option<SagaStatus>,
     /// At most this many (1–500, default 50).
@@ -215,6 +219,31 @@ struct ListQuery {
     stuck: Option<bool>,
 }
 
+impl ListQuery {
+    /// The page size asked for, checked (default 50).
+    pub(crate) fn limit(&self) -> Result<i64, AppError> {
+        let limit = self.limit.unwrap_or(50);
+        if !(1..=500).contains(&limit) {
+            return Err(invalid_query("limit must be 1-500"));
+        }
+        Ok(limit)
+    }
+
+    /// The filter part of the query.
+    pub(crate) fn filter_text(&self) -> FilterText<'_> {
+        FilterText {
+            status: self.status,
+            order_id_prefix: self.order_id_prefix.as_deref(),
+            customer_id: self.customer_id.as_deref(),
+            step: self.step.as_deref(),
+            reason: self.reason.as_deref(),
+            created_after: self.created_after,
+            created_before: self.created_before,
+            stuck: self.stuck.unwrap_or(false),
+        }
+    }
+}
+
 /// 400 `invalid-query`: a query parameter that is malformed or out of range.
 pub(crate) fn invalid_query(detail: impl Into<String>) -> AppError {
     AppError::problem(ProblemType::InvalidQuery, detail)
@@ -233,11 +262,9 @@ async fn list_orders(
     State(app): State<AppState>,
     AppQuery(query): AppQuery<ListQuery>,
 ) -> Result<AppJson<Vec<OrderView>>, AppError> {
-    let limit = query.limit.unwrap_or(50);
-    if !(1..=500).contains(&limit) {
-        return Err(invalid_query("limit must be 1-500"));
-    }
-    let prefix = query.order_id_prefix.as_deref().map(order_list::id_prefix).transpose().map_err(invalid_query)?;
+    let limit = query.limit()?;
+    let filter =
+        query.filter_text().resolve(&app.executor.definition().step_names(), app.stuck_after).map_err(invalid_query)?;
     let before = match query.before {
         Some(order_id) => Some(
             log::list_position(&app.pool, order_id)
@@ -246,40 +273,7 @@ async fn list_orders(
         ),
         None => None,
     };
-    let id_range = match prefix {
-        Some(IdPrefix::Nothing) => return Ok(AppJson(Vec::new())),
-        Some(IdPrefix::Range(first, last)) => Some((first, last)),
-        None => None,
-    };
-    let step_index = match query.step.as_deref() {
-        Some(name) => {
-            let steps = &app.executor.definition().steps;
-            let index = steps.iter().position(|step| step.name == name).ok_or_else(|| {
-                let names: Vec<&str> = steps.iter().map(|step| step.name).collect();
-                invalid_query(format!("step must be one of {}", names.join(", ")))
-            })?;
-            Some(i32::try_from(index).map_err(|e| AppError::from(anyhow::anyhow!(e)))?)
-        }
-        None => None,
-    };
-    let too_long_or_nul =
-        |text: &Option<String>, max: usize| text.as_ref().is_some_and(|t| t.chars().count() > max || t.contains('\0'));
-    if too_long_or_nul(&query.customer_id, 64) || too_long_or_nul(&query.reason, 200) {
-        return Err(invalid_query("customer_id is at most 64 characters, reason at most 200, neither with NUL"));
-    }
-    let filter = log::ListFilter {
-        status: query.status,
-        id_range,
-        before,
-        customer_id: query.customer_id,
-        step_index,
-        reason: query.reason,
-        created_after: query.created_after,
-        created_before: query.created_before,
-        stuck_for: query.stuck.unwrap_or(false).then_some(app.stuck_after),
-        limit,
-    };
-    let sagas = log::list(&app.pool, &filter).await?;
+    let sagas = log::list(&app.pool, &filter, before, limit).await?;
     Ok(AppJson(sagas.iter().map(Saga::view).collect()))
 }
 

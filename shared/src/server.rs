@@ -21,6 +21,7 @@ use axum::{
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceBuilder;
 use tower_http::{
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
@@ -67,6 +68,9 @@ pub struct Application {
     name: &'static str,
     shutdown_grace: Duration,
     limits: ConnectionLimits,
+    /// Cancelled when the stop signal arrives, before the drain: responses that would otherwise
+    /// never end (event streams) end on it, so they do not hold the drain for its whole grace.
+    stopping: CancellationToken,
 }
 
 impl Application {
@@ -134,7 +138,23 @@ impl Application {
         let address = SocketAddr::new(config.host, config.port);
         let listener =
             TcpListener::bind(address).await.map_err(|e| anyhow::anyhow!("cannot listen on {address}: {e}"))?;
-        Ok(Self { listener, router, pool, name, shutdown_grace: config.shutdown_grace, limits: config.connections })
+        Ok(Self {
+            listener,
+            router,
+            pool,
+            name,
+            shutdown_grace: config.shutdown_grace,
+            limits: config.connections,
+            stopping: CancellationToken::new(),
+        })
+    }
+
+    /// Cancels `stopping` when the stop signal arrives, before in-flight requests are drained
+    /// (for routes whose responses stream until it is cancelled).
+    #[must_use]
+    pub fn with_stopping(mut self, stopping: CancellationToken) -> Self {
+        self.stopping = stopping;
+        self
     }
 
     /// The port actually bound (useful with `PORT=0`).
@@ -148,8 +168,12 @@ impl Application {
         let address = self.listener.local_addr()?;
         tracing::info!(service = self.name, %address, limits = ?self.limits, "listening");
         let watch = tokio::spawn(crate::db::watch(self.pool, crate::db::WATCH_INTERVAL));
-        crate::serve::serve(self.listener, self.router, self.limits, self.name, shutdown_signal(), self.shutdown_grace)
-            .await;
+        let stopping = self.stopping.clone();
+        let stop = async move {
+            shutdown_signal().await;
+            stopping.cancel();
+        };
+        crate::serve::serve(self.listener, self.router, self.limits, self.name, stop, self.shutdown_grace).await;
         watch.abort();
         tracing::info!(service = self.name, "stopped");
         Ok(())

@@ -1,6 +1,7 @@
-//! A real headless Chromium for the console's tests: load a page, let its script run, then read
-//! the DOM it rendered (`--dump-dom`) or take a screenshot. Each run has a fresh profile, its own
-//! process group and a time limit, and is killed (helpers included) when it overruns.
+//! A real headless Chromium for the console's tests: load a page, wait until its script says it
+//! has shown everything, then read the DOM it rendered or take a screenshot (over the DevTools
+//! protocol, `devtools.rs`). Each browser has a fresh profile and its own process group, and is
+//! killed (helpers included) when the test is done with it.
 //!
 //! Chromium is found in `CHROMIUM`, else on PATH (`apt-get install chromium`; `scripts/test.sh`
 //! installs it). A missing browser fails the test with that hint: it never skips silently.
@@ -8,17 +9,11 @@
 use std::{
     collections::HashMap,
     path::{Path, PathBuf},
-    process::Stdio,
     time::Duration,
 };
 
-use tokio::process::Command;
-
-/// How long one Chromium run may take (it takes about 3 s here).
-const RUN_TIMEOUT: Duration = Duration::from_secs(60);
-/// Page time Chromium lets pass before it dumps or shoots: the console polls every second, so
-/// this is several rounds of polling, and it is virtual time (spent as fast as the page idles).
-const VIRTUAL_TIME_BUDGET_MS: u32 = 5000;
+/// How long a page may take to show everything once.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The flags of every run: headless, no sandbox (tests run as root), nothing fetched from the
 /// network behind the page's back, a fresh profile without first-run pages.
@@ -59,58 +54,27 @@ impl Chromium {
         &self.binary
     }
 
-    /// The DOM of `url` once its script has run for the virtual time budget.
+    /// The DOM of `url` once the page says it is ready (`<body data-state="ready">`: everything
+    /// it shows has been read once).
     pub async fn dump_dom(&self, url: &str) -> Dom {
-        let stdout = self.run(&["--dump-dom", url]).await;
-        Dom(String::from_utf8_lossy(&stdout).into_owned())
+        let mut page = self.open_ready(url).await;
+        Dom(page.html().await)
     }
 
-    /// A screenshot of `url` at 1400×1000 in `path` (its directory is created).
+    /// A screenshot of `url` at 1400×1000, once it is ready, in `path` (its directory is
+    /// created).
     pub async fn screenshot(&self, url: &str, path: &Path) {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).expect("screenshot directory");
-        }
-        let _ = std::fs::remove_file(path);
-        let target = format!("--screenshot={}", path.display());
-        self.run(&[&target, "--window-size=1400,1000", url]).await;
-        assert!(path.is_file(), "Chromium wrote no screenshot to {}", path.display());
+        let mut page = self.open_ready(url).await;
+        page.screenshot(path).await;
     }
 
-    async fn run(&self, args: &[&str]) -> Vec<u8> {
-        // A fresh profile per run, removed when the run ends.
-        let profile = tempfile::Builder::new().prefix("saga-chromium-").tempdir().expect("profile directory");
-        let profile = profile.path();
-        let budget = format!("--virtual-time-budget={VIRTUAL_TIME_BUDGET_MS}");
-        let user_data = format!("--user-data-dir={}", profile.display());
-        let mut command = Command::new(&self.binary);
-        command
-            .args(HEADLESS_FLAGS)
-            .args(["--hide-scrollbars", budget.as_str(), user_data.as_str()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so an overrun kills the renderer and GPU helpers too.
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
-        let pid = child.id().expect("chromium pid");
-        match tokio::time::timeout(RUN_TIMEOUT, child.wait_with_output()).await {
-            Ok(Ok(output)) => {
-                assert!(
-                    output.status.success(),
-                    "chromium {args:?} failed ({}):\n{}",
-                    output.status,
-                    String::from_utf8_lossy(&output.stderr)
-                );
-                output.stdout
-            }
-            Ok(Err(err)) => panic!("chromium {args:?}: {err}"),
-            Err(_) => {
-                let _ = saga_suite::process::signal_group(pid, saga_suite::process::Signal::Kill);
-                panic!("chromium {args:?} did not finish within {RUN_TIMEOUT:?}; killed");
-            }
-        }
+    /// `url` open in a browser of its own, once the page is ready. (The console keeps an event
+    /// stream open, so Chromium's `--dump-dom` with a virtual time budget never ends: virtual
+    /// time waits for open requests.)
+    async fn open_ready(&self, url: &str) -> crate::Page {
+        let mut page = self.open(url).await;
+        page.wait_until("the page", "document.body.dataset.state === 'ready'", READY_TIMEOUT).await;
+        page
     }
 }
 

@@ -107,6 +107,25 @@ impl Page {
         result["result"]["value"].clone()
     }
 
+    /// The page's DOM, serialized.
+    pub async fn html(&mut self) -> String {
+        let html = self.eval("document.documentElement.outerHTML").await;
+        format!("<!doctype html>{}", html.as_str().expect("outerHTML is a string"))
+    }
+
+    /// A PNG of the page as shown (1400×1000) in `path` (its directory is created).
+    pub async fn screenshot(&mut self, path: &std::path::Path) {
+        use base64::Engine as _;
+        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().expect("screenshot data"))
+            .expect("screenshot is base64");
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).expect("screenshot directory");
+        }
+        std::fs::write(path, png).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
+
     /// Polls `condition` (a JavaScript expression) every 100 ms until it is true. While the
     /// page loads, a condition that throws (no such element yet) counts as false.
     pub async fn wait_until(&mut self, what: &str, condition: &str, timeout: Duration) {

@@ -17,6 +17,7 @@ mod processes;
 pub mod prometheus;
 mod races;
 pub mod shipping;
+mod sse;
 mod up;
 
 pub use audit::{AuditReport, Snapshot};
@@ -26,6 +27,7 @@ pub use devtools::Page;
 pub use orders::{happy_order, order_body};
 pub use processes::{ADMIN_TOKEN, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, bin_dir};
 pub use races::RowLock;
+pub use sse::{EventStream, Next};
 pub use up::{UP_ADMIN_TOKEN, UP_SERVICES, UpSuite};
 
 use saga_suite::{

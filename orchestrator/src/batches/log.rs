@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use saga_engine::log::SagaFilter;
 use saga_shared::api::{BatchAction, BatchFilter, BatchItem, BatchResult, BatchStatus, BatchView};
 use sqlx::{PgPool, types::Json};
 use uuid::Uuid;
@@ -13,14 +14,13 @@ use uuid::Uuid;
 pub struct NewBatch<'a> {
     pub id: Uuid,
     pub action: BatchAction,
+    /// As asked (kept with the batch).
     pub filter: &'a BatchFilter,
+    /// What it means now (the age made a time).
+    pub matches: SagaFilter,
     pub max: u32,
     pub operator: &'a str,
     pub reason: Option<&'a str>,
-    /// The order ids the prefix covers, both included.
-    pub id_range: Option<(Uuid, Uuid)>,
-    /// Only sagas accepted before this.
-    pub created_before: Option<DateTime<Utc>>,
 }
 
 /// Writes the batch and the sagas it matches (oldest first, at most `max`) in one transaction;
@@ -38,25 +38,14 @@ pub async fn create(pool: &PgPool, batch: &NewBatch<'_>) -> Result<u64, sqlx::Er
     .bind(batch.reason)
     .execute(&mut *tx)
     .await?;
-    let (first, last) = batch.id_range.unzip();
-    let matched = sqlx::query(
-        r#"insert into batch_operation_items (batch_id, order_id, position)
-           select $1, order_id, row_number() over (order by created_at, order_id)
-           from (select order_id, created_at from sagas
-                 where status = $2
-                   and ($3::uuid is null or order_id between $3 and $4)
-                   and ($5::timestamptz is null or created_at < $5)
-                 order by created_at, order_id limit $6) matched"#,
-    )
-    .bind(batch.id)
-    .bind(batch.filter.status.as_str())
-    .bind(first)
-    .bind(last)
-    .bind(batch.created_before)
-    .bind(i64::from(batch.max))
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let mut select =
+        sqlx::QueryBuilder::new("insert into batch_operation_items (batch_id, order_id, position) select ");
+    select
+        .push_bind(batch.id)
+        .push(", order_id, row_number() over (order by created_at, order_id) from (select order_id, created_at from sagas where true");
+    batch.matches.push_conditions(&mut select);
+    select.push(" order by created_at, order_id limit ").push_bind(i64::from(batch.max)).push(") matched");
+    let matched = select.build().execute(&mut *tx).await?.rows_affected();
     // Nothing matched: done at once, no worker needed.
     sqlx::query(
         "update batch_operations set matched = $2, \

@@ -18,10 +18,7 @@ use utoipa::OpenApi;
 use uuid::Uuid;
 
 use super::log::{self, NewBatch};
-use crate::{
-    order_list::{self, IdPrefix},
-    routes::AppState,
-};
+use crate::{order_list::FilterText, routes::AppState};
 
 /// Most sagas one batch may act on.
 const MAX_SAGAS: u32 = 10_000;
@@ -67,34 +64,38 @@ async fn create_batch(
     if !(1..=MAX_SAGAS).contains(&max) {
         return Err(AppError::validation(format!("max must be 1-{MAX_SAGAS}")));
     }
-    let id_range = match request.filter.order_id_prefix.as_deref().map(order_list::id_prefix).transpose() {
-        Err(why) => return Err(AppError::validation(format!("filter.{why}"))),
-        Ok(Some(IdPrefix::Range(first, last))) => Some((first, last)),
-        // A prefix longer than an id matches nothing: an empty batch, created done.
-        Ok(Some(IdPrefix::Nothing)) => Some((Uuid::max(), Uuid::nil())),
-        Ok(None) => None,
+    let filter = &request.filter;
+    let text = FilterText {
+        status: Some(filter.status),
+        order_id_prefix: filter.order_id_prefix.as_deref(),
+        customer_id: filter.customer_id.as_deref(),
+        step: filter.step.as_deref(),
+        reason: filter.reason.as_deref(),
+        created_after: filter.created_after,
+        created_before: filter.created_before,
+        stuck: filter.stuck,
     };
-    let created_before = match request.filter.older_than_s {
-        Some(seconds) => {
-            let age = i64::try_from(seconds)
-                .ok()
-                .and_then(chrono::Duration::try_seconds)
-                .ok_or_else(|| AppError::validation("filter.older_than_s is too large"))?;
-            Some(Utc::now() - age)
-        }
-        None => None,
-    };
+    let mut matches = text
+        .resolve(&app.executor.definition().step_names(), app.stuck_after)
+        .map_err(|why| AppError::validation(format!("filter.{why}")))?;
+    if let Some(seconds) = filter.older_than_s {
+        let age = i64::try_from(seconds)
+            .ok()
+            .and_then(chrono::Duration::try_seconds)
+            .ok_or_else(|| AppError::validation("filter.older_than_s is too large"))?;
+        let cutoff = Utc::now() - age;
+        matches.created_before = Some(matches.created_before.map_or(cutoff, |before| before.min(cutoff)));
+    }
     let id = Uuid::now_v7();
     let operator = request.operator.as_ref().map_or("operator", |o| o.as_str());
     let batch = NewBatch {
         id,
         action: request.action,
-        filter: &request.filter,
+        filter,
+        matches,
         max,
         operator,
         reason: request.reason.as_ref().map(|r| r.as_str()),
-        id_range,
-        created_before,
     };
     let matched = log::create(&app.pool, &batch).await?;
     tracing::info!(batch_id = %id, action = request.action.as_str(), matched, operator, "batch operation created");

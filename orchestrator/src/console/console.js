@@ -1,15 +1,21 @@
-// The saga console's behaviour: polls the orchestrator every second (overview, services, the
-// list page on screen, the open saga) and renders into the page with textContent only, so no
-// order id, error or operator reason can ever become markup. What is on screen (status filter,
-// search, open saga, rate window) lives in the URL's hash, so a view can be shared as a link.
-// The operator token is typed by the user and kept in sessionStorage: this tab only, gone when
-// it closes, never in the URL.
+// The saga console's behaviour. The orchestrator pushes the figures, the services and the chart
+// over one event stream (server-sent events); the page reads the list, its counts and the open
+// saga when the figures say something changed (at most every 2 s, and every 10 s regardless).
+// Everything is rendered with textContent only, so no order id, error or operator reason can
+// ever become markup. What is on screen (filters, search, open saga, rate window) lives in the
+// URL's hash, so a view can be shared as a link. The operator token is typed by the user and
+// kept in sessionStorage: this tab only, gone when it closes, never in the URL.
 import { request } from './api.js';
-import { ago, age, clippedCell, currentStep, el, rate, statusBadge, timeCell, utc } from './format.js';
+import { authMessage, setupBulk } from './bulk.js';
+import { drawChart } from './chart.js';
+import {
+  ago, age, clippedCell, currentStep, el, localInput, money, rate, statusBadge, timeCell, utc,
+} from './format.js';
 
-const POLL_MS = 1000;
-// A terminal saga changes only if an operator acts: re-read it every few ticks, not every one.
-const TERMINAL_EVERY_TICKS = 5;
+// The list and the open saga are read at most this often, when the figures changed.
+const REFRESH_MIN_MS = 2000;
+// … and this often when nothing seems to change (an operator elsewhere may have acted).
+const REFRESH_MAX_MS = 10000;
 const PAGE_SIZE = 50;
 const TOKEN_KEY = 'saga-console.operator-token';
 const OPERATOR_KEY = 'saga-console.operator';
@@ -20,16 +26,31 @@ const ID_PREFIX = /^[0-9a-fA-F][0-9a-fA-F-]{0,35}$/;
 
 const $ = (id) => document.getElementById(id);
 
+/** The filters, as the hash spells them and as `GET /orders` names them. */
+const FILTERS = [
+  ['status', 'status'], ['q', 'order_id_prefix'], ['customer', 'customer_id'], ['step', 'step'],
+  ['reason', 'reason'], ['from', 'created_after'], ['to', 'created_before'],
+];
 /** What is on screen; the hash holds all of it but the page position. */
-const view = { status: '', q: '', order: null, window: 10 };
+const view = {
+  status: '', q: '', customer: '', step: '', reason: '', from: '', to: '', stuck: false, order: null, window: 10,
+};
 /** Keyset paging: the cursor of the page on screen and those of the pages before it. */
 const page = { before: null, previous: [], lastIds: [] };
 /** Server time minus local time, from the last overview: ages are measured on the database's clock. */
 let clockOffsetMs = 0;
-let tickCount = 0;
-let detailReadAt = -Infinity;
+/** What the `settings` event said: links, steps, this instance. */
+let settings = { trace_ui_url: null, grafana_url: null, steps: [] };
+/** The last counts per status for the filter on screen. */
+let lastCounts = null;
+/** When the list and the open saga were last read, and what the figures were then. */
+const reads = { list: -Infinity, detail: -Infinity, figures: '' };
 const sequence = { list: 0, detail: 0 };
 const problems = new Map();
+/** What has been shown at least once: the page is `ready` when all of it has. */
+const shown = new Set();
+let stream = null;
+let bulk = null;
 
 function report(area, error) {
   if (error) problems.set(area, error.message);
@@ -58,8 +79,7 @@ function setCard(id, value, shown, alert) {
   card.classList.toggle('alert', Boolean(alert));
 }
 
-async function loadOverview() {
-  const o = await request(`console/overview?window_s=${view.window}`);
+function renderOverview(o) {
   clockOffsetMs = Date.parse(o.at) - Date.now();
   $('window').textContent = o.window_seconds;
   setCard('rate-started', o.rates.started, rate(o.rates.started));
@@ -76,6 +96,8 @@ async function loadOverview() {
   const rows = o.in_flight.map((g) => {
     const tr = el('tr', null, g.stuck > 0 ? 'stuck' : '');
     Object.assign(tr.dataset, { status: g.status, step: g.step, count: g.count, stuck: g.stuck });
+    tr.tabIndex = 0;
+    tr.title = g.stuck > 0 ? 'List them (the stuck count lists only the stuck ones)' : 'List them';
     const status = el('td');
     status.append(statusBadge(g.status));
     tr.append(status, el('td', g.step), el('td', g.count, 'num count'), el('td', g.stuck, 'num stuck'),
@@ -86,8 +108,7 @@ async function loadOverview() {
   $('in-flight-empty').hidden = rows.length > 0;
 }
 
-async function loadServices() {
-  const answer = await request('console/services');
+function renderServices(answer) {
   $('served-by').textContent = `served by ${answer.instance}`;
   const items = answer.services.map((s) => {
     const li = el('li');
@@ -111,17 +132,59 @@ async function loadServices() {
 
 // ---------------------------------------------------------------- the list
 
+/** The filter on screen as `GET /orders` query parameters. */
+function filterParams() {
+  if (view.q && !ID_PREFIX.test(view.q)) throw new Error('an order id is hex digits and dashes');
+  const params = new URLSearchParams();
+  for (const [key, name] of FILTERS) if (view[key]) params.set(name, view[key]);
+  if (view.stuck) params.set('stuck', 'true');
+  return params;
+}
+
+/** The filter on screen as a batch operation's filter (its status may be empty). */
+function batchFilter() {
+  const filter = Object.fromEntries(FILTERS.filter(([key]) => view[key]).map(([key, name]) => [name, view[key]]));
+  if (view.stuck) filter.stuck = true;
+  return filter;
+}
+
+/** The filter on screen in words. */
+function describeFilter() {
+  const parts = FILTERS.filter(([key]) => view[key]).map(([key, name]) => `${name} ${view[key]}`);
+  if (view.stuck) parts.push('stuck');
+  return parts.length ? parts.join(', ') : 'every saga';
+}
+
+function renderCounts(answer) {
+  lastCounts = answer.counts;
+  const shown = (n) => (n > answer.cap ? `${answer.cap.toLocaleString()}+` : n.toLocaleString());
+  const total = Object.values(answer.counts).reduce((sum, n) => sum + n, 0);
+  const chips = Object.entries(answer.counts).map(([status, n]) => {
+    const chip = el('button', null, `count${view.status === status ? ' selected' : ''}`);
+    chip.type = 'button';
+    Object.assign(chip.dataset, { status, count: n });
+    chip.append(statusBadge(status), ' ', el('span', shown(n), 'num'));
+    return chip;
+  });
+  const all = el('button', `any ${total.toLocaleString()}`, `count${view.status ? '' : ' selected'}`);
+  all.type = 'button';
+  Object.assign(all.dataset, { status: '', count: total });
+  $('counts').dataset.total = String(total);
+  $('counts').replaceChildren(all, ...chips);
+  bulk.update();
+}
+
 async function loadList() {
   const mine = ++sequence.list;
-  const params = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (view.status) params.set('status', view.status);
-  if (view.q) {
-    if (!ID_PREFIX.test(view.q)) throw new Error('an order id is hex digits and dashes');
-    params.set('order_id_prefix', view.q);
-  }
+  const filter = filterParams();
+  const params = new URLSearchParams(filter);
+  params.set('limit', String(PAGE_SIZE));
   if (page.before) params.set('before', page.before);
-  const orders = await request(`orders?${params}`);
+  const [orders, counts] = await Promise.all([request(`orders?${params}`), request(`console/counts?${filter}`)]);
   if (mine !== sequence.list) return; // a newer load (another filter) has answered or will
+  reads.list = Date.now();
+  shown.add('list');
+  renderCounts(counts);
   page.lastIds = orders.map((o) => o.order_id);
   const rows = orders.map((o) => {
     const tr = el('tr', null, o.order_id === view.order ? 'selected' : '');
@@ -179,6 +242,33 @@ function renderSteps(order) {
   $('steps').tBodies[0].replaceChildren(...rows);
 }
 
+/** What the order was, what its steps produced, and who drives it until when. */
+function renderOrderFacts(order) {
+  $('detail-customer').textContent = order.customer_id;
+  $('detail-items').textContent = order.items.map((i) => `${i.quantity} × ${i.sku}`).join(', ');
+  $('detail-total').textContent = order.total_cents === null || order.total_cents === undefined
+    ? 'not priced yet' : money(order.total_cents);
+  $('detail-country').textContent = order.country;
+  const shipment = order.steps.find((s) => s.output && s.output.tracking_number);
+  $('detail-tracking').textContent = shipment ? shipment.output.tracking_number : '–';
+  const when = (iso) => (iso ? `${utc(iso, true)} UTC` : '–');
+  $('detail-next').textContent = when(order.next_attempt_at);
+  $('detail-deadline').textContent = when(order.deadline_at);
+  $('detail-owner').textContent = order.owner || (TERMINAL.has(order.status) ? '–' : 'nobody (waiting for a claim)');
+  const trace = $('detail-trace');
+  trace.replaceChildren();
+  if (order.trace_id && settings.trace_ui_url && /^[0-9a-f]{32}$/.test(order.trace_id)) {
+    const link = el('a', order.trace_id, 'id');
+    link.id = 'trace-link';
+    link.href = `${settings.trace_ui_url}/trace/${order.trace_id}`;
+    link.target = '_blank';
+    link.rel = 'noopener noreferrer';
+    trace.append(link);
+  } else {
+    trace.textContent = order.trace_id || 'not exported';
+  }
+}
+
 function renderTimeline(events) {
   const rows = events.map((e) => {
     const tr = el('tr', null, `kind-${e.kind}`);
@@ -211,18 +301,21 @@ async function loadDetail(force) {
   if (!id) {
     section.hidden = true;
     section.dataset.orderId = '';
+    shown.add('saga');
     return;
   }
   if (!UUID.test(id)) {
     section.hidden = true;
     throw new Error(`${id} is not an order id`);
   }
-  const known = section.dataset.orderId === id && TERMINAL.has(section.dataset.status);
-  if (!force && known && tickCount - detailReadAt < TERMINAL_EVERY_TICKS) return;
+  // A finished saga changes only if an operator acts: it is read less often.
+  const finished = section.dataset.orderId === id && TERMINAL.has(section.dataset.status);
+  const since = Date.now() - reads.detail;
+  if (!force && since < (finished ? REFRESH_MAX_MS : REFRESH_MIN_MS)) return;
   const mine = ++sequence.detail;
+  reads.detail = Date.now();
   const [order, events] = await Promise.all([request(`orders/${id}`), request(`orders/${id}/events`)]);
   if (mine !== sequence.detail || view.order !== id) return;
-  detailReadAt = tickCount;
   if (section.dataset.orderId !== id) $('action-result').textContent = '';
   section.hidden = false;
   section.dataset.orderId = id;
@@ -232,9 +325,11 @@ async function loadDetail(force) {
   $('detail-created').textContent = `${utc(order.created_at, true)} UTC`;
   $('detail-updated').textContent = `${utc(order.updated_at, true)} UTC (${ago(order.updated_at, clockOffsetMs)})`;
   $('detail-reason').textContent = order.failure_reason || '–';
+  renderOrderFacts(order);
   renderSteps(order);
   renderTimeline(events);
   renderActions(order.status);
+  shown.add('saga');
 }
 
 // ---------------------------------------------------------------- operator actions
@@ -244,12 +339,6 @@ function showTokenState() {
   const state = $('token-state');
   state.dataset.kept = String(kept);
   state.textContent = kept ? 'kept for this tab' : 'none';
-}
-
-function actionMessage(action, err) {
-  if (err.status === 401) return 'The orchestrator wants the operator token: type it above (401).';
-  if (err.status === 403) return 'The orchestrator refused the operator token: check it (403).';
-  return `${action} refused: ${err.message}`;
 }
 
 async function act(event) {
@@ -280,7 +369,7 @@ async function act(event) {
     $('action-reason').value = '';
   } catch (err) {
     result.dataset.status = 'error';
-    result.textContent = actionMessage(action, err);
+    result.textContent = authMessage(action, err);
   }
   await guarded('saga', () => loadDetail(true));
 }
@@ -289,19 +378,25 @@ async function act(event) {
 
 function readHash() {
   const params = new URLSearchParams(location.hash.slice(1));
-  view.status = params.get('status') || '';
-  view.q = (params.get('q') || '').trim();
+  for (const [key] of FILTERS) view[key] = (params.get(key) || '').trim();
+  view.stuck = params.get('stuck') === '1';
   view.order = params.get('order') || null;
   const windowS = Number.parseInt(params.get('window') || '10', 10);
   view.window = windowS >= 1 && windowS <= 300 ? windowS : 10;
   $('status-filter').value = view.status;
-  if (document.activeElement !== $('search')) $('search').value = view.q;
+  $('step-filter').value = view.step;
+  $('stuck-filter').checked = view.stuck;
+  for (const [key, id] of [['q', 'search'], ['customer', 'customer-filter'], ['reason', 'reason-filter']]) {
+    if (document.activeElement !== $(id)) $(id).value = view[key];
+  }
+  $('from-filter').value = localInput(view.from);
+  $('to-filter').value = localInput(view.to);
 }
 
 function writeHash() {
   const params = new URLSearchParams();
-  if (view.status) params.set('status', view.status);
-  if (view.q) params.set('q', view.q);
+  for (const [key] of FILTERS) if (view[key]) params.set(key, view[key]);
+  if (view.stuck) params.set('stuck', '1');
   if (view.order) params.set('order', view.order);
   if (view.window !== 10) params.set('window', String(view.window));
   const hash = params.toString();
@@ -314,53 +409,176 @@ function firstPage() {
   page.previous = [];
 }
 
-function refresh() {
-  guarded('sagas', loadList);
-  guarded('saga', () => loadDetail(true));
+async function refresh() {
+  await Promise.all([guarded('sagas', loadList), guarded('saga', () => loadDetail(true))]);
+  showReady();
 }
 
-async function tick() {
-  tickCount += 1;
-  await Promise.all([
-    guarded('overview', loadOverview),
-    guarded('services', loadServices),
-    guarded('sagas', loadList),
-    guarded('saga', () => loadDetail(false)),
-  ]);
+function markStale() {
   // Figures the last round could not refresh stay on screen, dimmed, under the banner's reason.
-  $('overview').classList.toggle('stale', problems.has('overview'));
+  $('overview').classList.toggle('stale', problems.has('overview') || problems.has('live'));
+  $('chart').classList.toggle('stale', problems.has('history') || problems.has('live'));
   $('sagas').classList.toggle('stale', problems.has('sagas'));
   $('order-detail').classList.toggle('stale', problems.has('saga'));
-  const updated = $('updated');
-  updated.dataset.at = new Date().toISOString();
-  updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
-  document.body.dataset.state = 'ready';
-  setTimeout(tick, POLL_MS);
+}
+
+/** After each push of the figures: re-read the list and the open saga if they may have changed. */
+async function afterFigures(o) {
+  const figures = JSON.stringify([o.rates, o.in_flight, o.requires_intervention]);
+  const changed = figures !== reads.figures;
+  reads.figures = figures;
+  const since = Date.now() - reads.list;
+  const loads = [guarded('saga', () => loadDetail(false))];
+  if (since >= REFRESH_MAX_MS || (changed && since >= REFRESH_MIN_MS)) loads.push(guarded('sagas', loadList));
+  await Promise.all(loads);
+  markStale();
+  showReady();
+}
+
+/** Marks the page `ready` (what tests and screenshots wait for) once everything has been shown. */
+function showReady() {
+  if (['overview', 'history', 'list', 'saga'].every((part) => shown.has(part))) document.body.dataset.state = 'ready';
+}
+
+function setLive(state, text) {
+  $('live').dataset.live = state;
+  $('live').textContent = text;
+}
+
+function applySettings(s) {
+  settings = s;
+  $('served-by').textContent = `served by ${s.instance}`;
+  $('stuck-after').textContent = `> ${age(s.stuck_after_ms / 1000)}`;
+  const grafana = $('grafana-link');
+  grafana.hidden = !s.grafana_url;
+  if (s.grafana_url) grafana.href = `${s.grafana_url}/d/saga-suite`;
+  const steps = $('step-filter');
+  if (steps.options.length !== s.steps.length + 1) {
+    steps.replaceChildren(el('option', 'any'), ...s.steps.map((name) => el('option', name)));
+    steps.options[0].value = '';
+    steps.value = view.step;
+  }
+}
+
+/** Opens the event stream (again, when the rate window changes). */
+function connect() {
+  if (stream) stream.close();
+  setLive('connecting', 'connecting…');
+  stream = new EventSource(`console/stream?window_s=${view.window}`);
+  const on = (name, handle) => stream.addEventListener(name, (event) => {
+    try {
+      handle(JSON.parse(event.data));
+    } catch (err) {
+      report(name, err);
+    }
+  });
+  on('settings', applySettings);
+  on('overview', (live) => {
+    renderOverview(live.overview);
+    renderServices(live.services);
+    shown.add('overview');
+    report('overview', null);
+    const updated = $('updated');
+    updated.dataset.at = new Date().toISOString();
+    updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+    afterFigures(live.overview);
+  });
+  on('history', (history) => {
+    drawChart($('chart'), $('chart-svg'), $('chart-peak'), history);
+    shown.add('history');
+    report('history', null);
+    markStale();
+    showReady();
+  });
+  on('problem', (problem) => {
+    report(problem.area, new Error(problem.detail));
+    markStale();
+  });
+  stream.onopen = () => {
+    setLive('live', 'live');
+    report('live', null);
+    markStale();
+  };
+  stream.onerror = () => {
+    // EventSource reconnects by itself (after the delay the stream asked for).
+    setLive('reconnecting', 'reconnecting…');
+    report('live', new Error('the event stream from the orchestrator broke; reconnecting'));
+    markStale();
+  };
+}
+
+/** Sets filter `key` from an input, and shows the first page of what it selects. */
+function filterFrom(id, key, read, delay) {
+  let typing;
+  const apply = (e) => {
+    clearTimeout(typing);
+    typing = setTimeout(() => {
+      view[key] = read(e.target);
+      writeHash();
+    }, delay);
+  };
+  $(id).addEventListener(delay ? 'input' : 'change', apply);
+}
+
+function fromLocalInput(input) {
+  // A datetime-local value is this browser's local time; the hash and the API keep UTC.
+  if (!input.value) return '';
+  const at = new Date(input.value);
+  return Number.isNaN(at.getTime()) ? '' : at.toISOString();
+}
+
+function listFromGroup(event) {
+  const row = event.target.closest('tr[data-status]');
+  if (!row || (event.type === 'keydown' && event.key !== 'Enter')) return;
+  const stuckCell = event.target.closest('td.stuck');
+  view.status = row.dataset.status;
+  view.step = row.dataset.step;
+  view.stuck = Boolean(stuckCell) && Number(row.dataset.stuck) > 0;
+  view.order = null;
+  writeHash();
 }
 
 function start() {
   readHash();
   showTokenState();
   $('action-operator').value = sessionStorage.getItem(OPERATOR_KEY) || '';
+  bulk = setupBulk({
+    filter: batchFilter,
+    describe: describeFilter,
+    counts: () => lastCounts,
+    token: () => sessionStorage.getItem(TOKEN_KEY),
+    done: refresh,
+  });
   window.addEventListener('hashchange', () => {
-    const before = { status: view.status, q: view.q };
+    const before = JSON.stringify(FILTERS.map(([key]) => view[key]).concat(view.stuck));
+    const windowBefore = view.window;
     readHash();
-    if (before.status !== view.status || before.q !== view.q) firstPage();
+    if (before !== JSON.stringify(FILTERS.map(([key]) => view[key]).concat(view.stuck))) firstPage();
+    if (windowBefore !== view.window) connect();
     refresh();
   });
-  $('status-filter').addEventListener('change', (e) => {
-    view.status = e.target.value;
+  filterFrom('status-filter', 'status', (t) => t.value, 0);
+  filterFrom('step-filter', 'step', (t) => t.value, 0);
+  filterFrom('stuck-filter', 'stuck', (t) => t.checked, 0);
+  filterFrom('from-filter', 'from', fromLocalInput, 0);
+  filterFrom('to-filter', 'to', fromLocalInput, 0);
+  filterFrom('search', 'q', (t) => t.value.trim(), 300);
+  filterFrom('customer-filter', 'customer', (t) => t.value.trim(), 300);
+  filterFrom('reason-filter', 'reason', (t) => t.value.trim(), 300);
+  $('clear-filters').addEventListener('click', () => {
+    for (const [key] of FILTERS) view[key] = '';
+    view.stuck = false;
     writeHash();
   });
-  let typing;
-  $('search').addEventListener('input', (e) => {
-    clearTimeout(typing);
-    typing = setTimeout(() => {
-      view.q = e.target.value.trim();
-      writeHash();
-    }, 300);
+  $('counts').addEventListener('click', (e) => {
+    const chip = e.target.closest('button[data-status]');
+    if (!chip) return;
+    view.status = chip.dataset.status;
+    writeHash();
   });
   $('filters').addEventListener('submit', (e) => e.preventDefault());
+  $('in-flight').addEventListener('click', listFromGroup);
+  $('in-flight').addEventListener('keydown', listFromGroup);
   $('saga-list').addEventListener('click', openFromRow);
   $('saga-list').addEventListener('keydown', openFromRow);
   $('older').addEventListener('click', () => {
@@ -394,7 +612,8 @@ function start() {
     showTokenState();
   });
   $('action-form').addEventListener('submit', act);
-  tick();
+  connect();
+  refresh();
 }
 
 start();

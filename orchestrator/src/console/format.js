@@ -48,6 +48,20 @@ export function ago(iso, offsetMs) {
   return `${age(seconds)} ago`;
 }
 
+/** An amount in cents, as money (the suite's prices carry no currency). */
+export function money(cents) {
+  return (cents / 100).toFixed(2);
+}
+
+/** An ISO time as a datetime-local input's value (this browser's local time, to the second). */
+export function localInput(iso) {
+  if (!iso) return '';
+  const at = new Date(iso);
+  if (Number.isNaN(at.getTime())) return '';
+  const local = new Date(at.getTime() - at.getTimezoneOffset() * 60000);
+  return local.toISOString().slice(0, 19);
+}
+
 export function rate(perSecond) {
   if (perSecond === 0) return '0';
   if (perSecond >= 10) return perSecond.toFixed(0);

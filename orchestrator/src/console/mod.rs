@@ -1,13 +1,17 @@
 //! The saga console: a page at `GET /console` (plain HTML, CSS and JS embedded in the binary,
-//! no build step) for watching the sagas and acting on them, and the two JSON endpoints it polls
-//! besides the order API: `/console/overview` (figures from the saga log) and
-//! `/console/services` (who answers `/readyz`).
+//! no build step) for watching the sagas and acting on them. Besides the order API and batch
+//! operations it reads `/console/stream` (server-sent events: the figures, the services and the
+//! chart, pushed) and `/console/counts` (sagas per status for its filter);
+//! `/console/overview` and `/console/services` answer the stream's figures on request.
 //!
-//! Everything it shows is read from the database or probed on each request, so every replica
-//! serves the same console, except each participant's circuit, which is this replica's own.
+//! Everything it shows is read from the database or probed, so every replica serves the same
+//! console, except each participant's circuit, which is this replica's own.
 
+mod counts;
+mod history;
 mod overview;
 mod services;
+mod stream;
 
 use std::{sync::Arc, time::Duration};
 
@@ -22,7 +26,9 @@ use sqlx::PgPool;
 use utoipa::OpenApi;
 
 use saga_engine::circuits::Circuits;
+use tokio_util::sync::CancellationToken;
 
+pub use history::HistoryCache;
 pub use services::Probes;
 
 /// What the console's endpoints share.
@@ -40,26 +46,44 @@ pub struct ConsoleState {
     pub instance: String,
     /// This instance's participant circuits.
     pub circuits: Arc<Circuits>,
+    /// The chart's settled buckets.
+    pub history: Arc<HistoryCache>,
+    /// Where the page links to.
+    pub links: Links,
+    /// Cancelled when the orchestrator stops: the event streams end.
+    pub stopping: CancellationToken,
+}
+
+/// Other tools the page links to.
+#[derive(Debug, Clone, Default)]
+pub struct Links {
+    /// `TRACE_UI_URL` (Jaeger or another UI serving `/trace/{trace_id}`).
+    pub trace_ui: Option<String>,
+    /// `GRAFANA_URL`.
+    pub grafana: Option<String>,
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    paths(overview::get_overview, services::get_services),
+    paths(overview::get_overview, services::get_services, counts::get_counts, stream::get_stream),
     components(schemas(
         overview::Overview, overview::Rates, overview::InFlightGroup, services::ServicesView,
-        services::ServiceHealth, SagaStatus, Problem
+        services::ServiceHealth, SagaStatus, Problem, counts::Counts, stream::Settings, stream::Live,
+        stream::StreamProblem, history::History, history::Bucket
     )),
-    tags((name = "console", description = "What the saga console (GET /console) polls"))
+    tags((name = "console", description = "What the saga console (GET /console) reads"))
 )]
 struct ConsoleDoc;
 
 /// The page and its assets, embedded in the binary: path, media type, content.
-const ASSETS: [(&str, &str, &str); 5] = [
+const ASSETS: [(&str, &str, &str); 7] = [
     ("/console", "text/html; charset=utf-8", include_str!("index.html")),
     ("/console/console.css", "text/css; charset=utf-8", include_str!("console.css")),
     ("/console/console.js", "text/javascript; charset=utf-8", include_str!("console.js")),
     ("/console/api.js", "text/javascript; charset=utf-8", include_str!("api.js")),
     ("/console/format.js", "text/javascript; charset=utf-8", include_str!("format.js")),
+    ("/console/chart.js", "text/javascript; charset=utf-8", include_str!("chart.js")),
+    ("/console/bulk.js", "text/javascript; charset=utf-8", include_str!("bulk.js")),
 ];
 
 /// The console's routes: the page and its assets (left out of the OpenAPI document: they are
@@ -69,7 +93,9 @@ pub fn router(state: ConsoleState) -> Router {
         // Whoever opens the orchestrator's address in a browser wants the console.
         .route("/", get(|| async { axum::response::Redirect::to("/console") }))
         .route("/console/overview", get(overview::get_overview))
-        .route("/console/services", get(services::get_services));
+        .route("/console/services", get(services::get_services))
+        .route("/console/counts", get(counts::get_counts))
+        .route("/console/stream", get(stream::get_stream));
     for (path, content_type, body) in ASSETS {
         router = router.route(path, get(move || async move { asset(content_type, body) }));
     }

@@ -21,7 +21,7 @@ use crate::routes::invalid_query;
 pub(super) struct OverviewQuery {
     /// The rates are averaged over this many seconds up to now (1–300, default 10).
     #[param(minimum = 1, maximum = 300)]
-    window_s: Option<u32>,
+    pub(super) window_s: Option<u32>,
 }
 
 /// Longest averaging window. Counting the sagas of a window reads an index entry per saga, so
@@ -186,12 +186,23 @@ pub(super) async fn get_overview(
     State(console): State<ConsoleState>,
     AppQuery(query): AppQuery<OverviewQuery>,
 ) -> Result<AppJson<Overview>, AppError> {
-    let window_s = query.window_s.unwrap_or(10);
+    let window_s = window(query.window_s)?;
+    Ok(AppJson(figures(&console, window_s).await?))
+}
+
+/// The rate window asked for, checked (default 10 s).
+pub(super) fn window(window_s: Option<u32>) -> Result<u32, AppError> {
+    let window_s = window_s.unwrap_or(10);
     if !(1..=MAX_WINDOW_S).contains(&window_s) {
         return Err(invalid_query(format!("window_s must be 1-{MAX_WINDOW_S}")));
     }
+    Ok(window_s)
+}
+
+/// The figures, with rates over `window_s` seconds.
+pub(super) async fn figures(console: &ConsoleState, window_s: u32) -> Result<Overview, sqlx::Error> {
     let row = read(&console.pool, Duration::from_secs(window_s.into()), console.stuck_after).await?;
-    Ok(AppJson(overview(row, &console.step_names, window_s, console.stuck_after)))
+    Ok(overview(row, &console.step_names, window_s, console.stuck_after))
 }
 
 #[cfg(test)]

@@ -139,6 +139,11 @@ async fn orchestrator(pool: &PgPool) -> ServiceHealth {
         (status = 503, description = "Request timed out", body = Problem, content_type = "application/problem+json"),
     ))]
 pub(super) async fn get_services(State(console): State<ConsoleState>) -> AppJson<ServicesView> {
+    AppJson(view(&console).await)
+}
+
+/// Each service up or down, as this replica sees it.
+pub(super) async fn view(console: &ConsoleState) -> ServicesView {
     let (own, participants) = tokio::join!(orchestrator(&console.pool), console.probes.participants());
     let circuits = console.circuits.views();
     let services = std::iter::once(own)
@@ -150,5 +155,5 @@ pub(super) async fn get_services(State(console): State<ConsoleState>) -> AppJson
             health
         }))
         .collect();
-    AppJson(ServicesView { instance: console.instance.clone(), services })
+    ServicesView { instance: console.instance.clone(), services }
 }

@@ -73,8 +73,8 @@ pub enum OrdersCommand {
     Cancel(Action),
 }
 
-/// Which sagas a list or a bulk action is about (the orchestrator filters by status and id
-/// prefix; the age is checked here).
+/// Which sagas a list or a bulk action is about (the same filter for both: `GET /orders`'s
+/// query, or a batch operation's filter).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct Filter {
     /// Only sagas in this status (pending, running, compensating, completed, compensated, failed).
@@ -86,29 +86,29 @@ pub struct Filter {
     /// Only sagas accepted longer ago than this (e.g. 90s, 10m, 2h).
     #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub older_than: Option<Duration>,
-    /// Only this customer's orders (list only).
+    /// Only this customer's orders.
     #[arg(long)]
     pub customer: Option<String>,
-    /// Only sagas at this step, going forward or compensating (list only).
+    /// Only sagas at this step, going forward or compensating.
     #[arg(long)]
     pub step: Option<String>,
-    /// Only sagas whose failure reason contains this text (list only).
+    /// Only sagas whose failure reason contains this text.
     #[arg(long)]
     pub reason_contains: Option<String>,
-    /// Only sagas in flight without progress for STUCK_AFTER_MS (list only).
+    /// Only sagas in flight without progress for STUCK_AFTER_MS.
     #[arg(long)]
     pub stuck: bool,
 }
 
 impl Filter {
     fn is_empty(&self) -> bool {
-        self.status.is_none() && self.id_prefix.is_none() && self.older_than.is_none() && !self.list_only()
-    }
-
-    /// Whether it uses a filter only the list has (a batch operation filters by status, id
-    /// prefix and age).
-    fn list_only(&self) -> bool {
-        self.customer.is_some() || self.step.is_some() || self.reason_contains.is_some() || self.stuck
+        self.status.is_none()
+            && self.id_prefix.is_none()
+            && self.older_than.is_none()
+            && self.customer.is_none()
+            && self.step.is_none()
+            && self.reason_contains.is_none()
+            && !self.stuck
     }
 
     /// The query parameters of `GET /orders` (the age aside: it is `created_before`).
@@ -307,11 +307,8 @@ async fn act(orchestrator: &Orchestrator, verb: BatchAction, action: Action) -> 
         }
         return act_on_each(orchestrator, verb, &action.order_ids, &who).await;
     }
-    if action.filter.list_only() {
-        bail!("a bulk {verb} selects by --status, --id-prefix and --older-than only; list with the others first");
-    }
     let Some(status) = action.filter.status else {
-        bail!("name the sagas to {verb}, or select them with --status (and --id-prefix, --older-than)");
+        bail!("name the sagas to {verb}, or select them with --status (and any other filter)");
     };
     let matched = orchestrator.list(&action.filter, MAX_BATCH).await?.len();
     if matched == 0 {
@@ -327,6 +324,12 @@ async fn act(orchestrator: &Orchestrator, verb: BatchAction, action: Action) -> 
             status,
             order_id_prefix: action.filter.id_prefix.clone(),
             older_than_s: action.filter.older_than.map(|age| age.as_secs()),
+            customer_id: action.filter.customer.clone(),
+            step: action.filter.step.clone(),
+            reason: action.filter.reason_contains.clone(),
+            created_after: None,
+            created_before: None,
+            stuck: action.filter.stuck,
         },
         // The oldest `matched` of those the filter matches now: the ones just counted.
         max: Some(u32::try_from(matched).context("too many sagas for one batch")?),

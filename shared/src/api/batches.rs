@@ -40,8 +40,8 @@ wire_enum! {
     }
 }
 
-/// Which sagas a batch acts on: those in `status`, optionally with an id prefix and older than
-/// some seconds, fixed when the batch is created.
+/// Which sagas a batch acts on: those in `status` that meet every other condition given (the
+/// same conditions as `GET /orders`), fixed when the batch is created.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchFilter {
@@ -49,10 +49,31 @@ pub struct BatchFilter {
     pub status: SagaStatus,
     /// Only order ids starting with these hex digits (dashes ignored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9a-fA-F][0-9a-fA-F-]{0,35}$", max_length = 36)]
     pub order_id_prefix: Option<String>,
     /// Only sagas accepted at least this many seconds before the batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub older_than_s: Option<u64>,
+    /// Only this customer's orders.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 64)]
+    pub customer_id: Option<String>,
+    /// Only sagas at this step, going forward or compensating.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// Only sagas whose failure reason contains this text (any case).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub reason: Option<String>,
+    /// Only sagas accepted at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only sagas accepted before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only sagas in flight without progress for `STUCK_AFTER_MS`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stuck: bool,
 }
 
 /// `POST /batch-operations`.

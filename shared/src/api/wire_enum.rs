@@ -12,7 +12,7 @@ macro_rules! wire_enum {
         }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
         // utoipa does not see the variants' `rename` through this macro, only this: every
         // spelling must be its variant's name in snake_case (a test checks the schema).
         #[serde(rename_all = "snake_case")]

@@ -55,9 +55,17 @@ async fn a_batch_needs_the_operator_token_and_a_valid_request() {
         json!({ "action": "cancel", "filter": { "status": "running" }, "max": 10001 }),
         json!({ "action": "cancel", "filter": { "status": "running", "order_id_prefix": "xyz" } }),
         json!({ "action": "cancel", "filter": { "status": "running" }, "extra": 1 }),
+        json!({ "action": "cancel", "filter": { "status": "running", "step": "ship_it" } }),
+        json!({ "action": "cancel", "filter": { "status": "running", "customer_id": "c".repeat(65) } }),
+        json!({ "action": "cancel", "filter": { "status": "running", "reason": "a\u{0}b" } }),
+        json!({ "action": "cancel", "filter": { "status": "running", "created_after": "yesterday" } }),
+        json!({ "action": "cancel", "filter": { "status": "running", "stuck": "yes" } }),
     ] {
         post_batch(&suite, Some(ADMIN_TOKEN), &bad).await.assert_problem(422);
     }
+    let unknown_step = json!({ "action": "cancel", "filter": { "status": "running", "step": "ship_it" } });
+    let refused = post_batch(&suite, Some(ADMIN_TOKEN), &unknown_step).await;
+    assert!(refused.body["detail"].as_str().unwrap().starts_with("filter.step must be one of"), "{}", refused.body);
     let unknown =
         suite.http.get(&suite.url(Service::Orchestrator, &format!("/batch-operations/{}", Uuid::new_v4()))).await;
     unknown.assert_problem(404);
@@ -87,8 +95,13 @@ async fn a_batch_cancel_survives_an_orchestrator_restart_and_acts_on_each_saga_o
         suite.wait_for_step(order_id, 2, "retrying").await;
     }
 
-    let body = json!({ "action": "cancel", "filter": { "status": "running" }, "max": 10,
-                       "operator": "ops-alice", "reason": "shipping outage" });
+    // The filter takes what the list takes: here the step they wait in and the customer.
+    let wrong_step = json!({ "action": "cancel", "filter": { "status": "running", "step": "process_payment" } });
+    let nothing = post_batch(&suite, Some(ADMIN_TOKEN), &wrong_step).await;
+    assert_eq!(nothing.status, 202, "{}", nothing.body);
+    assert_eq!(nothing.body["matched"], 0, "{}", nothing.body);
+    let body = json!({ "action": "cancel", "max": 10, "operator": "ops-alice", "reason": "shipping outage",
+                       "filter": { "status": "running", "step": "create_shipment", "customer_id": "alice" } });
     let created = post_batch(&suite, Some(ADMIN_TOKEN), &body).await;
     assert_eq!(created.status, 202, "{}", created.body);
     assert_eq!(created.body["matched"], 6, "{}", created.body);

@@ -13,7 +13,8 @@ use std::{
 };
 
 use saga_tests::{
-    Chromium, Dom, Page, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, artifacts_dir, happy_order, order_body,
+    Chromium, Dom, EventStream, Next, Page, SLOW_CALL_ENV, SLOW_CALL_MS, Service, Suite, artifacts_dir, happy_order,
+    order_body,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -328,18 +329,48 @@ async fn an_operator_cancels_a_running_saga_from_the_console() {
     let mut suite = Suite::start(&Service::PARTICIPANTS).await;
     // Shipping takes 5 s (its step may take 10), so the saga is surely still running when the
     // operator, in a browser, cancels it.
-    let slow_shipping = [("STEP_CREATE_SHIPMENT_TIMEOUT_MS", "10000"), ("LEASE_MS", "25000")];
-    suite.spawn(Service::Orchestrator, &slow_shipping).await;
+    // Traces go to an endpoint nobody listens on: the saga still gets a trace id, which the
+    // console links to TRACE_UI_URL.
+    let env = [
+        ("STEP_CREATE_SHIPMENT_TIMEOUT_MS", "10000"),
+        ("LEASE_MS", "25000"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("TRACE_UI_URL", "http://jaeger.test:16686"),
+        ("GRAFANA_URL", "http://grafana.test:3000/"),
+    ];
+    suite.spawn(Service::Orchestrator, &env).await;
     suite.set_faults(Service::Shipping, &serde_json::json!({ "latency_ms": 5000 })).await;
     let mut page = chromium.open(&console_url(&suite, "")).await;
     page.wait_until("the console", "document.body.dataset.state === 'ready'", WAIT).await;
+    let grafana = page
+        .eval("[document.getElementById('grafana-link').hidden, document.getElementById('grafana-link').href]")
+        .await;
+    assert_eq!(grafana, serde_json::json!([false, "http://grafana.test:3000/d/saga-suite"]));
     keep_token(&mut page, saga_tests::ADMIN_TOKEN).await;
     let order_id = suite.accepted_order(&happy_order()).await;
     suite.wait_for_step(order_id, 1, "succeeded").await;
 
-    page.eval(&format!("location.hash = 'order={order_id}'")).await;
+    // Its group in the in-flight table lists it when clicked.
+    let group = "document.querySelector('#in-flight tr[data-status=running][data-step=create_shipment]')";
+    page.wait_until("the running saga's group", &format!("{group} !== null"), WAIT).await;
+    page.eval(&format!("{group}.click()")).await;
+    page.wait_until("its group listed", "location.hash === '#status=running&step=create_shipment'", WAIT).await;
+    let row = format!("document.querySelector('#saga-list tr[data-order-id=\"{order_id}\"]')");
+    page.wait_until("the saga in the list", &format!("{row} !== null"), WAIT).await;
+    page.eval(&format!("{row}.click()")).await;
     let detail = "document.getElementById('order-detail').dataset";
     page.wait_until("the running saga", &format!("{detail}.status === 'running'"), WAIT).await;
+    // What the order is, who drives it, and its trace.
+    let facts = page
+        .eval(
+            "['detail-customer', 'detail-items', 'detail-total', 'detail-country', 'detail-owner']\
+             .map(id => document.getElementById(id).textContent)",
+        )
+        .await;
+    assert_eq!(facts, serde_json::json!(["alice", "1 × WIDGET-1", "12.99", "FR", "orchestrator"]));
+    let trace_id = suite.order(order_id).await["trace_id"].as_str().expect("a trace id").to_owned();
+    let link = page.eval("document.getElementById('trace-link').href").await;
+    assert_eq!(link, format!("http://jaeger.test:16686/trace/{trace_id}"));
     let (status, text) = act_in_console(&mut page, "action-cancel", "support-bob", "customer changed their mind").await;
     suite.set_faults(Service::Shipping, &serde_json::json!({})).await;
 
@@ -416,6 +447,14 @@ async fn bad_list_and_console_queries_are_problem_json_400_or_422() {
         "/console/overview?window_s=-1",
         "/console/overview?window_s=ten",
         "/console/overview?status=failed",
+        "/console/stream?window_s=0",
+        "/console/stream?window_s=ten",
+        "/console/counts?step=ship_it",
+        "/console/counts?stuck=maybe",
+        "/console/counts?created_after=yesterday",
+        "/console/counts?order_id_prefix=xyz",
+        "/orders?step=ship_it",
+        "/orders?customer_id=%00",
     ];
     for query in bad_queries {
         let answer = suite.http.get(&suite.url(Service::Orchestrator, query)).await;
@@ -440,6 +479,8 @@ async fn the_page_and_its_assets_come_from_the_binary_with_a_strict_content_secu
         ("/console/console.css", "text/css; charset=utf-8"),
         ("/console/api.js", "text/javascript; charset=utf-8"),
         ("/console/format.js", "text/javascript; charset=utf-8"),
+        ("/console/chart.js", "text/javascript; charset=utf-8"),
+        ("/console/bulk.js", "text/javascript; charset=utf-8"),
     ] {
         let response = suite.http.inner().get(suite.url(Service::Orchestrator, path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
@@ -448,7 +489,8 @@ async fn the_page_and_its_assets_come_from_the_binary_with_a_strict_content_secu
         assert!(header("content-security-policy").contains("script-src 'self'"), "{path}");
         assert!(header("content-security-policy").contains("connect-src 'self'"), "{path}");
         assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
-        let body = response.text().await.unwrap();
+        // (The SVG namespace is a name, not an address.)
+        let body = response.text().await.unwrap().replace("'http://www.w3.org/2000/svg'", "");
         assert!(!body.contains("http://") && !body.contains("https://"), "{path} loads nothing from elsewhere");
     }
     // The orchestrator's root leads a browser to the console.
@@ -616,9 +658,29 @@ async fn with_100000_sagas_in_the_log_the_console_and_list_queries_never_scan_th
     let started = Instant::now();
     assert_eq!(listed(&suite, &format!("?order_id_prefix={}", &cursor[..13])).await.first(), Some(&cursor));
     timed("search by id prefix", started);
+    let started = Instant::now();
+    let counted = suite.http.get(&suite.url(Service::Orchestrator, "/console/counts")).await.body;
+    timed("counts per status", started);
+    let started = Instant::now();
+    let by_customer =
+        suite.http.get(&suite.url(Service::Orchestrator, "/console/counts?customer_id=alice&stuck=true")).await;
+    timed("counts per status, by customer, stuck", started);
     eprintln!("with 100,000 sagas: {}", timings.join(", "));
 
     assert_eq!(deep, expected_order, "keyset paging gives the same page as an offset");
+    // Each status counted up to the cap: the 88,000 completed read "more than 10,000".
+    let count = |body: &Value, status: &str| body["counts"][status].as_i64().unwrap();
+    assert_eq!(counted["cap"], 10_000, "{counted}");
+    assert_eq!((count(&counted, "failed"), count(&counted, "running")), (100, 1000), "{counted}");
+    assert_eq!(count(&counted, "completed"), 10_001, "{counted}");
+    // Stuck only counts sagas in flight: those the overview counts as stuck (give or take the
+    // one that crossed the threshold between the two reads: one every 2.5 s).
+    assert_eq!(by_customer.status, 200, "{}", by_customer.body);
+    let stuck = count(&by_customer.body, "running") + count(&by_customer.body, "compensating");
+    assert!((stuck - figures["stuck_total"].as_i64().unwrap()).abs() <= 2, "{} {figures}", by_customer.body);
+    for status in ["pending", "completed", "compensated", "failed"] {
+        assert_eq!(count(&by_customer.body, status), 0, "{}", by_customer.body);
+    }
     assert_eq!(figures["requires_intervention"], 100, "{figures}");
     assert_eq!(figures["in_flight_total"], 2000, "{figures}");
     // One saga every 50 ms: about 6,000 in the last five minutes (fewer as the test's time passes).
@@ -628,6 +690,184 @@ async fn with_100000_sagas_in_the_log_the_console_and_list_queries_never_scan_th
     // the new indexes served the list and the overview (nothing else uses them).
     tokio::time::sleep(STATS_SETTLE).await;
     assert_eq!(sequential_scans(&db).await, scans_before, "a query scanned the whole sagas table");
-    assert!(index_scans(&db, "sagas_created_id").await >= created_scans_before + 4, "list and started counts");
+    assert!(index_scans(&db, "sagas_created_id").await >= created_scans_before + 5, "list, started counts, chart");
     assert!(index_scans(&db, "sagas_finished").await >= finished_scans_before + 2, "finished counts");
+
+    // The chart: its first read in a process counts the last 15 minutes (here 18 % of the table,
+    // which Postgres rightly reads whole); every later one, whoever asks, only the last half
+    // minute or so, from the indexes.
+    let started = Instant::now();
+    let mut first = EventStream::open(&suite.url(Service::Orchestrator, "/console/stream")).await;
+    let history = first.next_named("history", WAIT).await;
+    let first_read = started.elapsed();
+    tokio::time::sleep(STATS_SETTLE).await;
+    let scans_before = sequential_scans(&db).await;
+    let started = Instant::now();
+    let mut second = EventStream::open(&suite.url(Service::Orchestrator, "/console/stream")).await;
+    let again = second.next_named("history", WAIT).await;
+    eprintln!("the chart with 100,000 sagas: first read {first_read:?}, then {:?}", started.elapsed());
+    tokio::time::sleep(STATS_SETTLE).await;
+    assert_eq!(sequential_scans(&db).await, scans_before, "the chart's second read scanned the whole table");
+    // One saga every 50 ms up to the insert: 200 in each 10 s bucket of the last 15 minutes
+    // (the last few buckets, after the insert, have fewer); the second read says the same.
+    let buckets = history["buckets"].as_array().unwrap();
+    assert_eq!(buckets.len(), 90, "{history}");
+    assert!(buckets[..80].iter().all(|b| (199..=201).contains(&b["started"].as_i64().unwrap())), "{history}");
+    let started_in = |h: &Value| -> Vec<i64> {
+        h["buckets"].as_array().unwrap().iter().map(|b| b["started"].as_i64().unwrap()).collect()
+    };
+    let (one, two) = (started_in(&history), started_in(&again));
+    let shift = usize::from(history["at"] != again["at"]);
+    assert_eq!(one[shift..80], two[..80 - shift], "the cached buckets are the ones read");
+}
+
+#[tokio::test]
+async fn the_console_stream_pushes_settings_figures_and_the_chart_and_ends_when_the_orchestrator_stops() {
+    let mut suite = Suite::start(&Service::PARTICIPANTS).await;
+    // A drain longer than `terminate` waits: only a stream that ends on SIGTERM lets it exit.
+    let env = [
+        ("TRACE_UI_URL", "http://jaeger.test:16686/"),
+        ("GRAFANA_URL", "http://grafana.test:3000"),
+        ("SHUTDOWN_GRACE_MS", "60000"),
+    ];
+    suite.spawn(Service::Orchestrator, &env).await;
+    let mut stream = EventStream::open(&suite.url(Service::Orchestrator, "/console/stream?window_s=60")).await;
+
+    // First the settings (the links without their trailing slash), then the figures and the chart.
+    let Next::Event(name, settings) = stream.next(WAIT).await else { panic!("the stream ended at once") };
+    assert_eq!(name, "settings");
+    assert_eq!(settings["trace_ui_url"], "http://jaeger.test:16686", "{settings}");
+    assert_eq!(settings["grafana_url"], "http://grafana.test:3000", "{settings}");
+    assert_eq!(
+        settings["steps"],
+        json!(["reserve_inventory", "process_payment", "create_shipment", "send_confirmation"])
+    );
+    let live = stream.next_named("overview", WAIT).await;
+    assert_eq!(live["overview"]["window_seconds"], 60, "{live}");
+    assert_eq!(live["services"]["services"].as_array().unwrap().len(), 5, "{live}");
+    let history = stream.next_named("history", WAIT).await;
+    assert_eq!((history["bucket_seconds"].as_i64(), history["buckets"].as_array().map(Vec::len)), (Some(10), Some(90)));
+    let total = |history: &Value, series: &str| -> i64 {
+        history["buckets"].as_array().unwrap().iter().map(|b| b[series].as_i64().unwrap()).sum()
+    };
+    assert_eq!(total(&history, "started"), 0, "{history}");
+
+    // An order completes: the next figures count it, and so does the chart at its next push
+    // (once per 10 s bucket).
+    let order = suite.accepted_order(&happy_order()).await;
+    assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "completed");
+    let live = stream.next_named("overview", WAIT).await;
+    assert!(live["overview"]["rates"]["completed"].as_f64().unwrap() > 0.0, "{live}");
+    let history = stream.next_named("history", WAIT).await;
+    assert_eq!((total(&history, "started"), total(&history, "completed")), (1, 1), "{history}");
+    assert_eq!(total(&history, "compensated"), 0, "{history}");
+
+    // SIGTERM: the stream ends instead of holding the drain for its 60 s, and the orchestrator
+    // exits cleanly (`terminate` waits 15 s at most).
+    let status = suite.terminate(Service::Orchestrator).await;
+    assert!(status.success(), "the orchestrator exited with {status}: {}", suite.log(Service::Orchestrator));
+    loop {
+        match stream.next(WAIT).await {
+            Next::Ended => break,
+            Next::Event(name, _) => assert_ne!(name, "problem", "a read failed while stopping"),
+        }
+    }
+}
+
+/// Waits for the console's counts to show `count` sagas in `status`.
+async fn wait_for_count(page: &mut Page, status: &str, count: usize) {
+    let chip = format!("document.querySelector('#counts button[data-status=\"{status}\"]').dataset.count");
+    page.wait_until(&format!("{count} {status} in the counts"), &format!("{chip} === '{count}'"), WAIT).await;
+}
+
+#[tokio::test]
+async fn an_operator_filters_the_console_reads_the_counts_and_the_chart_and_retries_the_filtered_sagas_in_bulk() {
+    let chromium = Chromium::find();
+    let mut suite =
+        Suite::start(&[Service::Inventory, Service::Payment, Service::Shipping, Service::Notification]).await;
+    suite.spawn(Service::Orchestrator, &[&[("COMPENSATION_BUDGET_MS", "1500")], &SLOW_CALL_ENV[..]].concat()).await;
+    // Two completed orders, then four dead-lettered ones (as in saga_failures.rs): dave's three
+    // and one of load-declined's, both declined by payment while inventory is dead when their
+    // reservations must be released, for longer than the compensation budget.
+    for _ in 0..2 {
+        let order = suite.accepted_order(&happy_order()).await;
+        assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "completed");
+    }
+    suite.set_faults(Service::Payment, &json!({ "latency_ms": SLOW_CALL_MS })).await;
+    let mut daves = Vec::new();
+    for _ in 0..3 {
+        daves.push(suite.accepted_order(&order_body("dave", &[("WIDGET-1", 1)], "FR")).await);
+    }
+    let other = suite.accepted_order(&order_body("load-declined", &[("WIDGET-1", 1)], "FR")).await;
+    for &order in daves.iter().chain([&other]) {
+        suite.wait_for_step(order, 0, "succeeded").await;
+    }
+    suite.kill(Service::Inventory).await;
+    for &order in daves.iter().chain([&other]) {
+        assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "failed");
+    }
+
+    // The failed ones, then only dave's: typed in the customer field, as an operator would.
+    let mut page = chromium.open(&console_url(&suite, "#status=failed")).await;
+    page.wait_until("the console", "document.body.dataset.state === 'ready'", WAIT).await;
+    wait_for_count(&mut page, "failed", 4).await;
+    page.eval(
+        "const customer = document.getElementById('customer-filter'); customer.value = 'dave'; \
+         customer.dispatchEvent(new Event('input'))",
+    )
+    .await;
+    page.wait_until("dave's filter in the link", "location.hash === '#status=failed&customer=dave'", WAIT).await;
+    wait_for_count(&mut page, "failed", 3).await;
+    wait_for_count(&mut page, "completed", 0).await;
+    let rows = "[...document.querySelectorAll('#saga-list tbody tr')].map(r => r.dataset.orderId)";
+    page.wait_until("dave's three sagas listed", &format!("{rows}.length === 3"), WAIT).await;
+    let mut listed: Vec<String> =
+        serde_json::from_value(page.eval(rows).await).unwrap_or_else(|e| panic!("the list's ids: {e}"));
+    listed.sort();
+    let mut expected: Vec<String> = daves.iter().map(Uuid::to_string).collect();
+    expected.sort();
+    assert_eq!(listed, expected, "only dave's failed sagas");
+    // The chart drew the last 15 minutes: six sagas started, two completed.
+    let chart = "document.getElementById('chart')";
+    page.wait_until("the chart", &format!("{chart}.dataset.buckets === '90'"), WAIT).await;
+    let series = "[...document.querySelectorAll('#chart-svg polyline')].map(l => [l.dataset.series, l.dataset.total])";
+    assert_eq!(page.eval(series).await, json!([["started", "6"], ["completed", "2"], ["compensated", "0"]]));
+    page.screenshot(&artifacts_dir().join("console-filtered.png")).await;
+
+    // A bulk retry asks first, with the count and the filter.
+    suite.spawn(Service::Inventory, &[]).await;
+    assert_eq!(page.eval("document.getElementById('bulk-cancel').disabled").await, true, "nothing to cancel");
+    keep_token(&mut page, saga_tests::ADMIN_TOKEN).await;
+    page.eval("document.getElementById('bulk-retry').click()").await;
+    page.wait_until("the confirmation", "document.getElementById('bulk-dialog').open", WAIT).await;
+    let asked = page
+        .eval("[document.getElementById('bulk-title').textContent, document.getElementById('bulk-filter').textContent]")
+        .await;
+    assert_eq!(asked, json!(["Retry 3 failed sagas?", "Matching: status failed, customer_id dave"]));
+    page.eval(
+        "document.getElementById('bulk-operator').value = 'ops-carol'; \
+         document.getElementById('bulk-reason').value = 'inventory is back'",
+    )
+    .await;
+    page.screenshot(&artifacts_dir().join("console-bulk-confirm.png")).await;
+    page.eval("document.getElementById('bulk-confirm').click()").await;
+    let progress = "document.getElementById('bulk-progress')";
+    page.wait_until("the batch done", &format!("{progress}.dataset.status === 'done'"), WAIT).await;
+    let text = page.eval(&format!("{progress}.textContent")).await;
+    assert!(text.as_str().unwrap().contains("3 of 3 acted on · 3 done, 0 refused, 0 failed"), "{text}");
+    let batch_id = page.eval(&format!("{progress}.dataset.batchId")).await;
+    let batch_id = batch_id.as_str().unwrap();
+
+    // Each of dave's sagas was retried once, by the batch, and compensates; the other stays failed.
+    for &order in &daves {
+        assert_eq!(suite.wait_terminal(order, WAIT).await["status"], "compensated");
+        let events = suite.events(order).await;
+        let operator: Vec<&Value> = events.iter().filter(|e| e["kind"] == "operator").collect();
+        assert_eq!(operator.len(), 1, "{events:?}");
+        assert_eq!(operator[0]["actor"], "ops-carol");
+        assert_eq!(operator[0]["detail"], format!("batch {batch_id}: inventory is back"));
+    }
+    assert_eq!(suite.order(other).await["status"], "failed", "not in the filter, not retried");
+    wait_for_count(&mut page, "compensated", 3).await;
+    page.screenshot(&artifacts_dir().join("console-bulk-done.png")).await;
 }

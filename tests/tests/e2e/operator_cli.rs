@@ -24,8 +24,9 @@ async fn an_operator_lists_shows_cancels_and_retries_sagas_and_switches_faults_f
     assert!(alices.iter().any(|order| order["order_id"] == id), "{alices:?}");
     let nobodys = up.sagactl_ok(&["orders", "list", "--customer", "nobody", "--json"]).await;
     assert_eq!(serde_json::from_str::<Vec<Value>>(&nobodys).unwrap(), Vec::<Value>::new());
+    // A bulk action names the status it acts on (retry: failed; cancel: pending or running).
     let bulk_by_customer = up.sagactl(&["orders", "cancel", "--customer", "alice", "--yes"]).await;
-    assert!(String::from_utf8_lossy(&bulk_by_customer.stderr).contains("list with the others first"));
+    assert!(String::from_utf8_lossy(&bulk_by_customer.stderr).contains("select them with --status"));
     let running = up.sagactl_ok(&["orders", "list", "--status", "running", "--json"]).await;
     assert_eq!(serde_json::from_str::<Vec<Value>>(&running).unwrap(), Vec::<Value>::new());
     let shown = up.sagactl_ok(&["orders", "show", id]).await;
@@ -72,7 +73,24 @@ async fn an_operator_lists_shows_cancels_and_retries_sagas_and_switches_faults_f
     assert!(!asked.status.success());
     let asked_err = String::from_utf8_lossy(&asked.stderr);
     assert!(asked_err.contains("cancel 3 saga(s)?") && asked_err.contains("--yes"), "{asked_err}");
-    let bulk = up.sagactl_ok(&["orders", "cancel", "--status", "running", "--reason", "demo outage", "--yes"]).await;
+    // The bulk form takes every filter of the list: here the step they wait in and the customer.
+    let other_step = ["orders", "cancel", "--status", "running", "--step", "send_confirmation", "--yes"];
+    assert!(up.sagactl_ok(&other_step).await.contains("no saga matches"));
+    let bulk = up
+        .sagactl_ok(&[
+            "orders",
+            "cancel",
+            "--status",
+            "running",
+            "--step",
+            "create_shipment",
+            "--customer",
+            "alice",
+            "--reason",
+            "demo outage",
+            "--yes",
+        ])
+        .await;
     // A batch operation of the orchestrator's, followed to its end.
     assert!(bulk.starts_with("batch ") && bulk.contains("3 saga(s) to cancel"), "{bulk}");
     for order_id in &waiting {

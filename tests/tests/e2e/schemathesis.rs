@@ -29,6 +29,10 @@ async fn every_service_passes_schemathesis_with_all_checks() {
             // Fuzzing the fault switch with the token could turn on a hang for the rest of the
             // run; its auth and validation have tests of their own (faults.rs).
             .args(["--exclude-operation-id", "put_faults"])
+            // The console's event stream answers 200 and never ends (until the orchestrator
+            // stops): a client that reads a whole body would wait forever. Its answers and its
+            // bad input have tests of their own (console.rs).
+            .args(["--exclude-operation-id", "get_stream"])
             .args(["--header", &format!("Authorization: Bearer {ADMIN_TOKEN}")])
             .env("NO_COLOR", "1")
             .output()
