@@ -111,7 +111,7 @@ def known_env() -> tuple[set[str], set[str]]:
 
     Every service reads its settings through `Env::{get, parse_or, millis_or, flag}("NAME", …)`
     in shared/src/config.rs and shared/src/faults.rs (and the OTLP endpoint in shared/src/telemetry.rs); the orchestrator adds its own in
-    engine/src/config.rs, including per-step overrides built as `STEP_{upper}_{suffix}` for
+    engine/src/config.rs (its console's links through `link(env, "NAME")`), including per-step overrides built as `STEP_{upper}_{suffix}` for
     each participant's step, and each participant's `<NAME>_URL` (`Service::url_variable`).
     RUST_LOG is read by shared/src/telemetry.rs."""
     literal = re.compile(r'(?:get|parse_or|millis_or|flag|url)\(\s*"([A-Z][A-Z0-9_]*)"')
@@ -121,6 +121,7 @@ def known_env() -> tuple[set[str], set[str]]:
     shared |= set(re.findall(r'"(OTEL_[A-Z_]+)"', read("shared/src/telemetry.rs")))
     orchestrator_src = read("engine/src/config.rs")
     orchestrator = set(literal.findall(orchestrator_src))
+    orchestrator |= set(re.findall(r'link\(\s*env,\s*"([A-Z][A-Z0-9_]*)"', orchestrator_src))
     # Per-step settings: millis("SUFFIX", …) expands to STEP_SUFFIX and STEP_<STEP>_SUFFIX;
     # format!("STEP_{upper}_NAME") to STEP_<STEP>_NAME.
     suffixes = set(re.findall(r'millis\(\s*"([A-Z_]+)"', orchestrator_src))

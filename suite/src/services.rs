@@ -46,6 +46,14 @@ impl LauncherEnv {
         Self { env: Env::from_pairs(pairs) }
     }
 
+    /// The same environment with `key` set to `value`.
+    #[must_use]
+    pub fn with(&self, key: &str, value: &str) -> Self {
+        let others = self.env.iter().filter(|(name, _)| *name != key);
+        let pairs = others.map(|(name, value)| (name.to_owned(), value.to_owned()));
+        Self::from_pairs(pairs.chain([(key.to_owned(), value.to_owned())]))
+    }
+
     /// A variable's value; empty counts as unset.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.env.get(key)
@@ -154,6 +162,12 @@ pub fn service_env(spec: &Service, ctx: &EnvContext<'_>) -> BTreeMap<String, Str
                 env.insert(participant.url_variable(), participant.local_url(port));
             }
         }
+        // Where the console links to (`sagactl up` sets GRAFANA_URL for the Grafana it starts).
+        for link in ["GRAFANA_URL", "TRACE_UI_URL"] {
+            if let Some(url) = ctx.launcher.get(link) {
+                env.insert(link.to_owned(), url.to_owned());
+            }
+        }
     }
     env.extend(ctx.launcher.fault_env(spec.name));
     env
@@ -175,6 +189,14 @@ mod tests {
         }
         assert_eq!(spec("payment").map(|s| s.default_port).ok(), Some(8082));
         assert!(spec("billing").is_err());
+    }
+
+    #[test]
+    fn a_variable_can_be_set_on_a_copy_of_the_environment() {
+        let launcher = env(&[("GRAFANA_URL", "http://old"), ("RUST_LOG", "info")]);
+        let changed = launcher.with("GRAFANA_URL", "http://127.0.0.1:3000");
+        assert_eq!(changed.get("GRAFANA_URL"), Some("http://127.0.0.1:3000"));
+        assert_eq!((changed.get("RUST_LOG"), launcher.get("GRAFANA_URL")), (Some("info"), Some("http://old")));
     }
 
     #[test]

@@ -44,6 +44,7 @@ pub async fn up(dir: &StateDir, launcher: &LauncherEnv, args: UpArgs) -> anyhow:
     let database = launcher.get("SAGA_DATABASE").unwrap_or("saga").to_owned();
     validate_identifier(&database).context("SAGA_DATABASE")?;
     let plan = plan(launcher)?;
+    let launcher = &with_grafana_link(launcher);
     let mut signals = StopSignals::install()?;
     dir.create()?;
 
@@ -138,6 +139,17 @@ async fn start_prometheus(dir: &StateDir, launcher: &LauncherEnv, state: &SuiteS
             None
         }
     }
+}
+
+/// The launcher's environment with `GRAFANA_URL` set to the Grafana this command is about to
+/// start (when it is installed and wanted), so the console links to it; a `GRAFANA_URL` already
+/// set says where another one is.
+fn with_grafana_link(launcher: &LauncherEnv) -> LauncherEnv {
+    if launcher.get("GRAFANA_URL").is_some() || grafana::disabled(launcher) || grafana::find(launcher).is_none() {
+        return launcher.clone();
+    }
+    let port = launcher.get("GRAFANA_PORT").and_then(|port| port.parse::<u16>().ok()).unwrap_or(3000);
+    launcher.with("GRAFANA_URL", &format!("http://127.0.0.1:{port}"))
 }
 
 /// Starts a local Grafana when one is installed (`GRAFANA_PORT`, default 3000), showing the
