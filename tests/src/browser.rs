@@ -61,8 +61,8 @@ impl Chromium {
         Dom(page.html().await)
     }
 
-    /// A screenshot of `url` at 1400×1000, once it is ready, in `path` (its directory is
-    /// created).
+    /// A screenshot of the whole page at `url` (1400 wide), once it is ready, in `path` (its
+    /// directory is created).
     pub async fn screenshot(&self, url: &str, path: &Path) {
         let mut page = self.open_ready(url).await;
         page.screenshot(path).await;

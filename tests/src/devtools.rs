@@ -113,10 +113,15 @@ impl Page {
         format!("<!doctype html>{}", html.as_str().expect("outerHTML is a string"))
     }
 
-    /// A PNG of the page as shown (1400×1000) in `path` (its directory is created).
+    /// A PNG of the whole page (1400 wide, as long as the page) in `path` (its directory is
+    /// created).
     pub async fn screenshot(&mut self, path: &std::path::Path) {
         use base64::Engine as _;
-        let shot = self.call("Page.captureScreenshot", json!({ "format": "png" })).await;
+        let metrics = self.call("Page.getLayoutMetrics", json!({})).await;
+        let size = &metrics["cssContentSize"];
+        let clip = json!({ "x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1 });
+        let params = json!({ "format": "png", "captureBeyondViewport": true, "clip": clip });
+        let shot = self.call("Page.captureScreenshot", params).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(shot["data"].as_str().expect("screenshot data"))
             .expect("screenshot is base64");

@@ -15,11 +15,20 @@ function node(tag, attributes) {
   return element;
 }
 
-/** Draws `history` ({bucket_seconds, buckets: [{start, started, completed, compensated}]}) into `svg`. */
+/**
+ * Draws `history` ({bucket_seconds, at, buckets: [{start, started, completed, compensated}]})
+ * into `svg`. The last bucket has only run from its start to `at`: its rate is over that time.
+ */
 export function drawChart(figure, svg, peakLabel, history) {
   const buckets = history.buckets;
-  const perSecond = (count) => count / history.bucket_seconds;
-  const peak = Math.max(0, ...buckets.flatMap((b) => SERIES.map((s) => perSecond(b[s]))));
+  const last = buckets.length - 1;
+  const ranFor = (i) => {
+    if (i !== last) return history.bucket_seconds;
+    const elapsed = (Date.parse(history.at) - Date.parse(buckets[i].start)) / 1000;
+    return Math.min(history.bucket_seconds, Math.max(1, elapsed));
+  };
+  const rateOf = (b, i, series) => b[series] / ranFor(i);
+  const peak = Math.max(0, ...buckets.flatMap((b, i) => SERIES.map((s) => rateOf(b, i, s))));
   const top = Math.max(peak, 1) * HEADROOM;
   const step = WIDTH / Math.max(buckets.length, 1);
   const x = (i) => (i + 0.5) * step;
@@ -29,7 +38,7 @@ export function drawChart(figure, svg, peakLabel, history) {
     node('line', { x1: 0, y1: HEIGHT - 0.5, x2: WIDTH, y2: HEIGHT - 0.5, class: 'axis' }),
   ];
   for (const series of SERIES) {
-    const points = buckets.map((b, i) => `${x(i).toFixed(1)},${y(perSecond(b[series])).toFixed(1)}`).join(' ');
+    const points = buckets.map((b, i) => `${x(i).toFixed(1)},${y(rateOf(b, i, series)).toFixed(1)}`).join(' ');
     const line = node('polyline', { points, class: `series ${series}`, 'data-series': series });
     line.dataset.total = String(buckets.reduce((sum, b) => sum + b[series], 0));
     children.push(line);

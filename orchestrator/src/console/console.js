@@ -17,6 +17,8 @@ const REFRESH_MIN_MS = 2000;
 // … and this often when nothing seems to change (an operator elsewhere may have acted).
 const REFRESH_MAX_MS = 10000;
 const PAGE_SIZE = 50;
+// A stream the browser gave up on is opened again after this long.
+const RECONNECT_MS = 2000;
 const TOKEN_KEY = 'saga-console.operator-token';
 const OPERATOR_KEY = 'saga-console.operator';
 const TERMINAL = new Set(['completed', 'compensated', 'failed']);
@@ -41,8 +43,10 @@ const page = { before: null, previous: [], lastIds: [] };
 let clockOffsetMs = 0;
 /** What the `settings` event said: links, steps, this instance. */
 let settings = { trace_ui_url: null, grafana_url: null, steps: [] };
-/** The last counts per status for the filter on screen. */
-let lastCounts = null;
+/** The last counts per status, and the filter they were counted for. */
+let lastCounts = { key: '', counts: null };
+/** The filter the list on screen was paged for: another one starts from the first page. */
+let pagedFor = '';
 /** When the list and the open saga were last read, and what the figures were then. */
 const reads = { list: -Infinity, detail: -Infinity, figures: '' };
 const sequence = { list: 0, detail: 0 };
@@ -155,8 +159,13 @@ function describeFilter() {
   return parts.length ? parts.join(', ') : 'every saga';
 }
 
-function renderCounts(answer) {
-  lastCounts = answer.counts;
+/** The filter on screen as one string, to tell filters apart. */
+function filterKey() {
+  return JSON.stringify([...FILTERS.map(([key]) => view[key]), view.stuck]);
+}
+
+function renderCounts(answer, key) {
+  lastCounts = { key, counts: answer.counts };
   const shown = (n) => (n > answer.cap ? `${answer.cap.toLocaleString()}+` : n.toLocaleString());
   const total = Object.values(answer.counts).reduce((sum, n) => sum + n, 0);
   const chips = Object.entries(answer.counts).map(([status, n]) => {
@@ -176,6 +185,7 @@ function renderCounts(answer) {
 
 async function loadList() {
   const mine = ++sequence.list;
+  const key = filterKey();
   const filter = filterParams();
   const params = new URLSearchParams(filter);
   params.set('limit', String(PAGE_SIZE));
@@ -184,7 +194,7 @@ async function loadList() {
   if (mine !== sequence.list) return; // a newer load (another filter) has answered or will
   reads.list = Date.now();
   shown.add('list');
-  renderCounts(counts);
+  renderCounts(counts, key);
   page.lastIds = orders.map((o) => o.order_id);
   const rows = orders.map((o) => {
     const tr = el('tr', null, o.order_id === view.order ? 'selected' : '');
@@ -294,7 +304,7 @@ function renderActions(status) {
         : 'Finished: nothing to do.';
 }
 
-async function loadDetail(force) {
+async function loadDetail(force, changed) {
   const section = $('order-detail');
   const id = view.order;
   document.querySelector('main').classList.toggle('with-detail', Boolean(id));
@@ -308,10 +318,12 @@ async function loadDetail(force) {
     section.hidden = true;
     throw new Error(`${id} is not an order id`);
   }
-  // A finished saga changes only if an operator acts: it is read less often.
+  // A saga in flight is re-read when the figures changed; a finished one changes only if an
+  // operator acts: both at least every REFRESH_MAX_MS.
   const finished = section.dataset.orderId === id && TERMINAL.has(section.dataset.status);
   const since = Date.now() - reads.detail;
-  if (!force && since < (finished ? REFRESH_MAX_MS : REFRESH_MIN_MS)) return;
+  const due = since >= REFRESH_MAX_MS || (changed && !finished && since >= REFRESH_MIN_MS);
+  if (!force && !due) return;
   const mine = ++sequence.detail;
   reads.detail = Date.now();
   const [order, events] = await Promise.all([request(`orders/${id}`), request(`orders/${id}/events`)]);
@@ -393,6 +405,15 @@ function readHash() {
   $('to-filter').value = localInput(view.to);
 }
 
+/** A filter that changed starts from the first page, and its counts are not known yet. */
+function filterChanged() {
+  const key = filterKey();
+  if (key === pagedFor) return;
+  pagedFor = key;
+  firstPage();
+  bulk.update();
+}
+
 function writeHash() {
   const params = new URLSearchParams();
   for (const [key] of FILTERS) if (view[key]) params.set(key, view[key]);
@@ -401,7 +422,10 @@ function writeHash() {
   if (view.window !== 10) params.set('window', String(view.window));
   const hash = params.toString();
   if (location.hash.slice(1) !== hash) location.hash = hash;
-  else refresh();
+  else {
+    filterChanged();
+    refresh();
+  }
 }
 
 function firstPage() {
@@ -428,7 +452,7 @@ async function afterFigures(o) {
   const changed = figures !== reads.figures;
   reads.figures = figures;
   const since = Date.now() - reads.list;
-  const loads = [guarded('saga', () => loadDetail(false))];
+  const loads = [guarded('saga', () => loadDetail(false, changed))];
   if (since >= REFRESH_MAX_MS || (changed && since >= REFRESH_MIN_MS)) loads.push(guarded('sagas', loadList));
   await Promise.all(loads);
   markStale();
@@ -500,7 +524,9 @@ function connect() {
     markStale();
   };
   stream.onerror = () => {
-    // EventSource reconnects by itself (after the delay the stream asked for).
+    // EventSource reconnects by itself (after the delay the stream asked for) when the
+    // connection broke, but gives up on an HTTP error (a proxy's 502, a fault): then we do.
+    if (stream.readyState === EventSource.CLOSED) setTimeout(connect, RECONNECT_MS);
     setLive('reconnecting', 'reconnecting…');
     report('live', new Error('the event stream from the orchestrator broke; reconnecting'));
     markStale();
@@ -531,8 +557,11 @@ function listFromGroup(event) {
   const row = event.target.closest('tr[data-status]');
   if (!row || (event.type === 'keydown' && event.key !== 'Enter')) return;
   const stuckCell = event.target.closest('td.stuck');
+  // Exactly the sagas the row counts: no other filter.
+  for (const [key] of FILTERS) view[key] = '';
   view.status = row.dataset.status;
-  view.step = row.dataset.step;
+  // A step the filter cannot name (a saga past its last step) lists the whole status.
+  view.step = settings.steps.includes(row.dataset.step) ? row.dataset.step : '';
   view.stuck = Boolean(stuckCell) && Number(row.dataset.stuck) > 0;
   view.order = null;
   writeHash();
@@ -545,15 +574,16 @@ function start() {
   bulk = setupBulk({
     filter: batchFilter,
     describe: describeFilter,
-    counts: () => lastCounts,
+    // Counts of another filter (the new one's are still being read) count nothing.
+    counts: () => (lastCounts.key === filterKey() ? lastCounts.counts : null),
     token: () => sessionStorage.getItem(TOKEN_KEY),
     done: refresh,
   });
+  pagedFor = filterKey();
   window.addEventListener('hashchange', () => {
-    const before = JSON.stringify(FILTERS.map(([key]) => view[key]).concat(view.stuck));
     const windowBefore = view.window;
     readHash();
-    if (before !== JSON.stringify(FILTERS.map(([key]) => view[key]).concat(view.stuck))) firstPage();
+    filterChanged();
     if (windowBefore !== view.window) connect();
     refresh();
   });

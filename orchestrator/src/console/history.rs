@@ -29,7 +29,7 @@ const SETTLED_AFTER: Duration = Duration::from_secs(30);
 pub(super) struct History {
     /// Width of each bucket, in seconds (divide a count by it for a rate per second).
     bucket_seconds: i64,
-    /// The database's clock when read.
+    /// The database's clock when read (the last bucket has only run since its start until then).
     at: DateTime<Utc>,
     /// Oldest first; the last is the bucket in progress.
     buckets: Vec<Bucket>,
@@ -92,7 +92,9 @@ impl HistoryCache {
         .await?;
         let fresh = counts(&rows);
         let settled_through = bucket_of(at - SETTLED_AFTER);
-        Ok(settled.merge(fresh, from, first, settled_through, now))
+        let mut history = settled.merge(fresh, from, first, settled_through, now);
+        history.at = at;
+        Ok(history)
     }
 }
 
@@ -108,8 +110,11 @@ impl Settled {
         now: i64,
     ) -> History {
         self.buckets.retain(|&bucket, _| bucket >= first && bucket < from);
+        // A clock that went back (NTP, a failover to a host behind) may put the settled end before
+        // `from`: nothing new is settled then.
+        let settled_through = settled_through.max(from);
         self.buckets.extend(fresh.range(from..settled_through).map(|(&bucket, &counts)| (bucket, counts)));
-        self.through = Some(settled_through.max(from));
+        self.through = Some(settled_through);
         let buckets = (first..=now)
             .map(|bucket| {
                 let counts = self.buckets.get(&bucket).or_else(|| fresh.get(&bucket)).copied().unwrap_or_default();
@@ -192,6 +197,22 @@ mod tests {
         assert_eq!(shown(&history)[0], (0, 0, 0));
         assert!(!settled.buckets.contains_key(&first));
         assert_eq!(history.buckets.len(), BUCKETS as usize);
+    }
+
+    #[test]
+    fn a_clock_that_goes_back_settles_nothing_new_and_loses_nothing() {
+        let mut settled = Settled::default();
+        let now = 500;
+        let fresh = counts(&[row(now - 10, "started", 3)]);
+        settled.merge(fresh, now - 89, now - 89, now - 3, now);
+        assert_eq!(settled.through, Some(now - 3));
+        // The clock is back by a minute: the read starts where the settled buckets end, which is
+        // after the new settled end.
+        let now = now - 6;
+        let history = settled.merge(BTreeMap::new(), now + 3, now - 89, now - 3, now);
+        assert_eq!(settled.through, Some(now + 3));
+        assert_eq!(history.buckets.len(), BUCKETS as usize);
+        assert_eq!(history.buckets.iter().map(|b| b.started).sum::<i64>(), 3, "the settled bucket is still shown");
     }
 
     #[test]
