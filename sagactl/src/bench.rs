@@ -49,6 +49,14 @@ pub struct Costs {
     pub wal_syncs: f64,
     /// WAL bytes per saga.
     pub wal_bytes: f64,
+    /// Full-page images written to the WAL per saga (`pg_stat_wal.wal_fpi`): each page's first
+    /// change after a checkpoint begins is logged whole, so a checkpoint in the window shows
+    /// here, and in the WAL bytes.
+    pub wal_fpi: f64,
+    /// Checkpoints begun in the window (timed or requested, `pg_stat_bgwriter`).
+    pub checkpoints: i64,
+    /// Autovacuum and autoanalyze runs finished in the window, over the suite's tables.
+    pub autovacuums: i64,
     /// Share of the updates of the orchestrator's `sagas` rows that were HOT (in place, no
     /// index touched), in percent.
     pub saga_hot_update_pct: f64,
@@ -122,6 +130,9 @@ impl BenchRun {
             transactions: (db_after.transactions - db_before.transactions) as f64 / sagas,
             wal_syncs: (db_after.wal_syncs - db_before.wal_syncs) as f64 / sagas,
             wal_bytes: (db_after.wal_bytes - db_before.wal_bytes) as f64 / sagas,
+            wal_fpi: (db_after.wal_fpi - db_before.wal_fpi) as f64 / sagas,
+            checkpoints: db_after.checkpoints - db_before.checkpoints,
+            autovacuums: db_after.autovacuums - db_before.autovacuums,
             saga_hot_update_pct: 100.0 * (db_after.saga_hot_updates - db_before.saga_hot_updates) as f64
                 / ((db_after.saga_updates - db_before.saga_updates).max(1)) as f64,
             memory_mib,
@@ -150,6 +161,9 @@ struct DbCounters {
     transactions: i64,
     wal_syncs: i64,
     wal_bytes: i64,
+    wal_fpi: i64,
+    checkpoints: i64,
+    autovacuums: i64,
     saga_updates: i64,
     saga_hot_updates: i64,
 }
@@ -160,19 +174,33 @@ impl DbCounters {
         // every second): make this backend's own flush, then read. Other backends' last second
         // may be missing; over a 15 s window that is noise, the same in every mode.
         sqlx::query("select pg_stat_force_next_flush()").execute(admin).await?;
-        let (transactions, wal_syncs, wal_bytes, saga_updates, saga_hot_updates): (i64, i64, i64, i64, i64) =
-            sqlx::query_as(
-                r#"select (select sum(xact_commit)::bigint from pg_stat_database),
-                          (select wal_sync::bigint from pg_stat_wal),
-                          (select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint),
-                          coalesce((select n_tup_upd from pg_stat_all_tables
-                                    where schemaname = 'orchestrator' and relname = 'sagas'), 0),
-                          coalesce((select n_tup_hot_upd from pg_stat_all_tables
-                                    where schemaname = 'orchestrator' and relname = 'sagas'), 0)"#,
-            )
-            .fetch_one(admin)
-            .await?;
-        Ok(Self { transactions, wal_syncs, wal_bytes, saga_updates, saga_hot_updates })
+        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
+            r#"select (select sum(xact_commit)::bigint from pg_stat_database),
+                      (select wal_sync::bigint from pg_stat_wal),
+                      (select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint),
+                      (select wal_fpi::bigint from pg_stat_wal),
+                      (select (checkpoints_timed + checkpoints_req)::bigint from pg_stat_bgwriter),
+                      (select coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint
+                       from pg_stat_user_tables),
+                      coalesce((select n_tup_upd from pg_stat_all_tables
+                                where schemaname = 'orchestrator' and relname = 'sagas'), 0),
+                      coalesce((select n_tup_hot_upd from pg_stat_all_tables
+                                where schemaname = 'orchestrator' and relname = 'sagas'), 0)"#,
+        )
+        .fetch_one(admin)
+        .await?;
+        let (transactions, wal_syncs, wal_bytes, wal_fpi, checkpoints, autovacuums, saga_updates, saga_hot_updates) =
+            row;
+        Ok(Self {
+            transactions,
+            wal_syncs,
+            wal_bytes,
+            wal_fpi,
+            checkpoints,
+            autovacuums,
+            saga_updates,
+            saga_hot_updates,
+        })
     }
 }
 
@@ -225,12 +253,16 @@ pub fn detail_line(result: &BenchResult) -> String {
     let memory: Vec<String> = result.costs.memory_mib.iter().map(|(name, mib)| format!("{name} {mib:.0}")).collect();
     let statements: Vec<String> = result.costs.statements.iter().map(|(role, n)| format!("{role} {n:.1}")).collect();
     format!(
-        "  {} {}: CPU ms/saga {}; statements/saga {}; WAL bytes/saga {:.0}; HOT saga updates {:.0} %; RSS MiB {}",
+        "  {} {}: CPU ms/saga {}; statements/saga {}; WAL bytes/saga {:.0} ({:.2} full pages); checkpoints {}; \
+         autovacuums {}; HOT saga updates {:.0} %; RSS MiB {}",
         result.mode,
         result.load,
         cpu.join(", "),
         statements.join(", "),
         result.costs.wal_bytes,
+        result.costs.wal_fpi,
+        result.costs.checkpoints,
+        result.costs.autovacuums,
         result.costs.saga_hot_update_pct,
         memory.join(", ")
     )
