@@ -517,6 +517,21 @@ def check_docker_image() -> str:
     return f"copies {', '.join(sorted(copied))}; runs as {users[-1]}"
 
 
+def check_postgres_settings() -> str:
+    """Compose's Postgres gets the checkpoint settings of every cluster sagactl starts."""
+    source = read("suite/src/postgres/mod.rs")
+    m = re.search(r"const CHECKPOINT_SETTINGS: \[&str; \d+\] = \[([^\]]*)\];", source)
+    if not m:
+        raise CheckFailed("suite/src/postgres/mod.rs: no CHECKPOINT_SETTINGS (did the code move?)")
+    wanted = re.findall(r'"([^"]+)"', m.group(1))
+    command = compose().get("postgres", {}).get("command") or []
+    given = [command[i + 1] for i, arg in enumerate(command[:-1]) if arg == "-c"]
+    missing = [setting for setting in wanted if setting not in given]
+    if missing:
+        raise CheckFailed(f"docker-compose.yml's postgres lacks -c {', -c '.join(missing)} (suite/src/postgres/mod.rs)")
+    return f"compose's postgres has {', '.join(wanted)}"
+
+
 CHECKS: dict[str, Callable[[], str]] = {
     "compose-env": check_compose_env,
     "compose-ports": check_compose_ports,
@@ -525,6 +540,7 @@ CHECKS: dict[str, Callable[[], str]] = {
     "metric-names": check_metric_names,
     "alert-runbooks": check_alert_runbooks,
     "docker-image": check_docker_image,
+    "postgres-settings": check_postgres_settings,
 }
 
 

@@ -136,7 +136,7 @@ run_check "dashboard queries are valid PromQL" dashboard_queries_parse
 run_check "docker-compose config -q" compose_config
 run_check "docker-compose.yml against the compose-spec schema" compose_schema
 run_check "postgres init script" postgres_init_script
-for name in compose-env compose-ports prometheus-targets grafana-wiring metric-names alert-runbooks docker-image; do
+for name in compose-env compose-ports prometheus-targets grafana-wiring metric-names alert-runbooks docker-image postgres-settings; do
     run_check "consistency: $name" consistency "$name"
 done
 
