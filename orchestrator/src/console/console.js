@@ -175,7 +175,8 @@ function renderCounts(answer, key) {
     chip.append(statusBadge(status), ' ', el('span', shown(n), 'num'));
     return chip;
   });
-  const all = el('button', `any ${total.toLocaleString()}`, `count${view.status ? '' : ' selected'}`);
+  const capped = Object.values(answer.counts).some((n) => n > answer.cap);
+  const all = el('button', `any ${total.toLocaleString()}${capped ? '+' : ''}`, `count${view.status ? '' : ' selected'}`);
   all.type = 'button';
   Object.assign(all.dataset, { status: '', count: total });
   $('counts').dataset.total = String(total);
