@@ -156,7 +156,7 @@ impl BenchRun {
 }
 
 /// Database-wide counters read before and after a window.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
 struct DbCounters {
     transactions: i64,
     wal_syncs: i64,
@@ -174,33 +174,21 @@ impl DbCounters {
         // every second): make this backend's own flush, then read. Other backends' last second
         // may be missing; over a 15 s window that is noise, the same in every mode.
         sqlx::query("select pg_stat_force_next_flush()").execute(admin).await?;
-        let row: (i64, i64, i64, i64, i64, i64, i64, i64) = sqlx::query_as(
-            r#"select (select sum(xact_commit)::bigint from pg_stat_database),
-                      (select wal_sync::bigint from pg_stat_wal),
-                      (select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint),
-                      (select wal_fpi::bigint from pg_stat_wal),
-                      (select (checkpoints_timed + checkpoints_req)::bigint from pg_stat_bgwriter),
+        Ok(sqlx::query_as(
+            r#"select (select sum(xact_commit)::bigint from pg_stat_database) as transactions,
+                      (select wal_sync::bigint from pg_stat_wal) as wal_syncs,
+                      (select (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint) as wal_bytes,
+                      (select wal_fpi::bigint from pg_stat_wal) as wal_fpi,
+                      (select (checkpoints_timed + checkpoints_req)::bigint from pg_stat_bgwriter) as checkpoints,
                       (select coalesce(sum(autovacuum_count + autoanalyze_count), 0)::bigint
-                       from pg_stat_user_tables),
+                       from pg_stat_user_tables) as autovacuums,
                       coalesce((select n_tup_upd from pg_stat_all_tables
-                                where schemaname = 'orchestrator' and relname = 'sagas'), 0),
+                                where schemaname = 'orchestrator' and relname = 'sagas'), 0) as saga_updates,
                       coalesce((select n_tup_hot_upd from pg_stat_all_tables
-                                where schemaname = 'orchestrator' and relname = 'sagas'), 0)"#,
+                                where schemaname = 'orchestrator' and relname = 'sagas'), 0) as saga_hot_updates"#,
         )
         .fetch_one(admin)
-        .await?;
-        let (transactions, wal_syncs, wal_bytes, wal_fpi, checkpoints, autovacuums, saga_updates, saga_hot_updates) =
-            row;
-        Ok(Self {
-            transactions,
-            wal_syncs,
-            wal_bytes,
-            wal_fpi,
-            checkpoints,
-            autovacuums,
-            saga_updates,
-            saga_hot_updates,
-        })
+        .await?)
     }
 }
 

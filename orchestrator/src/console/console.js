@@ -136,32 +136,28 @@ function renderServices(answer) {
 
 // ---------------------------------------------------------------- the list
 
-/** The filter on screen as `GET /orders` query parameters. */
-function filterParams() {
-  if (view.q && !ID_PREFIX.test(view.q)) throw new Error('an order id is hex digits and dashes');
-  const params = new URLSearchParams();
-  for (const [key, name] of FILTERS) if (view[key]) params.set(name, view[key]);
-  if (view.stuck) params.set('stuck', 'true');
-  return params;
-}
-
-/** The filter on screen as a batch operation's filter (its status may be empty). */
+/** The filter on screen, as a batch operation takes it (only what is set; its status may be empty). */
 function batchFilter() {
   const filter = Object.fromEntries(FILTERS.filter(([key]) => view[key]).map(([key, name]) => [name, view[key]]));
   if (view.stuck) filter.stuck = true;
   return filter;
 }
 
-/** The filter on screen in words. */
+/** The same as `GET /orders` query parameters. */
+function filterParams() {
+  if (view.q && !ID_PREFIX.test(view.q)) throw new Error('an order id is hex digits and dashes');
+  return new URLSearchParams(batchFilter());
+}
+
+/** The same in words. */
 function describeFilter() {
-  const parts = FILTERS.filter(([key]) => view[key]).map(([key, name]) => `${name} ${view[key]}`);
-  if (view.stuck) parts.push('stuck');
+  const parts = Object.entries(batchFilter()).map(([name, value]) => (value === true ? name : `${name} ${value}`));
   return parts.length ? parts.join(', ') : 'every saga';
 }
 
-/** The filter on screen as one string, to tell filters apart. */
+/** The same as one string, to tell filters apart. */
 function filterKey() {
-  return JSON.stringify([...FILTERS.map(([key]) => view[key]), view.stuck]);
+  return JSON.stringify(batchFilter());
 }
 
 function renderCounts(answer, key) {

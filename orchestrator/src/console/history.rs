@@ -92,9 +92,8 @@ impl HistoryCache {
         .await?;
         let fresh = counts(&rows);
         let settled_through = bucket_of(at - SETTLED_AFTER);
-        let mut history = settled.merge(fresh, from, first, settled_through, now);
-        history.at = at;
-        Ok(history)
+        let buckets = settled.merge(fresh, from, first, settled_through, now);
+        Ok(History { bucket_seconds: BUCKET_SECONDS, at, buckets })
     }
 }
 
@@ -108,14 +107,14 @@ impl Settled {
         first: i64,
         settled_through: i64,
         now: i64,
-    ) -> History {
+    ) -> Vec<Bucket> {
         self.buckets.retain(|&bucket, _| bucket >= first && bucket < from);
         // A clock that went back (NTP, a failover to a host behind) may put the settled end before
         // `from`: nothing new is settled then.
         let settled_through = settled_through.max(from);
         self.buckets.extend(fresh.range(from..settled_through).map(|(&bucket, &counts)| (bucket, counts)));
         self.through = Some(settled_through);
-        let buckets = (first..=now)
+        (first..=now)
             .map(|bucket| {
                 let counts = self.buckets.get(&bucket).or_else(|| fresh.get(&bucket)).copied().unwrap_or_default();
                 Bucket {
@@ -125,12 +124,7 @@ impl Settled {
                     compensated: counts.compensated,
                 }
             })
-            .collect();
-        History {
-            bucket_seconds: BUCKET_SECONDS,
-            at: DateTime::from_timestamp(now * BUCKET_SECONDS, 0).unwrap_or_default(),
-            buckets,
-        }
+            .collect()
     }
 }
 
@@ -161,8 +155,8 @@ mod tests {
         (bucket, what.to_owned(), count)
     }
 
-    fn shown(history: &History) -> Vec<(i64, i64, i64)> {
-        history.buckets.iter().map(|b| (b.started, b.completed, b.compensated)).collect()
+    fn shown(buckets: &[Bucket]) -> Vec<(i64, i64, i64)> {
+        buckets.iter().map(|b| (b.started, b.completed, b.compensated)).collect()
     }
 
     #[test]
@@ -170,8 +164,8 @@ mod tests {
         let mut settled = Settled::default();
         let fresh = counts(&[row(100, "started", 5), row(100, "completed", 3), row(102, "compensated", 1)]);
         let history = settled.merge(fresh, 100, 100, 101, 100 + BUCKETS - 1);
-        assert_eq!(history.buckets.len(), BUCKETS as usize);
-        assert_eq!(history.buckets[0].start, DateTime::from_timestamp(100 * BUCKET_SECONDS, 0).unwrap());
+        assert_eq!(history.len(), BUCKETS as usize);
+        assert_eq!(history[0].start, DateTime::from_timestamp(100 * BUCKET_SECONDS, 0).unwrap());
         assert_eq!(shown(&history)[..3], [(5, 3, 0), (0, 0, 0), (0, 0, 1)]);
     }
 
@@ -196,7 +190,7 @@ mod tests {
         // The bucket that was first left the window, and is forgotten.
         assert_eq!(shown(&history)[0], (0, 0, 0));
         assert!(!settled.buckets.contains_key(&first));
-        assert_eq!(history.buckets.len(), BUCKETS as usize);
+        assert_eq!(history.len(), BUCKETS as usize);
     }
 
     #[test]
@@ -211,8 +205,8 @@ mod tests {
         let now = now - 6;
         let history = settled.merge(BTreeMap::new(), now + 3, now - 89, now - 3, now);
         assert_eq!(settled.through, Some(now + 3));
-        assert_eq!(history.buckets.len(), BUCKETS as usize);
-        assert_eq!(history.buckets.iter().map(|b| b.started).sum::<i64>(), 3, "the settled bucket is still shown");
+        assert_eq!(history.len(), BUCKETS as usize);
+        assert_eq!(history.iter().map(|b| b.started).sum::<i64>(), 3, "the settled bucket is still shown");
     }
 
     #[test]
